@@ -1,0 +1,141 @@
+"""Models, versions and aliases over a Store, laid out as in the store format.
+
+    models/NAME/versions/VERSION/manifest.json   (+ variant files, card, plots, vocab)
+    models/NAME/aliases/ALIAS.json               {"version", "previous", "updated_at"}
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from functions.core.errors import IntegrityError, NotFoundError
+from functions.core.manifest import MANIFEST_FILE, Manifest
+from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.store import Store
+
+DEFAULT_ALIAS = "prod"
+ALIAS_HISTORY = 20
+
+
+class AliasRecord(BaseModel):
+    """Where an alias points, and where it pointed before (most recent first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    previous: list[str] = []
+    updated_at: str
+
+
+def version_prefix(name: str, version: str) -> str:
+    """Store prefix of a version's files."""
+    return f"models/{check_model_name(name)}/versions/{check_version(version)}"
+
+
+def alias_key(name: str, alias: str) -> str:
+    """Store key of an alias record."""
+    return f"models/{check_model_name(name)}/aliases/{check_alias(alias)}.json"
+
+
+def list_models(store: Store) -> list[str]:
+    """Names of models with at least one folder in the store."""
+    return [name for name in store.list_children("models") if _valid_name(name)]
+
+
+def list_versions(store: Store, name: str) -> list[str]:
+    """Versions of ``name`` in ascending order (folders named by positive integers)."""
+    children = store.list_children(f"models/{check_model_name(name)}/versions")
+    return sorted((v for v in children if v.isdigit() and not v.startswith("0")), key=int)
+
+
+def latest_version(store: Store, name: str) -> str:
+    """The highest published version of ``name``."""
+    versions = list_versions(store, name)
+    if not versions:
+        raise NotFoundError(f"model {name!r} has no published version")
+    return versions[-1]
+
+
+def read_manifest(store: Store, name: str, version: str) -> Manifest:
+    """Load and validate a version's manifest."""
+    data = store.get_bytes(f"{version_prefix(name, version)}/{MANIFEST_FILE}")
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as exc:
+        raise IntegrityError(f"manifest of {name} version {version} is invalid: {exc.error_count()} error(s)") from None
+
+
+def read_alias(store: Store, name: str, alias: str) -> AliasRecord | None:
+    """The alias record, or None if the alias was never set."""
+    try:
+        data = store.get_bytes(alias_key(name, alias))
+    except NotFoundError:
+        return None
+    return AliasRecord.model_validate_json(data)
+
+
+def list_aliases(store: Store, name: str) -> dict[str, AliasRecord]:
+    """All aliases of ``name``."""
+    records = {}
+    for child in store.list_children(f"models/{check_model_name(name)}/aliases"):
+        alias = child.removesuffix(".json")
+        if child.endswith(".json") and _valid_alias(alias) and (record := read_alias(store, name, alias)):
+            records[alias] = record
+    return records
+
+
+def resolve(store: Store, name: str, alias: str | None = None) -> str:
+    """The version an alias points at; without an alias, ``prod`` if set, else the latest version."""
+    record = read_alias(store, name, alias or DEFAULT_ALIAS)
+    if record is not None:
+        return record.version
+    if alias is not None and alias != DEFAULT_ALIAS:
+        raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+    return latest_version(store, name)
+
+
+def promote(store: Store, name: str, version: str, alias: str) -> AliasRecord:
+    """Point ``alias`` at an existing ``version``, keeping the previous targets for rollback."""
+    key = alias_key(name, alias)
+    if not store.exists(f"{version_prefix(name, version)}/{MANIFEST_FILE}"):
+        raise NotFoundError(f"model {name!r} has no version {version!r}")
+    current = read_alias(store, name, alias)
+    previous = [] if current is None else [current.version, *current.previous]
+    record = AliasRecord(version=version, previous=previous[:ALIAS_HISTORY], updated_at=_now())
+    store.put_bytes(key, orjson.dumps(record.model_dump()))
+    return record
+
+
+def rollback(store: Store, name: str, alias: str) -> AliasRecord:
+    """Return ``alias`` to the version it pointed at before its last move."""
+    current = read_alias(store, name, alias)
+    if current is None:
+        raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+    if not current.previous:
+        raise NotFoundError(f"alias {alias!r} of {name!r} has no previous version to roll back to")
+    record = AliasRecord(version=current.previous[0], previous=current.previous[1:], updated_at=_now())
+    store.put_bytes(alias_key(name, alias), orjson.dumps(record.model_dump()))
+    return record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        check_model_name(name)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _valid_alias(alias: str) -> bool:
+    try:
+        check_alias(alias)
+    except NotFoundError:
+        return False
+    return True

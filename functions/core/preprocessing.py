@@ -1,0 +1,149 @@
+"""Turn natural instances (feature dicts, 8x8 arrays, raw text) into model input tensors.
+
+The same code runs at build time (to make training arrays) and at serve time, so the two cannot drift.
+Every check names the offending instance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from functions.core.errors import InvalidInputError
+from functions.core.manifest import (
+    ImagePreprocessing,
+    Preprocessing,
+    TabularPreprocessing,
+    TextVocabPreprocessing,
+)
+
+Tensors = dict[str, npt.NDArray[Any]]
+_WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']", re.IGNORECASE)
+
+
+class Preprocessor(Protocol):
+    """Encodes a list of instances into named input tensors."""
+
+    input_name: str
+
+    def encode(self, instances: Sequence[Any]) -> Tensors:
+        """Validate and encode; raise InvalidInputError naming the first bad instance."""
+
+
+def _finite_array(value: Any, index: int, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    if isinstance(value, str | bytes | Mapping) or value is None:
+        raise InvalidInputError(f"expected numbers of shape {list(shape)}, got {type(value).__name__}", index)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"expected numbers of shape {list(shape)}", index) from None
+    if array.size != math.prod(shape) or (array.shape != shape and array.ndim != 1):
+        raise InvalidInputError(f"expected shape {list(shape)}, got {list(array.shape)}", index)
+    if not np.isfinite(array).all():
+        raise InvalidInputError("NaN or Inf values are not allowed", index)
+    return array.reshape(shape).astype(np.float32)
+
+
+class ImagePreprocessor:
+    """Nested arrays (or flat arrays of the right size) -> float32 [N, 1, H, W] scaled to [0, 1]."""
+
+    def __init__(self, spec: ImagePreprocessing, input_name: str) -> None:
+        self.spec = spec
+        self.input_name = input_name
+        self.shape = tuple(spec.shape)
+
+    def encode(self, instances: Sequence[Any]) -> Tensors:
+        low, high = self.spec.value_range
+        batch = np.empty((len(instances), 1, *self.shape), dtype=np.float32)
+        for index, instance in enumerate(instances):
+            image = _finite_array(instance, index, self.shape)
+            if image.min() < low or image.max() > high:
+                raise InvalidInputError(f"pixel values must lie in [{low:g}, {high:g}]", index)
+            batch[index, 0] = image / self.spec.scale
+        return {self.input_name: batch}
+
+
+class TabularPreprocessor:
+    """Feature dicts (exact names) or ordered arrays -> standardized float32 [N, F]."""
+
+    def __init__(self, spec: TabularPreprocessing, input_name: str) -> None:
+        self.spec = spec
+        self.input_name = input_name
+        self.features = spec.features
+        self._position = {name: i for i, name in enumerate(spec.features)}
+        self.mean = np.asarray(spec.mean, dtype=np.float64)
+        self.std = np.asarray(spec.std, dtype=np.float64)
+
+    def _row(self, instance: Any, index: int) -> npt.NDArray[np.float32]:
+        if not isinstance(instance, Mapping):
+            return _finite_array(instance, index, (len(self.features),))
+        missing = [name for name in self.features if name not in instance]
+        unknown = [str(name) for name in instance if name not in self._position]
+        if missing or unknown:
+            parts = [f"missing features {missing[:5]}" if missing else "",
+                     f"unknown features {unknown[:5]}" if unknown else ""]
+            raise InvalidInputError("; ".join(p for p in parts if p), index)
+        values = [instance[name] for name in self.features]
+        for name, value in zip(self.features, values, strict=True):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInputError(f"feature {name!r} must be a number, got {type(value).__name__}", index)
+        return _finite_array(values, index, (len(self.features),))
+
+    def encode(self, instances: Sequence[Any]) -> Tensors:
+        rows = np.stack([self._row(instance, i) for i, instance in enumerate(instances)]) if instances else \
+            np.empty((0, len(self.features)), dtype=np.float32)
+        return {self.input_name: self.standardize(rows)}
+
+    def standardize(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Apply the training statistics to raw rows (already validated)."""
+        return ((rows - self.mean) / self.std).astype(np.float32)
+
+
+class TextVocabPreprocessor:
+    """Raw strings -> int64 token ids [N, max_tokens] through a word vocabulary, padded on the left so a
+    recurrent model's last step is the last real token."""
+
+    def __init__(self, spec: TextVocabPreprocessing, vocab: Mapping[str, int], input_name: str) -> None:
+        self.spec = spec
+        self.vocab = dict(vocab)
+        self.input_name = input_name
+
+    def tokenize(self, text: str) -> list[str]:
+        """Split text into word tokens the way the vocabulary was built."""
+        return _WORD.findall(text.lower() if self.spec.lowercase else text)
+
+    def encode(self, instances: Sequence[Any]) -> Tensors:
+        ids = np.full((len(instances), self.spec.max_tokens), self.spec.pad_id, dtype=np.int64)
+        for index, text in enumerate(instances):
+            if not isinstance(text, str):
+                raise InvalidInputError(f"expected a string, got {type(text).__name__}", index)
+            if not text.strip():
+                raise InvalidInputError("empty text", index)
+            if len(text) > self.spec.max_chars:
+                raise InvalidInputError(f"text longer than {self.spec.max_chars} characters", index)
+            tokens = self.tokenize(text)[: self.spec.max_tokens]
+            if tokens:
+                ids[index, -len(tokens):] = [self.vocab.get(t, self.spec.unk_id) for t in tokens]
+        return {self.input_name: ids}
+
+
+def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, bytes]) -> Preprocessor:
+    """Build the preprocessor a manifest describes; ``files`` holds the version's auxiliary files."""
+    if isinstance(spec, ImagePreprocessing):
+        return ImagePreprocessor(spec, input_name)
+    if isinstance(spec, TabularPreprocessing):
+        return TabularPreprocessor(spec, input_name)
+    import orjson
+
+    vocab = orjson.loads(files[spec.vocab_file])
+    return TextVocabPreprocessor(spec, vocab, input_name)
+
+
+def auxiliary_files(spec: Preprocessing) -> list[str]:
+    """Files of the version that the preprocessor needs."""
+    return [spec.vocab_file] if isinstance(spec, TextVocabPreprocessing) else []

@@ -1,0 +1,1 @@
+"""Offline model building: train with PyTorch, export to ONNX, verify, quantize, gate, document, publish."""

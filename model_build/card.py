@@ -1,0 +1,137 @@
+"""The model card: a markdown page plus PNG plots, stored with the version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from functions.core.manifest import Manifest, Task
+from model_build.train import History
+
+TRAINING_PLOT = "training.png"
+VARIANTS_PLOT = "variants.png"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(history: History, metric_name: str, path: Path) -> None:
+    """Loss curves and the validation metric per epoch, with the restored best epoch marked."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = np.arange(1, len(history.train_loss) + 1)
+    left.plot(epochs, history.train_loss, label="train")
+    left.plot(epochs, history.val_loss, label="validation")
+    left.set(title="loss", xlabel="epoch")
+    left.legend()
+    right.plot(epochs, history.val_metric, color="tab:green")
+    right.set(title=f"validation {metric_name}", xlabel="epoch")
+    for axis in (left, right):
+        axis.axvline(history.best_epoch, color="grey", linestyle=":", label="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_outcome(task: Task, outputs: npt.NDArray[Any], y: npt.NDArray[Any], labels: list[str] | None,
+                 path: Path) -> None:
+    """Confusion matrix (classifiers) or predicted-vs-true and residuals (regressors) on the test split."""
+    plt = _pyplot()
+    if task == "classification":
+        classes = outputs.shape[1]
+        matrix = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(matrix, (y.astype(np.int64), outputs.argmax(axis=1)), 1)
+        fig, axis = plt.subplots(figsize=(1.2 + 0.5 * classes, 1 + 0.5 * classes))
+        axis.imshow(matrix, cmap="Blues")
+        names = labels or [str(i) for i in range(classes)]
+        axis.set(xticks=range(classes), yticks=range(classes), xlabel="predicted", ylabel="true",
+                 title="confusion matrix (test split)")
+        axis.set_xticklabels(names, rotation=45, ha="right")
+        axis.set_yticklabels(names)
+        for (row, col), count in np.ndenumerate(matrix):
+            axis.text(col, row, str(count), ha="center", va="center",
+                      color="white" if count > matrix.max() / 2 else "black", fontsize=8)
+    else:
+        predicted = outputs.reshape(-1)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        left.scatter(y, predicted, s=10, alpha=0.7)
+        low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+        left.plot([low, high], [low, high], color="grey", linestyle=":")
+        left.set(title="predicted vs true (test split)", xlabel="true", ylabel="predicted")
+        right.scatter(predicted, y - predicted, s=10, alpha=0.7, color="tab:orange")
+        right.axhline(0, color="grey", linestyle=":")
+        right.set(title="residuals", xlabel="predicted", ylabel="true - predicted")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_variants(manifest: Manifest, path: Path) -> None:
+    """Size, latency at batch 1 and 256, and held-out metric per variant; the shipped one highlighted."""
+    plt = _pyplot()
+    measured = [(v, v.metrics, v.bytes) for v in manifest.variants if v.metrics is not None and v.bytes is not None]
+    names = [v.name for v, _, _ in measured]
+    colors = ["tab:green" if v.name == manifest.selected["cpu"] else
+              ("tab:blue" if v.passed else "tab:red") for v, _, _ in measured]
+    panels = [("size (KiB)", [size / 1024 for _, _, size in measured]),
+              ("latency batch 1 (ms)", [m.latency_ms_b1 for _, m, _ in measured]),
+              ("latency batch 256 (ms)", [m.latency_ms_b256 for _, m, _ in measured]),
+              (f"test {manifest.metric_name}", [m.metric for _, m, _ in measured])]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    for axis, (title, values) in zip(axes, panels, strict=True):
+        axis.bar(names, values, color=colors)
+        axis.set_title(title, fontsize=9)
+        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.suptitle("variants (green: shipped, blue: passed gates, red: failed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
+    """The markdown model card."""
+    lines = [
+        f"# {manifest.name} version {manifest.version}", "",
+        manifest.description, "",
+        f"- Task: {manifest.task}; created {manifest.created_at}; recipe `{manifest.provenance.recipe}`"
+        + ("; **quick build (few epochs, for tests)**" if manifest.provenance.quick else ""),
+        f"- Data: {source}",
+        "- Inputs: " + ", ".join(f"`{t.name}` {t.dtype} {t.shape}" for t in manifest.inputs)
+        + f"; preprocessing: `{manifest.preprocessing.kind}`",
+        "- Outputs: " + ", ".join(f"`{t.name}` {t.dtype} {t.shape}" for t in manifest.outputs),
+    ]
+    if manifest.labels:
+        lines.append(f"- Labels: {', '.join(manifest.labels)}")
+    lines += ["", "## Variants", "",
+              f"| variant | precision | file size | latency b1 (ms) | latency b256 (ms) | test {manifest.metric_name} "
+              "| gates | note |", "|---|---|---|---|---|---|---|---|"]
+    for v in manifest.variants:
+        m = v.metrics
+        size = f"{v.bytes / 1024:.1f} KiB" if v.bytes else "-"
+        lines.append(f"| {v.name}{' (shipped)' if manifest.selected.get('cpu') == v.name else ''} | {v.precision} "
+                     f"| {size} | {_fmt(m.latency_ms_b1 if m else None)} | {_fmt(m.latency_ms_b256 if m else None)} "
+                     f"| {_fmt(m.metric if m else None, 4)} | {'pass' if v.passed else 'fail'} | {v.reason} |")
+    lines += ["", f"Choice: {manifest.selection_reason}", "",
+              "Latencies: median of repeated `session.run` calls on the build machine, 1 intra-op thread.", "",
+              "## Gates", "", "| gate | variant | value | threshold | result | detail |", "|---|---|---|---|---|---|"]
+    lines += [f"| {g.name} | {g.variant} | {g.value:.4g} | {g.threshold:.4g} | {'pass' if g.passed else 'FAIL'} "
+              f"| {g.detail} |" for g in manifest.gates]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    p = manifest.provenance
+    lines += ["", "## Provenance", "", f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
+              f"- data sha256: {p.data_sha256}", f"- build time: {p.build_seconds:.1f} s",
+              "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(p.libraries.items())), ""]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
