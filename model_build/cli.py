@@ -161,6 +161,64 @@ def rollback(name: str, alias: str, store_uri: str | None) -> None:
     click.echo(f"{name} {alias} -> {record.version}")
 
 
+@main.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(store_uri: str | None, host: str, port: int) -> None:
+    """Serve the prediction API (the same ASGI app as Lambda) with uvicorn."""
+    import uvicorn
+
+    from functions.api.app import create_app
+    from functions.core.settings import Settings
+
+    settings = Settings.from_env()
+    if store_uri:
+        settings = settings.model_copy(update={"store": store_uri})
+    app = create_app(settings)
+    if settings.preload:
+        app.state.cache.preload(settings.preload)
+    click.echo(f"serving {settings.store} on http://{host}:{port} (OpenAPI docs: http://{host}:{port}/docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", required=True, help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.')
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Base URL of the API.")
+@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
+@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None) -> None:
+    """Call the prediction API for model NAME and print the JSON response."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    if not isinstance(payload, dict):
+        payload = {"instances": payload}
+    quoted = urllib.parse.quote(name, safe="")
+    path = f"/v1/models/{quoted}/versions/{urllib.parse.quote(model_version, safe='')}/predict" if model_version \
+        else f"/v1/models/{quoted}/predict" + (f"?alias={urllib.parse.quote(alias)}" if alias else "")
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            click.echo(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        _err(f"error: HTTP {exc.code}: {exc.read().decode(errors='replace')}")
+        sys.exit(8 if exc.code < 500 else 9)
+    except urllib.error.URLError as exc:
+        _err(f"error: cannot reach {url}: {exc.reason}")
+        sys.exit(EXIT_CODES[StoreUnavailableError.code])
+
+
 class _RichReporter:
     """Build progress on stderr: a line per stage, bars for training epochs and upload bytes."""
 

@@ -12,6 +12,13 @@ ENV_STORE = "MAAS_STORE"
 ENV_S3_ENDPOINT_URL = "MAAS_S3_ENDPOINT_URL"
 ENV_CACHE_DIR = "MAAS_CACHE_DIR"
 ENV_ALLOWED_OP_DOMAINS = "MAAS_ALLOWED_OP_DOMAINS"
+ENV_INTRA_OP_THREADS = "MAAS_INTRA_OP_THREADS"
+ENV_MAX_BODY_BYTES = "MAAS_MAX_BODY_BYTES"
+ENV_MAX_INSTANCES = "MAAS_MAX_INSTANCES"
+ENV_ALIAS_TTL_SECONDS = "MAAS_ALIAS_TTL_SECONDS"
+ENV_MODEL_MEMORY_MB = "MAAS_MODEL_MEMORY_MB"
+ENV_PRELOAD = "MAAS_PRELOAD"
+ENV_LOG_PAYLOADS = "MAAS_LOG_PAYLOADS"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -26,6 +33,13 @@ class Settings(BaseModel):
     s3_endpoint_url: str | None = None
     cache_dir: str = Field(default="/tmp/maas-cache")
     allowed_op_domains: tuple[str, ...] = DEFAULT_ALLOWED_OP_DOMAINS
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_instances: int = Field(default=256, ge=1)
+    alias_ttl_seconds: float = Field(default=30.0, ge=0)
+    model_memory_mb: int = Field(default=1024, ge=1)
+    preload: tuple[str, ...] = ()
+    log_payloads: bool = False
 
     @field_validator("store")
     @classmethod
@@ -47,6 +61,13 @@ class Settings(BaseModel):
             values["cache_dir"] = env[ENV_CACHE_DIR]
         if ENV_ALLOWED_OP_DOMAINS in env:
             values["allowed_op_domains"] = tuple(d.strip() for d in env[ENV_ALLOWED_OP_DOMAINS].split(","))
+        for name, field in ((ENV_INTRA_OP_THREADS, "intra_op_threads"), (ENV_MAX_BODY_BYTES, "max_body_bytes"),
+                            (ENV_MAX_INSTANCES, "max_instances"), (ENV_ALIAS_TTL_SECONDS, "alias_ttl_seconds"),
+                            (ENV_MODEL_MEMORY_MB, "model_memory_mb"), (ENV_LOG_PAYLOADS, "log_payloads")):
+            if env.get(name):
+                values[field] = env[name]
+        if env.get(ENV_PRELOAD):
+            values["preload"] = tuple(m.strip() for m in env[ENV_PRELOAD].split(",") if m.strip())
         return cls.model_validate(values)
 
 

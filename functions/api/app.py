@@ -1,0 +1,63 @@
+"""The ASGI app served by Lambda (through Mangum) and by ``maas serve`` (through uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from functions.api import v1, v2
+from functions.api.errors import error_response, maas_error_handler
+from functions.api.schemas import OipInferRequest, PredictRequest
+from functions.core.errors import MaasError
+from functions.core.model_cache import ModelCache, model_cache_from
+from functions.core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, cache: ModelCache | None = None) -> FastAPI:
+    """Build the app; the model cache is shared by every request of the process."""
+    settings = settings or get_settings()
+    cache = cache or model_cache_from(settings)
+    app = FastAPI(title="maas prediction API", version="1", docs_url="/docs", redoc_url=None,
+                  description="Predictions from models published with `maas build`. v1 takes natural instances; "
+                              "v2 is the Open Inference Protocol (KServe/Triton REST).")
+    app.state.cache = cache
+    app.include_router(v1.make_router(cache, settings))
+    app.include_router(v2.make_router(cache, settings))
+    app.add_exception_handler(MaasError, maas_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+    return error_response(exc.status_code, code, message)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (PredictRequest, OipInferRequest):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,41 @@
+"""Structured JSON logs and CloudWatch embedded-metric-format (EMF) records, written to stdout.
+
+Lambda ships stdout to CloudWatch Logs, which extracts EMF records into metrics without any API call.
+Payloads are never logged unless MAAS_LOG_PAYLOADS is set.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import orjson
+
+NAMESPACE = "maas"
+_cold = True
+
+
+def log(level: str, message: str, **fields: Any) -> None:
+    """One JSON log line."""
+    record = {"level": level, "message": message, "timestamp": round(time.time(), 3), **fields}
+    sys.stdout.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+
+
+def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: float, instances: int,
+                            load_ms: float | None, request_id: str) -> None:
+    """An EMF record for one prediction request; the first one in a process carries ColdStart=1."""
+    global _cold
+    cold, _cold = _cold, False
+    metrics: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"},
+                                     {"Name": "Instances", "Unit": "Count"}, {"Name": "ColdStart", "Unit": "Count"}]
+    record: dict[str, Any] = {
+        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
+            {"Namespace": NAMESPACE, "Dimensions": [["model"], ["model", "version"]], "Metrics": metrics}]},
+        "model": model, "version": version, "variant": variant, "request_id": request_id,
+        "Latency": round(latency_ms, 3), "Instances": instances, "ColdStart": int(cold),
+    }
+    if load_ms is not None:
+        metrics.append({"Name": "ModelLoadTime", "Unit": "Milliseconds"})
+        record["ModelLoadTime"] = round(load_ms, 3)
+    sys.stdout.write(orjson.dumps(record).decode() + "\n")

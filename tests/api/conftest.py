@@ -1,0 +1,106 @@
+"""Fixtures for the API: a store with the demo models plus a corrupted version, the app, a live uvicorn server."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from functions.api.app import create_app
+from functions.core.model_cache import ModelCache
+from functions.core.settings import Settings
+from functions.core.store import LocalStore
+
+CORRUPT_MODEL = "cancer-mlp"
+CORRUPT_VERSION = "2"
+
+
+class FakeClock:
+    """A monotonic clock the tests move by hand, to step past the alias TTL."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def serving_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """The quick-built demo models, plus cancer-mlp version 2 whose shipped model file has one flipped bit."""
+    root = tmp_path_factory.mktemp("serving") / "store"
+    shutil.copytree(built_store.root, root)
+    versions = root / "models" / CORRUPT_MODEL / "versions"
+    shutil.copytree(versions / "1", versions / CORRUPT_VERSION)
+    manifest = (versions / CORRUPT_VERSION / "manifest.json").read_text()
+    (versions / CORRUPT_VERSION / "manifest.json").write_text(manifest.replace('"version": "1"', '"version": "2"'))
+    store = LocalStore(root)
+    from functions.core import catalog
+
+    shipped = catalog.read_manifest(store, CORRUPT_MODEL, CORRUPT_VERSION)
+    model_file = versions / CORRUPT_VERSION / str(shipped.variant(shipped.selected["cpu"]).file)
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    model_file.write_bytes(bytes(data))
+    catalog.promote(store, CORRUPT_MODEL, "1", "prod")  # prod keeps serving the intact version
+    return store
+
+
+@pytest.fixture(scope="session")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def settings(serving_store: LocalStore) -> Settings:
+    return Settings(store=serving_store.uri, alias_ttl_seconds=30, max_instances=64, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="session")
+def app(serving_store: LocalStore, settings: Settings, clock: FakeClock):  # type: ignore[no-untyped-def]
+    return create_app(settings, ModelCache(serving_store, settings, clock=clock))
+
+
+class LiveServer:
+    """uvicorn serving the app on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="off", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def base_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with LiveServer(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        yield http
+
+
+def model_path(store: LocalStore, name: str, version: str) -> Path:
+    return store.root / "models" / name / "versions" / version
