@@ -75,9 +75,12 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         return [str(item) for item in flat]
     dtype = _numeric(name, datatype)
     try:
-        array = np.asarray(data, dtype=np.float64 if dtype != np.bool_ else np.bool_)
-    except (TypeError, ValueError):
+        raw = np.asarray(data)
+    except ValueError:  # ragged nesting
         raise InvalidInputError(f"input {name!r}: data must be numbers for datatype {datatype}") from None
+    if raw.dtype.kind not in ("b" if dtype == np.bool_ else "iuf"):
+        raise InvalidInputError(f"input {name!r}: data must be numbers for datatype {datatype}")
+    array = raw.astype(np.float64)
     if array.size != count:
         raise InvalidInputError(f"input {name!r}: {array.size} elements for shape {shape}")
     return array.reshape(shape)

@@ -39,9 +39,14 @@ def _finite_array(value: Any, index: int, shape: tuple[int, ...]) -> npt.NDArray
     if isinstance(value, str | bytes | Mapping) or value is None:
         raise InvalidInputError(f"expected numbers of shape {list(shape)}, got {type(value).__name__}", index)
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+        raw = np.asarray(value)
+    except ValueError:  # ragged nesting
         raise InvalidInputError(f"expected numbers of shape {list(shape)}", index) from None
+    if raw.dtype.kind == "b":
+        raise InvalidInputError("expected numbers, got booleans", index)
+    if raw.dtype.kind not in "iuf":  # strings, nulls, dicts, ragged lists
+        raise InvalidInputError(f"expected numbers of shape {list(shape)}", index)
+    array = raw.astype(np.float64)
     if array.size != math.prod(shape) or (array.shape != shape and array.ndim != 1):
         raise InvalidInputError(f"expected shape {list(shape)}, got {list(array.shape)}", index)
     if not np.isfinite(array).all():

@@ -104,3 +104,10 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 
 def model_path(store: LocalStore, name: str, version: str) -> Path:
     return store.root / "models" / name / "versions" / version
+
+
+@pytest.fixture(scope="session")
+def api_schema(base_url: str):  # type: ignore[no-untyped-def]
+    import schemathesis
+
+    return schemathesis.openapi.from_url(f"{base_url}/openapi.json")
