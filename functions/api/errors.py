@@ -52,5 +52,12 @@ def error_response(status: int, code: str, message: str, instance: int | None = 
 
 
 async def maas_error_handler(request: Request, exc: Exception) -> Response:
+    """Log the error (no payload) with the request id, and answer with the mapped status."""
+    from functions.api.telemetry import log
+    from functions.api.v1 import request_id
+
     assert isinstance(exc, MaasError)
-    return error_response(status_of(exc), exc.code, exc.message, getattr(exc, "index", None))
+    status = status_of(exc)
+    log("ERROR" if status >= 500 else "WARNING", exc.message, status=status, code=exc.code,
+        path=request.url.path, request_id=request_id(request))
+    return error_response(status, exc.code, exc.message, getattr(exc, "index", None))

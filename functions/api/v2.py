@@ -33,6 +33,7 @@ INFER_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/OipInferRequest"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
                                  "description": "Binary tensor extension (Inference-Header-Content-Length)"}}}}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": OipInferResponse}, **ERROR_RESPONSES}
 INFER_TYPES = ("application/json", "application/octet-stream")
 
 
@@ -145,14 +146,12 @@ def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
         return Response(content, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(header_length)})
 
-    @router.post("/models/{name}/infer", response_model=OipInferResponse, openapi_extra=INFER_BODY,
-                 responses=ERROR_RESPONSES)
+    @router.post("/models/{name}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES)
     async def infer(request: Request, name: str) -> Response:
         """Inference on the default version (prod alias, else latest)."""
         return await _infer(request, name, None)
 
-    @router.post("/models/{name}/versions/{version}/infer", response_model=OipInferResponse,
-                 openapi_extra=INFER_BODY, responses=ERROR_RESPONSES)
+    @router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES)
     async def infer_version(request: Request, name: str, version: str) -> Response:
         """Inference on an explicit version."""
         return await _infer(request, name, version)

@@ -160,12 +160,10 @@ class ModelCache:
         if variant.file is None:
             raise ModelUnavailableError(f"model {name} version {version}: variant {variant_name} has no file")
         prefix = catalog.version_prefix(name, version)
-        data = self._fetch(f"{prefix}/{variant.file}", manifest.file(variant.file))
+        data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
         verify_model_bytes(data, manifest.file(variant.file), self.settings.allowed_op_domains)
-        aux = {}
-        for path in auxiliary_files(manifest.preprocessing):
-            aux[path] = self._fetch(f"{prefix}/{path}", manifest.file(path))
-            verify_bytes(aux[path], manifest.file(path))
+        aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
+               for path in auxiliary_files(manifest.preprocessing)}
         try:
             session = ort.InferenceSession(data, session_options(self.settings.intra_op_threads),
                                            providers=self.providers)
@@ -176,20 +174,35 @@ class ModelCache:
                            size_bytes=len(data) * 2, load_ms=(time.perf_counter() - started) * 1000,
                            providers=list(session.get_providers()))
 
-    def _fetch(self, key: str, entry: FileEntry) -> bytes:
-        """Bytes of a store object; remote objects go through a local disk cache keyed by sha256."""
+    def _fetch_verified(self, key: str, entry: FileEntry) -> bytes:
+        """Bytes of a store object checked against its manifest entry (size, then sha256).
+
+        Remote objects go through a local disk cache keyed by sha256 (``/tmp`` in Lambda); a cached copy is
+        re-verified on every load and fetched again if it no longer matches.
+        """
         if isinstance(self.store, LocalStore):
-            return self.store.get_bytes(key)
+            data = self.store.get_bytes(key)
+            verify_bytes(data, entry)
+            return data
         cached = Path(self.settings.cache_dir) / entry.sha256
         if cached.is_file():
             data = cached.read_bytes()
-            if len(data) == entry.bytes:
-                return data  # the caller verifies the checksum before use
+            try:
+                verify_bytes(data, entry)
+                return data
+            except IntegrityError:
+                cached.unlink(missing_ok=True)
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_name(f"{entry.sha256}.{os.getpid()}.{threading.get_ident()}.part")
         self.store.download(key, partial)
+        data = partial.read_bytes()
+        try:
+            verify_bytes(data, entry)
+        except IntegrityError:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(cached)
-        return cached.read_bytes()
+        return data
 
 
 def model_cache_from(settings: Settings, **kwargs: Any) -> ModelCache:

@@ -1,0 +1,34 @@
+"""One cold start in a fresh process: build the handler, answer one API Gateway v2 predict event, print ok.
+
+    python -m bench.peers.cold maas|minimal|torch
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    if kind == "maas":
+        from functions.api.handler import handler
+    else:
+        from bench.peers import handlers
+
+        handler = handlers.minimal_handler() if kind == "minimal" else handlers.torch_handler()
+    from bench.peers.event import predict_event
+
+    response = handler(predict_event(), _Context())
+    sys.stdout.write(f"STATUS {response['statusCode']}\n")
+    sys.stdout.flush()
+
+
+class _Context:
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+if __name__ == "__main__":
+    main()

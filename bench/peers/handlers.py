@@ -1,0 +1,62 @@
+"""Peer Lambda handlers for the benchmarks, each serving the same digits model.
+
+    minimal: FastAPI + Mangum + onnxruntime written by hand (what a user writes without maas)
+    torch:   FastAPI + Mangum serving the same network with PyTorch eager
+
+Environment: BENCH_ONNX (model file) or BENCH_TORCH_STATE (state_dict file).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from mangum import Mangum
+from starlette.responses import Response
+
+
+def _app(run: Any) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request) -> Response:
+        instances = orjson.loads(await request.body())["instances"]
+        batch = np.asarray(instances, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0
+        probabilities = run(batch)
+        labels = probabilities.argmax(axis=1).tolist()
+        return Response(orjson.dumps({"predictions": [{"label": str(label)} for label in labels]}),
+                        media_type="application/json")
+
+    return app
+
+
+def minimal_handler() -> Mangum:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return Mangum(_app(lambda batch: session.run(None, {name: batch})[0]), lifespan="off")
+
+
+def torch_handler() -> Mangum:
+    import torch
+
+    from model_build.recipes.base import Fitted
+    from model_build.recipes.digits_cnn import DigitsCNN
+
+    torch.set_num_threads(1)
+    recipe = DigitsCNN()
+    model = recipe.build_model(Fitted(recipe.fit_preprocessing(None)))  # type: ignore[arg-type]
+    model.load_state_dict(torch.load(os.environ["BENCH_TORCH_STATE"], weights_only=True))
+    model.eval()
+
+    def run(batch: Any) -> Any:
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(batch)), dim=-1).numpy()
+
+    return Mangum(_app(run), lifespan="off")

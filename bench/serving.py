@@ -1,0 +1,200 @@
+"""Cold start and warm per-request latency of the Lambda handler, side by side with peers.
+
+Cold start: a fresh process from `python` start to the first prediction answered through a Lambda handler
+(API Gateway HTTP API v2 event, digits-cnn), timed by the parent until the child prints the status.
+maas is measured with the model in a local store and in S3 (moto server over loopback HTTP, empty /tmp
+cache each run). Peers: a minimal hand-written FastAPI + Mangum + onnxruntime handler on the same ONNX file,
+and FastAPI + Mangum serving the same network with PyTorch eager. Runs are interleaved; medians reported.
+
+Warm: in one process, repeated invocations of each handler with the same event (stdout to /dev/null),
+plus raw `session.run` on the preprocessed input as the floor; p50 and p99.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.peers.event import DIGIT_ZERO, predict_event
+
+TITLE = "Serving: cold start and warm latency through the Lambda handler"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _prepare(work: Path) -> dict[str, Any]:
+    import torch
+
+    from functions.core.store import LocalStore
+    from model_build.pipeline import build
+    from model_build.recipes import load_recipe
+    from model_build.recipes.base import Fitted
+
+    store = LocalStore(work / "store")
+    manifest = build(load_recipe("digits-cnn"), store, quick=True)
+    version_dir = store.root / "models/digits-cnn/versions" / manifest.version
+    recipe = load_recipe("digits-cnn")
+    torch.save(recipe.build_model(Fitted(recipe.fit_preprocessing(None))).state_dict(), work / "state.pt")  # type: ignore[arg-type]
+    return {"store": store, "version_dir": version_dir,
+            "onnx": version_dir / str(manifest.variant(manifest.selected["cpu"]).file),
+            "variant": manifest.selected["cpu"], "state": work / "state.pt"}
+
+
+def _cold_once(kind: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "bench.peers.cold", kind], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None
+    line = ""
+    for line in child.stdout:  # the handler's own log lines come first
+        if line.startswith("STATUS "):
+            break
+    elapsed = (time.perf_counter() - started) * 1000
+    child.communicate(timeout=60)
+    if line.strip() != "STATUS 200":
+        raise RuntimeError(f"{kind}: cold invocation answered {line!r}")
+    return elapsed
+
+
+def _warm(handler: Any, runs: int) -> list[float]:
+    event = predict_event()
+    samples = []
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # noqa: PTH123
+        for _ in range(20):
+            handler(event, None)
+        for _ in range(runs):
+            started = time.perf_counter()
+            response = handler(event, None)
+            samples.append((time.perf_counter() - started) * 1000)
+    assert response["statusCode"] == 200
+    return samples
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    return {"median_ms": round(statistics.median(ordered), 4), "p50_ms": round(statistics.median(ordered), 4),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 4), "runs": len(ordered),
+            "samples_ms": [round(s, 4) for s in samples]}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    cold_runs, warm_runs = (3, 300) if quick else (7, 3000)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepared = _prepare(work)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+            os.environ.update(aws)
+            import boto3
+
+            from functions.core.store import S3Store
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="maas-bench")
+            s3 = S3Store("maas-bench", "store", endpoint_url=endpoint)
+            folder = prepared["version_dir"]
+            s3.publish(f"models/digits-cnn/versions/{folder.name}", {p.name: p for p in folder.iterdir()},
+                       "manifest.json")
+            base = {**os.environ, **aws, "PYTHONDONTWRITEBYTECODE": "0"}
+            envs = {
+                "maas (local store)": ("maas", {**base, "MAAS_STORE": prepared["store"].uri}),
+                "maas (S3 store)": ("maas", {**base, "MAAS_STORE": "s3://maas-bench/store",
+                                             "MAAS_S3_ENDPOINT_URL": endpoint}),
+                "minimal FastAPI+Mangum+onnxruntime": ("minimal", {**base, "BENCH_ONNX": str(prepared["onnx"])}),
+                "FastAPI+Mangum+PyTorch eager": ("torch", {**base, "BENCH_TORCH_STATE": str(prepared["state"])}),
+            }
+            cold: dict[str, list[float]] = {name: [] for name in envs}
+            for kind, env in envs.values():  # warm the OS file cache once, untimed
+                _cold_once(kind, env)
+            for attempt in range(cold_runs):
+                for name, (kind, env) in envs.items():
+                    if "S3" in name:
+                        env = {**env, "MAAS_CACHE_DIR": str(work / f"tmp-cache-{attempt}")}
+                    cold[name].append(_cold_once(kind, env))
+        finally:
+            server.stop()
+
+        warm = _warm_all(prepared, warm_runs)
+    cold_summary = {name: _summary(samples) for name, samples in cold.items()}
+    minimal_cold = cold_summary["minimal FastAPI+Mangum+onnxruntime"]["median_ms"]
+    torch_cold = cold_summary["FastAPI+Mangum+PyTorch eager"]["median_ms"]
+    local_cold = cold_summary["maas (local store)"]["median_ms"]
+    return {
+        "quick": quick, "model": "digits-cnn", "variant": prepared["variant"], "cold": cold_summary, "warm": warm,
+        "ratios": {
+            "cold_vs_minimal": round(local_cold / minimal_cold, 3),
+            "cold_vs_torch": round(local_cold / torch_cold, 3),
+            "cold_s3_vs_minimal": round(cold_summary["maas (S3 store)"]["median_ms"] / minimal_cold, 3),
+            "warm_p50_vs_minimal": round(warm["maas handler"]["p50_ms"]
+                                         / warm["minimal FastAPI+Mangum+onnxruntime"]["p50_ms"], 3),
+        },
+    }
+
+
+def _warm_all(prepared: dict[str, Any], runs: int) -> dict[str, Any]:
+    from functions.core.settings import ENV_STORE, get_settings
+
+    os.environ[ENV_STORE] = prepared["store"].uri
+    get_settings.cache_clear()
+    maas_handler = importlib.reload(importlib.import_module("functions.api.handler")).handler
+    os.environ["BENCH_ONNX"] = str(prepared["onnx"])
+    os.environ["BENCH_TORCH_STATE"] = str(prepared["state"])
+    from bench.peers import handlers
+
+    minimal, torch_handler = handlers.minimal_handler(), handlers.torch_handler()
+    from model_build.evaluate import cpu_session
+
+    session = cpu_session(prepared["onnx"])
+    feed = {session.get_inputs()[0].name: (np.asarray([DIGIT_ZERO], dtype=np.float32) / 16).reshape(1, 1, 8, 8)}
+    raw = []
+    for _ in range(20):
+        session.run(None, feed)
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run(None, feed)
+        raw.append((time.perf_counter() - started) * 1000)
+    results = {"raw session.run": raw}
+    # interleave handlers in blocks so drift affects all alike
+    blocks = 5
+    collected: dict[str, list[float]] = {"maas handler": [], "minimal FastAPI+Mangum+onnxruntime": [],
+                                         "FastAPI+Mangum+PyTorch eager": []}
+    for _ in range(blocks):
+        collected["maas handler"] += _warm(maas_handler, runs // blocks)
+        collected["minimal FastAPI+Mangum+onnxruntime"] += _warm(minimal, runs // blocks)
+        collected["FastAPI+Mangum+PyTorch eager"] += _warm(torch_handler, runs // blocks)
+    results.update(collected)
+    return {name: {k: v for k, v in _summary(samples).items() if k != "samples_ms"} for name, samples in
+            results.items()}
+
+
+def render(result: dict[str, Any]) -> str:
+    r = result["ratios"]
+    lines = [f"Model: {result['model']} (shipped variant {result['variant']}).", "",
+             "| cold start: process start -> first prediction | median (ms) | runs |", "|---|---|---|"]
+    lines += [f"| {name} | {s['median_ms']:.0f} | {s['runs']} |" for name, s in result["cold"].items()]
+    lines += ["", "| warm, in-process | p50 (ms) | p99 (ms) | runs |", "|---|---|---|---|"]
+    lines += [f"| {name} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['runs']} |" for name, s in result["warm"].items()]
+    lines += ["", "| ratio (same run) | value | target |", "|---|---|---|",
+              f"| maas cold (local store) / minimal handler | {r['cold_vs_minimal']:.2f}x | <= 1.15x |",
+              f"| maas cold (local store) / PyTorch handler | {r['cold_vs_torch']:.2f}x | <= 0.2x |",
+              f"| maas cold (S3 store) / minimal handler | {r['cold_s3_vs_minimal']:.2f}x | - |",
+              f"| maas warm p50 / minimal handler p50 | {r['warm_p50_vs_minimal']:.2f}x | <= 1.25x |"]
+    return "\n".join(lines)
