@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peers.event import DIGIT_ZERO, predict_event
+from bench.peers.event import DIGIT_ZERO, LambdaContext, predict_event
 
 TITLE = "Serving: cold start and warm latency through the Lambda handler"
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +66,14 @@ def _cold_once(kind: str, env: dict[str, str]) -> float:
 
 
 def _warm(handler: Any, runs: int) -> list[float]:
-    event = predict_event()
+    event, context = predict_event(), LambdaContext()
     samples = []
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # noqa: PTH123
         for _ in range(20):
-            handler(event, None)
+            handler(event, context)
         for _ in range(runs):
             started = time.perf_counter()
-            response = handler(event, None)
+            response = handler(event, context)
             samples.append((time.perf_counter() - started) * 1000)
     assert response["statusCode"] == 200
     return samples

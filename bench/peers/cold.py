@@ -16,18 +16,11 @@ def main() -> None:
         from bench.peers import handlers
 
         handler = handlers.minimal_handler() if kind == "minimal" else handlers.torch_handler()
-    from bench.peers.event import predict_event
+    from bench.peers.event import LambdaContext, predict_event
 
-    response = handler(predict_event(), _Context())
+    response = handler(predict_event(), LambdaContext())
     sys.stdout.write(f"STATUS {response['statusCode']}\n")
     sys.stdout.flush()
-
-
-class _Context:
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
     minimal: FastAPI + Mangum + onnxruntime written by hand (what a user writes without maas)
     torch:   FastAPI + Mangum serving the same network with PyTorch eager
 
+Both answer with the same response body as maas (label and per-label probabilities) so that every handler
+does the same work; neither validates its input.
+
 Environment: BENCH_ONNX (model file) or BENCH_TORCH_STATE (state_dict file).
 """
 
@@ -17,6 +20,8 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 from starlette.responses import Response
 
+LABELS = [str(digit) for digit in range(10)]
+
 
 def _app(run: Any) -> FastAPI:
     app = FastAPI()
@@ -26,9 +31,9 @@ def _app(run: Any) -> FastAPI:
         instances = orjson.loads(await request.body())["instances"]
         batch = np.asarray(instances, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0
         probabilities = run(batch)
-        labels = probabilities.argmax(axis=1).tolist()
-        return Response(orjson.dumps({"predictions": [{"label": str(label)} for label in labels]}),
-                        media_type="application/json")
+        predictions = [{"label": LABELS[int(row.argmax())],
+                        "probabilities": dict(zip(LABELS, row.tolist(), strict=True))} for row in probabilities]
+        return Response(orjson.dumps({"model": name, "predictions": predictions}), media_type="application/json")
 
     return app
 

@@ -27,8 +27,11 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
                   description="Predictions from models published with `maas build`. v1 takes natural instances; "
                               "v2 is the Open Inference Protocol (KServe/Triton REST).")
     app.state.cache = cache
-    app.include_router(v1.make_router(cache, settings))
-    app.include_router(v2.make_router(cache, settings))
+    # Routes are added flat, prediction routes first: FastAPI's include_router adds a nesting level and
+    # every route tried before the match costs time on each request.
+    routes = [*v1.make_router(cache, settings).routes, *v2.make_router(cache, settings).routes,
+              *app.router.routes]
+    app.router.routes[:] = sorted(routes, key=lambda route: "POST" not in getattr(route, "methods", ()))
     app.add_exception_handler(MaasError, maas_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

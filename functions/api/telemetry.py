@@ -22,20 +22,24 @@ def log(level: str, message: str, **fields: Any) -> None:
     sys.stdout.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
 
 
+_METRICS = [{"Name": "Latency", "Unit": "Milliseconds"}, {"Name": "Instances", "Unit": "Count"},
+            {"Name": "ColdStart", "Unit": "Count"}]
+_LOAD_METRIC = {"Name": "ModelLoadTime", "Unit": "Milliseconds"}
+_DIMENSIONS = [["model"], ["model", "version"]]
+
+
 def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: float, instances: int,
                             load_ms: float | None, request_id: str) -> None:
     """An EMF record for one prediction request; the first one in a process carries ColdStart=1."""
     global _cold
     cold, _cold = _cold, False
-    metrics: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"},
-                                     {"Name": "Instances", "Unit": "Count"}, {"Name": "ColdStart", "Unit": "Count"}]
+    metrics = _METRICS if load_ms is None else [*_METRICS, _LOAD_METRIC]
     record: dict[str, Any] = {
-        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
-            {"Namespace": NAMESPACE, "Dimensions": [["model"], ["model", "version"]], "Metrics": metrics}]},
+        "_aws": {"Timestamp": int(time.time() * 1000),
+                 "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": _DIMENSIONS, "Metrics": metrics}]},
         "model": model, "version": version, "variant": variant, "request_id": request_id,
         "Latency": round(latency_ms, 3), "Instances": instances, "ColdStart": int(cold),
     }
     if load_ms is not None:
-        metrics.append({"Name": "ModelLoadTime", "Unit": "Milliseconds"})
         record["ModelLoadTime"] = round(load_ms, 3)
-    sys.stdout.write(orjson.dumps(record).decode() + "\n")
+    sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())

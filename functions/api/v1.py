@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ def request_id(request: Request) -> str:
     context = request.scope.get("aws.context")
     if context is not None and getattr(context, "aws_request_id", None):
         return str(context.aws_request_id)
-    return request.headers.get("x-request-id") or uuid.uuid4().hex
+    return request.headers.get("x-request-id") or os.urandom(16).hex()
 
 
 def make_router(cache: ModelCache, settings: Settings) -> APIRouter:

@@ -23,9 +23,9 @@ def shape_predictions(model: LoadedModel, output: npt.NDArray[Any]) -> list[dict
     manifest = model.manifest
     if manifest.task == "classification":
         labels = manifest.labels or [str(i) for i in range(output.shape[1])]
-        best = output.argmax(axis=1)
+        best = output.argmax(axis=1).tolist()
         rows = output.astype(np.float64).round(6).tolist()
-        return [{"label": labels[int(i)], "probabilities": dict(zip(labels, row, strict=True))}
+        return [{"label": labels[i], "probabilities": dict(zip(labels, row, strict=True))}
                 for i, row in zip(best, rows, strict=True)]
     if manifest.task == "regression":
         return [{"value": value} for value in output.reshape(len(output), -1)[:, 0].astype(np.float64).tolist()]

@@ -71,3 +71,16 @@ def test_text_errors(text: object, message: str) -> None:
     pre = make_preprocessor(TEXT, "tokens", VOCAB)
     with pytest.raises(InvalidInputError, match=message):
         pre.encode([text])
+
+
+def test_image_whole_batch_path_matches_per_instance_path() -> None:
+    pre = make_preprocessor(IMAGE, "image", {})
+    images = [[[0, 16], [8, 4]], [[1, 2], [3, 4]], [[16, 0], [0, 16]]]
+    whole = pre.encode(images)["image"]
+    one_by_one = np.concatenate([pre.encode([image])["image"] for image in images])
+    ragged = pre.encode([*images, [0, 16, 8, 4]])["image"]  # mixed nesting takes the per-instance path
+    np.testing.assert_array_equal(whole, one_by_one)
+    np.testing.assert_array_equal(whole, ragged[:3])
+    assert whole.dtype == np.float32 and whole.shape == (3, 1, 2, 2)
+    with pytest.raises(InvalidInputError, match="instance 2: pixel values"):
+        pre.encode([images[0], images[1], [[0, 0], [0, 99]]])
