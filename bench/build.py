@@ -49,8 +49,12 @@ def render(result: dict[str, Any]) -> str:
     for r in result["recipes"]:
         fp32 = next(v for v in r["variants"] if v["name"] == "fp32")
         for v in r["variants"]:
-            if v["latency_ms_b1"] is None:
+            if v["metric"] is None:
                 lines.append(f"| {r['recipe']} | {v['name']} | - | - | - | - | - | - | {v['note']} |")
+                continue
+            if v["latency_ms_b1"] is None:  # GPU variant: accuracy measured here, speed only on a GPU
+                lines.append(f"| {r['recipe']} | {v['name']} (GPU) | {v['bytes'] / 1024:.1f} | - | - | - | - "
+                             f"| {r['metric_name']} {v['metric']:.4f} | {'pass' if v['passed'] else 'fail'} |")
                 continue
             shipped = " (shipped)" if v["name"] == r["selected"] else ""
             lines.append(

@@ -83,8 +83,8 @@ def plot_variants(manifest: Manifest, path: Path) -> None:
     colors = ["tab:green" if v.name == manifest.selected["cpu"] else
               ("tab:blue" if v.passed else "tab:red") for v, _, _ in measured]
     panels = [("size (KiB)", [size / 1024 for _, _, size in measured]),
-              ("latency batch 1 (ms)", [m.latency_ms_b1 for _, m, _ in measured]),
-              ("latency batch 256 (ms)", [m.latency_ms_b256 for _, m, _ in measured]),
+              ("CPU latency batch 1 (ms)", [m.latency_ms_b1 or 0.0 for _, m, _ in measured]),
+              ("CPU latency batch 256 (ms)", [m.latency_ms_b256 or 0.0 for _, m, _ in measured]),
               (f"test {manifest.metric_name}", [m.metric for _, m, _ in measured])]
     fig, axes = plt.subplots(1, 4, figsize=(12, 3))
     for axis, (title, values) in zip(axes, panels, strict=True):
@@ -117,7 +117,8 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     for v in manifest.variants:
         m = v.metrics
         size = f"{v.bytes / 1024:.1f} KiB" if v.bytes else "-"
-        lines.append(f"| {v.name}{' (shipped)' if manifest.selected.get('cpu') == v.name else ''} | {v.precision} "
+        shipped = [t for t, name in manifest.selected.items() if name == v.name]
+        lines.append(f"| {v.name}{f' (shipped: {chr(44).join(shipped)})' if shipped else ''} | {v.precision} "
                      f"| {size} | {_fmt(m.latency_ms_b1 if m else None)} | {_fmt(m.latency_ms_b256 if m else None)} "
                      f"| {_fmt(m.metric if m else None, 4)} | {'pass' if v.passed else 'fail'} | {v.reason} |")
     lines += ["", f"Choice: {manifest.selection_reason}", "",

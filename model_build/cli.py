@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,6 +28,7 @@ EXIT_CODES: dict[str, int] = {
     "store_unavailable": 5,
     "already_exists": 6,
     "integrity": 7,
+    "unreadable_input": 10,
 }
 
 store_option = click.option("--store", "store_uri", metavar="URI", default=None,
@@ -217,6 +219,38 @@ def predict(name: str, data: str, url: str, model_version: str | None, alias: st
     except urllib.error.URLError as exc:
         _err(f"error: cannot reach {url}: {exc.reason}")
         sys.exit(EXIT_CODES[StoreUnavailableError.code])
+
+
+@main.command("batch")
+@click.argument("name")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="A .csv (header with feature names), .jsonl (one instance per line) or .npy file.")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for predictions.jsonl, errors.jsonl and report.json (must not hold them already).")
+@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
+@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@store_option
+def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
+                  store_uri: str | None) -> None:
+    """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from functions.batch.local import batch_threads, run_local
+    from functions.core.model_cache import ModelCache
+    from functions.core.settings import get_settings
+
+    settings = get_settings()
+    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads),
+                                           **({"store": store_uri} if store_uri else {})})
+    cache = ModelCache(_open_store(settings.store), settings)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"{name} <- {input_path.name}", total=None)
+        stats = run_local(cache, name, input_path, output_dir, model_version, alias,
+                          on_rows=lambda n: progress.advance(task, n))
+    click.echo(f"rows in {stats.rows_in}, predicted {stats.rows_ok}, failed {stats.rows_failed}; "
+               f"{stats.seconds_total:.2f} s -> {output_dir}")
 
 
 class _RichReporter:

@@ -27,6 +27,7 @@ class Measurement:
     latency_ms_b1: float
     latency_ms_b256: float
     parity_max_abs_diff: float
+    target: str = "cpu"
 
 
 def higher_is_better(task: Task) -> bool:

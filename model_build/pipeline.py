@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from functions.core.manifest import (
     GateResult,
     Manifest,
     Provenance,
+    Target,
     TensorSpec,
     TextVocabPreprocessing,
     Variant,
@@ -114,7 +116,10 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
             failures = "; ".join(f"{g.variant} {g.name}: {g.value:.4g} vs threshold {g.threshold:.4g}"
                                  for g in gate_results if not g.passed)
             raise gates.BuildFailedError(f"{recipe.name}: no variant passed its quality gates ({failures})")
-        selected, reason = gates.choose_cpu_variant(passed, fp32)
+        selected, reason = gates.choose_cpu_variant([m for m in passed if m.target == "cpu"], fp32)
+        targets: dict[Target, str] = {"cpu": selected}
+        if any(m.name == "fp16" for m in passed):
+            targets["gpu"] = "fp16"
 
         reporter.stage("writing the model card")
         session = evaluate.cpu_session(exported)
@@ -126,7 +131,7 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
             preprocessing=fitted.spec, labels=recipe.labels,
             metric_name="accuracy" if recipe.task == "classification" else "rmse",
             variants=_variant_records(candidates, measured, variant_gates, {m.name for m in passed}),
-            selected={"cpu": selected}, selection_reason=reason, gates=gate_results,
+            selected=targets, selection_reason=reason, gates=gate_results,
             reference_stats=_reference_stats(data, fitted), files=[],
             provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
                                   libraries=provenance.library_versions(),
@@ -171,7 +176,8 @@ def _make_candidates(recipe: Recipe, exported: Path, work: Path,
     # left by onnxruntime's offline optimizer can contradict.
     return [variants.optimize_fp32(exported, work / "model.fp32.onnx"),
             variants.quantize_dynamic_int8(exported, work / "model.int8-dynamic.onnx"),
-            variants.quantize_static_int8(exported, work / "model.int8-static.onnx", recipe.input_name, calibration)]
+            variants.quantize_static_int8(exported, work / "model.int8-static.onnx", recipe.input_name, calibration),
+            variants.convert_fp16(exported, work / "model.fp16.onnx")]
 
 
 def _measure(candidates: list[variants.Candidate], x_test: npt.NDArray[Any], y_test: npt.NDArray[Any],
@@ -187,11 +193,12 @@ def _measure(candidates: list[variants.Candidate], x_test: npt.NDArray[Any], y_t
         session = evaluate.cpu_session(candidate.path)
         out = evaluate.run(session, x_test)
         outputs[candidate.name] = out
+        cpu = candidate.target == "cpu"  # GPU variants: accuracy here, speed only on a GPU
         measured[candidate.name] = gates.Measurement(
             name=candidate.name, metric=evaluate.metric(recipe.task, out, y_test),
-            latency_ms_b1=evaluate.latency_ms(session, x_test, 1, runs_b1),
-            latency_ms_b256=evaluate.latency_ms(session, x_test, 256, runs_b256),
-            parity_max_abs_diff=float(np.max(np.abs(out - reference))))
+            latency_ms_b1=evaluate.latency_ms(session, x_test, 1, runs_b1) if cpu else math.nan,
+            latency_ms_b256=evaluate.latency_ms(session, x_test, 256, runs_b256) if cpu else math.nan,
+            parity_max_abs_diff=float(np.max(np.abs(out - reference))), target=candidate.target)
     return measured, outputs
 
 
@@ -201,7 +208,7 @@ def _variant_records(candidates: list[variants.Candidate], measured: dict[str, g
     for c in candidates:
         m = measured.get(c.name)
         metrics = None if m is None else VariantMetrics(
-            metric=m.metric, latency_ms_b1=round(m.latency_ms_b1, 4), latency_ms_b256=round(m.latency_ms_b256, 4),
+            metric=m.metric, latency_ms_b1=_rounded(m.latency_ms_b1), latency_ms_b256=_rounded(m.latency_ms_b256),
             parity_max_abs_diff=m.parity_max_abs_diff)
         failed = [g.name for g in variant_gates.get(c.name, []) if not g.passed]
         shipped = c.path is not None and c.name in passed
@@ -211,6 +218,10 @@ def _variant_records(candidates: list[variants.Candidate], measured: dict[str, g
             sha256=sha256_file(c.path) if c.path else None, bytes=c.path.stat().st_size if c.path else None,
             metrics=metrics, passed=c.name in passed, reason=note))
     return records
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)
 
 
 def _tensor_spec(arg: Any) -> TensorSpec:

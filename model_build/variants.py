@@ -89,6 +89,22 @@ def quantize_static_int8(src: Path, dst: Path, input_name: str, calibration: npt
                      f"static QDQ int8, per-channel weights, MinMax calibration on {len(calibration)} training rows")
 
 
+def convert_fp16(src: Path, dst: Path) -> Candidate:
+    """fp16 weights and activations for the GPU worker, keeping fp32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        with _Quiet():
+            onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+    except Exception as exc:  # the converter raises many types for unsupported graphs
+        return Candidate("fp16", "fp16", "gpu", None, f"skipped: fp16 conversion failed ({exc})")
+    if _session_fails(dst):
+        return Candidate("fp16", "fp16", "gpu", None, "skipped: fp16 model cannot be loaded")
+    return Candidate("fp16", "fp16", "gpu", dst, "fp16 for the CUDA execution provider (fp32 inputs and outputs); "
+                     "accuracy measured here on the CPU, speed only on a GPU")
+
+
 def _session_fails(path: Path) -> bool:
     options = ort.SessionOptions()
     options.log_severity_level = 4

@@ -23,6 +23,8 @@ from functions.core.manifest import (
 )
 
 Tensors = dict[str, npt.NDArray[Any]]
+Instances = Sequence[Any] | npt.NDArray[Any]
+"""A list of natural instances, or an array of numeric rows (batch inputs)."""
 _WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']", re.IGNORECASE)
 
 
@@ -31,11 +33,11 @@ class Preprocessor(Protocol):
 
     input_name: str
 
-    def encode(self, instances: Sequence[Any]) -> Tensors:
+    def encode(self, instances: Instances) -> Tensors:
         """Validate and encode; raise InvalidInputError naming the first bad instance."""
 
 
-def _finite_array(value: Any, index: int, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+def _finite_array(value: Any, index: int, shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
     if isinstance(value, str | bytes | Mapping) or value is None:
         raise InvalidInputError(f"expected numbers of shape {list(shape)}, got {type(value).__name__}", index)
     try:
@@ -51,7 +53,7 @@ def _finite_array(value: Any, index: int, shape: tuple[int, ...]) -> npt.NDArray
         raise InvalidInputError(f"expected shape {list(shape)}, got {list(array.shape)}", index)
     if not np.isfinite(array).all():
         raise InvalidInputError("NaN or Inf values are not allowed", index)
-    return array.reshape(shape).astype(np.float32)
+    return array.reshape(shape)
 
 
 class ImagePreprocessor:
@@ -62,7 +64,7 @@ class ImagePreprocessor:
         self.input_name = input_name
         self.shape = tuple(spec.shape)
 
-    def encode(self, instances: Sequence[Any]) -> Tensors:
+    def encode(self, instances: Instances) -> Tensors:
         fast = self._encode_whole_batch(instances)
         if fast is not None:
             return {self.input_name: fast}
@@ -75,10 +77,10 @@ class ImagePreprocessor:
             batch[index, 0] = image / self.spec.scale
         return {self.input_name: batch}
 
-    def _encode_whole_batch(self, instances: Sequence[Any]) -> npt.NDArray[np.float32] | None:
+    def _encode_whole_batch(self, instances: Instances) -> npt.NDArray[np.float32] | None:
         """One vectorized conversion and check for a well-formed batch; None sends it down the per-instance
         path, which names the offending instance."""
-        if not instances:
+        if len(instances) == 0:
             return None
         try:
             raw = np.asarray(instances)
@@ -106,7 +108,7 @@ class TabularPreprocessor:
         self.mean = np.asarray(spec.mean, dtype=np.float64)
         self.std = np.asarray(spec.std, dtype=np.float64)
 
-    def _row(self, instance: Any, index: int) -> npt.NDArray[np.float32]:
+    def _row(self, instance: Any, index: int) -> npt.NDArray[np.float64]:
         if not isinstance(instance, Mapping):
             return _finite_array(instance, index, (len(self.features),))
         missing = [name for name in self.features if name not in instance]
@@ -121,10 +123,26 @@ class TabularPreprocessor:
                 raise InvalidInputError(f"feature {name!r} must be a number, got {type(value).__name__}", index)
         return _finite_array(values, index, (len(self.features),))
 
-    def encode(self, instances: Sequence[Any]) -> Tensors:
-        rows = np.stack([self._row(instance, i) for i, instance in enumerate(instances)]) if instances else \
+    def encode(self, instances: Instances) -> Tensors:
+        fast = self._whole_batch(instances)
+        if fast is not None:
+            return {self.input_name: self.standardize(fast)}
+        rows = np.stack([self._row(instance, i) for i, instance in enumerate(instances)]) if len(instances) else \
             np.empty((0, len(self.features)), dtype=np.float32)
         return {self.input_name: self.standardize(rows)}
+
+    def _whole_batch(self, instances: Instances) -> npt.NDArray[np.float64] | None:
+        """Arrays of rows (not dicts) converted and checked at once; None falls back to per-instance checks."""
+        if len(instances) == 0 or isinstance(instances[0], Mapping):
+            return None
+        try:
+            raw = np.asarray(instances)
+        except ValueError:
+            return None
+        if raw.dtype.kind not in "iuf" or raw.shape != (len(instances), len(self.features)):
+            return None
+        rows = raw.astype(np.float64, copy=False)
+        return rows if np.isfinite(rows).all() else None
 
     def standardize(self, rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Apply the training statistics to raw rows (already validated)."""
@@ -144,7 +162,7 @@ class TextVocabPreprocessor:
         """Split text into word tokens the way the vocabulary was built."""
         return _WORD.findall(text.lower() if self.spec.lowercase else text)
 
-    def encode(self, instances: Sequence[Any]) -> Tensors:
+    def encode(self, instances: Instances) -> Tensors:
         ids = np.full((len(instances), self.spec.max_tokens), self.spec.pad_id, dtype=np.int64)
         for index, text in enumerate(instances):
             if not isinstance(text, str):

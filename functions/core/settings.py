@@ -19,6 +19,13 @@ ENV_ALIAS_TTL_SECONDS = "MAAS_ALIAS_TTL_SECONDS"
 ENV_MODEL_MEMORY_MB = "MAAS_MODEL_MEMORY_MB"
 ENV_PRELOAD = "MAAS_PRELOAD"
 ENV_LOG_PAYLOADS = "MAAS_LOG_PAYLOADS"
+ENV_BATCH_CHUNK_ROWS = "MAAS_BATCH_CHUNK_ROWS"
+ENV_BATCH_THREADS = "MAAS_BATCH_THREADS"
+ENV_BATCH_DISPATCH_BYTES = "MAAS_BATCH_DISPATCH_BYTES"
+ENV_BATCH_JOB_QUEUE = "MAAS_BATCH_JOB_QUEUE"
+ENV_BATCH_JOB_DEFINITION = "MAAS_BATCH_JOB_DEFINITION"
+ENV_BATCH_SAFETY_MS = "MAAS_BATCH_SAFETY_MS"
+ENV_BATCH_MAX_LINE_BYTES = "MAAS_BATCH_MAX_LINE_BYTES"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -40,6 +47,13 @@ class Settings(BaseModel):
     model_memory_mb: int = Field(default=1024, ge=1)
     preload: tuple[str, ...] = ()
     log_payloads: bool = False
+    batch_chunk_rows: int = Field(default=1024, ge=1)
+    batch_threads: int = Field(default=0, ge=0, description="intra-op threads for batch work; 0 = all cores")
+    batch_dispatch_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    batch_job_queue: str | None = None
+    batch_job_definition: str | None = None
+    batch_safety_ms: int = Field(default=20_000, ge=0)
+    batch_max_line_bytes: int = Field(default=1024 * 1024, ge=16)
 
     @field_validator("store")
     @classmethod
@@ -63,7 +77,13 @@ class Settings(BaseModel):
             values["allowed_op_domains"] = tuple(d.strip() for d in env[ENV_ALLOWED_OP_DOMAINS].split(","))
         for name, field in ((ENV_INTRA_OP_THREADS, "intra_op_threads"), (ENV_MAX_BODY_BYTES, "max_body_bytes"),
                             (ENV_MAX_INSTANCES, "max_instances"), (ENV_ALIAS_TTL_SECONDS, "alias_ttl_seconds"),
-                            (ENV_MODEL_MEMORY_MB, "model_memory_mb"), (ENV_LOG_PAYLOADS, "log_payloads")):
+                            (ENV_MODEL_MEMORY_MB, "model_memory_mb"), (ENV_LOG_PAYLOADS, "log_payloads"),
+                            (ENV_BATCH_CHUNK_ROWS, "batch_chunk_rows"), (ENV_BATCH_THREADS, "batch_threads"),
+                            (ENV_BATCH_DISPATCH_BYTES, "batch_dispatch_bytes"),
+                            (ENV_BATCH_JOB_QUEUE, "batch_job_queue"),
+                            (ENV_BATCH_JOB_DEFINITION, "batch_job_definition"),
+                            (ENV_BATCH_SAFETY_MS, "batch_safety_ms"),
+                            (ENV_BATCH_MAX_LINE_BYTES, "batch_max_line_bytes")):
             if env.get(name):
                 values[field] = env[name]
         if env.get(ENV_PRELOAD):

@@ -168,10 +168,33 @@ class S3Store:
         with _translate_errors(self.uri, key):
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
 
-    def download(self, key: str, dest: Path) -> None:
+    def download(self, key: str, dest: Path, if_match: str | None = None) -> None:
+        """Stream the object to ``dest``; with ``if_match``, only the version with that ETag."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _translate_errors(self.uri, key):
-            self._client.download_file(self.bucket, self._key(key), str(dest))
+            if if_match is None:
+                self._client.download_file(self.bucket, self._key(key), str(dest))
+                return
+            body = self._client.get_object(Bucket=self.bucket, Key=self._key(key), IfMatch=if_match)["Body"]
+            with dest.open("wb") as f:
+                for block in body.iter_chunks(1 << 20):
+                    f.write(block)
+
+    def head(self, key: str) -> tuple[str, int]:
+        """(ETag without quotes, size in bytes) of an object."""
+        with _translate_errors(self.uri, key):
+            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return str(response["ETag"]).strip('"'), int(response["ContentLength"])
+
+    def upload_file(self, key: str, path: Path) -> None:
+        """Write a mutable object from a file (managed multipart for large files)."""
+        with _translate_errors(self.uri, key):
+            self._client.upload_file(str(path), self.bucket, self._key(key))
+
+    def delete(self, key: str) -> None:
+        """Remove an object (missing objects are fine)."""
+        with _translate_errors(self.uri, key):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def exists(self, key: str) -> bool:
         try:

@@ -31,7 +31,10 @@ def test_recipe_publishes_a_verified_version(built_store: LocalStore, name: str)
     for entry in manifest.files:
         verify_bytes(built_store.get_bytes(f"{prefix}/{entry.path}"), entry)
 
-    assert [v.name for v in manifest.variants] == ["fp32", "int8-dynamic", "int8-static"]
+    assert [v.name for v in manifest.variants] == ["fp32", "int8-dynamic", "int8-static", "fp16"]
+    assert manifest.variant("fp16").target == "gpu" and manifest.selected.get("gpu") == "fp16"
+    fp16_metrics = manifest.variant("fp16").metrics
+    assert fp16_metrics is not None and fp16_metrics.latency_ms_b1 is None  # speed is measured on a GPU only
     assert all(v.reason for v in manifest.variants)
     shipped = manifest.variant(manifest.selected["cpu"])
     assert shipped.passed and shipped.file is not None

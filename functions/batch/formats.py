@@ -1,0 +1,179 @@
+"""Streaming readers for batch inputs (.csv, .jsonl, .npy) that yield chunks of rows with their line numbers.
+
+Memory stays bounded by the chunk size and the line-length cap, whatever the file size. Rows that cannot be
+read (bad UTF-8, ragged CSV rows, non-numeric cells, malformed JSON, over-long lines) are yielded as bad rows
+with a reason, never raised. A file that cannot be read at all (unknown extension, missing CSV columns,
+corrupt or non-numeric .npy) raises UnreadableInputError.
+
+Line numbers are 1-based physical lines for .csv (the header is line 1) and .jsonl; for .npy they are
+1-based row numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from functions.core.errors import MaasError
+from functions.core.manifest import ImagePreprocessing, Preprocessing, TabularPreprocessing
+
+FORMATS = (".csv", ".jsonl", ".npy")
+
+
+class UnreadableInputError(MaasError):
+    """The whole input file cannot be read; retrying will not help."""
+
+    code = "unreadable_input"
+
+
+@dataclass
+class Chunk:
+    """Rows that could be read (``lines`` and ``instances`` align) and rows that could not."""
+
+    lines: list[int] = field(default_factory=list)
+    instances: list[Any] | np.ndarray = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines) + len(self.bad)
+
+
+def input_format(key: str) -> str:
+    """The format of an input by its extension, or UnreadableInputError."""
+    suffix = Path(key).suffix.lower()
+    if suffix not in FORMATS:
+        raise UnreadableInputError(f"unsupported input format {suffix or '(none)'!r}: use .csv, .jsonl or .npy")
+    return suffix
+
+
+def read_chunks(path: Path, fmt: str, spec: Preprocessing, chunk_rows: int, max_line_bytes: int) -> Iterator[Chunk]:
+    """Chunks of at most ``chunk_rows`` rows (good and bad together)."""
+    if fmt == ".npy":
+        yield from _npy_chunks(path, spec, chunk_rows)
+        return
+    with path.open("rb") as f:
+        lines = _lines(f, max_line_bytes)
+        rows = _csv_rows(lines, spec) if fmt == ".csv" else _jsonl_rows(lines)
+        chunk = Chunk()
+        for line, value, ok in rows:
+            if ok:
+                chunk.lines.append(line)
+                chunk.instances.append(value)  # type: ignore[union-attr]
+            else:
+                chunk.bad.append((line, value))
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = Chunk()
+        if len(chunk):
+            yield chunk
+
+
+def _lines(f: IO[bytes], max_line_bytes: int) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, decoded text or None, reason) for each non-empty line, reading at most the cap at once."""
+    number = 0
+    while True:
+        raw = f.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line in bounded reads
+                raw = f.readline(max_line_bytes + 1)
+            yield number, None, f"line longer than {max_line_bytes} bytes"
+            continue
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        try:
+            yield number, raw.decode("utf-8"), ""
+        except UnicodeDecodeError as exc:
+            yield number, None, f"not valid UTF-8 at byte {exc.start}"
+
+
+def _jsonl_rows(lines: Iterator[tuple[int, str | None, str]]) -> Iterator[tuple[int, Any, bool]]:
+    for number, text, reason in lines:
+        if text is None:
+            yield number, reason, False
+            continue
+        try:
+            yield number, orjson.loads(text), True
+        except orjson.JSONDecodeError as exc:
+            yield number, f"not valid JSON: {exc}", False
+
+
+def _csv_rows(lines: Iterator[tuple[int, str | None, str]], spec: Preprocessing) -> Iterator[tuple[int, Any, bool]]:
+    header: list[str] | None = None
+    for number, text, reason in lines:
+        if text is None:
+            if header is None:
+                raise UnreadableInputError(f"CSV header (line {number}) is unreadable: {reason}")
+            yield number, reason, False
+            continue
+        try:
+            cells = next(csv.reader([text]))
+        except csv.Error as exc:
+            yield number, f"malformed CSV: {exc}", False
+            continue
+        if header is None:
+            header = [c.strip() for c in cells]
+            columns = _columns(header, spec)
+            continue
+        if len(cells) != len(header):
+            yield number, f"expected {len(header)} cells, got {len(cells)}", False
+            continue
+        yield _csv_value(number, cells, header, columns, spec)
+
+
+def _columns(header: list[str], spec: Preprocessing) -> list[int]:
+    """Indices of the cells the model reads, in the order it reads them."""
+    if isinstance(spec, TabularPreprocessing):
+        missing = [name for name in spec.features if name not in header]
+        if missing:
+            raise UnreadableInputError(f"CSV header lacks feature column(s) {missing[:5]}")
+        return [header.index(name) for name in spec.features]
+    if isinstance(spec, ImagePreprocessing):
+        if len(header) != math.prod(spec.shape):
+            raise UnreadableInputError(f"CSV for images needs {math.prod(spec.shape)} pixel columns, got {len(header)}")
+        return list(range(len(header)))
+    if "text" not in header:
+        raise UnreadableInputError("CSV for text models needs a 'text' column")
+    return [header.index("text")]
+
+
+def _csv_value(number: int, cells: list[str], header: list[str], columns: list[int],
+               spec: Preprocessing) -> tuple[int, Any, bool]:
+    if not isinstance(spec, TabularPreprocessing | ImagePreprocessing):
+        return number, cells[columns[0]], True
+    values = []
+    for index in columns:
+        try:
+            values.append(float(cells[index]))
+        except ValueError:
+            return number, f"non-numeric cell {cells[index][:40]!r} in column {header[index]!r}", False
+    return number, values, True
+
+
+def _npy_chunks(path: Path, spec: Preprocessing, chunk_rows: int) -> Iterator[Chunk]:
+    if not isinstance(spec, TabularPreprocessing | ImagePreprocessing):
+        raise UnreadableInputError(".npy input is for numeric models; send text as .jsonl or .csv")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UnreadableInputError(f"not a readable .npy file: {exc}") from None
+    if array.dtype.kind not in "iuf":
+        raise UnreadableInputError(f".npy dtype {array.dtype} is not numeric")
+    width = len(spec.features) if isinstance(spec, TabularPreprocessing) else math.prod(spec.shape)
+    if array.ndim < 1 or math.prod(array.shape[1:]) != width:
+        raise UnreadableInputError(f".npy shape {list(array.shape)} does not hold rows of {width} values")
+    for start in range(0, len(array), chunk_rows):
+        block = np.asarray(array[start:start + chunk_rows], dtype=np.float64).reshape(-1, width)
+        yield Chunk(lines=list(range(start + 1, start + 1 + len(block))), instances=block)

@@ -1,0 +1,47 @@
+"""``maas batch``: the batch runner on a local file, writing into a local folder without overwriting."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from functions.batch.formats import input_format, read_chunks
+from functions.batch.report import make_report, model_info
+from functions.batch.runner import RunStats, run_batch
+from functions.core.errors import AlreadyExistsError
+from functions.core.model_cache import ModelCache
+
+OUTPUT_FILES = ("predictions.jsonl", "errors.jsonl", "report.json")
+
+
+def batch_threads(configured: int) -> int:
+    """Intra-op threads for batch work: the configured number, or every core."""
+    return configured or os.cpu_count() or 1
+
+
+def run_local(cache: ModelCache, name: str, source: Path, output: Path, version: str | None = None,
+              alias: str | None = None, on_rows: Callable[[int], None] | None = None) -> RunStats:
+    """Predict ``source`` with model ``name`` into ``output``/{predictions,errors}.jsonl and report.json."""
+    fmt = input_format(source.name)
+    if not source.is_file():
+        raise FileNotFoundError(f"input {source} does not exist")
+    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
+    if taken:
+        raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
+    model = cache.get(name, version, alias)
+    output.mkdir(parents=True, exist_ok=True)
+    settings = cache.settings
+    with tempfile.TemporaryDirectory(dir=output, prefix=".maas-batch-") as tmp:
+        work = Path(tmp)
+        with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
+            chunks = read_chunks(source, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
+                                 settings.batch_max_line_bytes)
+            stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows)
+        (work / "report.json").write_bytes(make_report(
+            "ok", {"path": str(source), "bytes": source.stat().st_size, "format": fmt}, model_info(model), stats,
+            {name: str(output / name) for name in OUTPUT_FILES[:2]}))
+        for name in OUTPUT_FILES:  # report last: its presence marks a complete output
+            os.link(work / name, output / name)
+    return stats

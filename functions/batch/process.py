@@ -1,0 +1,171 @@
+"""Process one input object from the data bucket, exactly once.
+
+Input keys look like ``inputs/NAME[@ALIAS|:VERSION]/PATH.{csv,jsonl,npy}``. Outputs go to the deterministic
+prefix ``outputs/NAME/VERSION/PATH.ETAG/`` (predictions.jsonl, errors.jsonl, report.json). report.json is
+written last and only if absent, so a duplicate or concurrent delivery of the same event finds it and stops;
+the other two files are deterministic for a given input, etag and model version, so a delivery that races
+another one writes the same bytes. Permanent problems (unknown model, unreadable file, superseded object)
+produce a report under ``outputs/_failed/`` and are not retried; transient ones raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from functions.batch.dispatch import Dispatcher
+from functions.batch.formats import UnreadableInputError, input_format, read_chunks
+from functions.batch.report import make_report, model_info
+from functions.batch.runner import run_batch
+from functions.core.errors import AlreadyExistsError, InvalidNameError, MaasError, NotFoundError
+from functions.core.model_cache import ModelCache
+from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.store import S3Store
+
+INPUTS = "inputs/"
+FAILED = "outputs/_failed"
+
+
+class PermanentError(MaasError):
+    """A problem with this input that retrying cannot fix."""
+
+    code = "permanent"
+
+
+@dataclass(frozen=True)
+class InputObject:
+    """An object named by an S3 event."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model an input key asks for, and the path below the model folder."""
+
+    name: str
+    alias: str | None
+    version: str | None
+    path: str
+
+
+def parse_key(key: str) -> ModelRef:
+    """``inputs/NAME[@ALIAS|:VERSION]/PATH`` -> ModelRef; InvalidNameError for anything else."""
+    if not key.startswith(INPUTS) or key.count("/") < 2:
+        raise InvalidNameError(f"input key {key!r} is not inputs/MODEL/FILE")
+    model, _, path = key.removeprefix(INPUTS).partition("/")
+    name, _, version = model.partition(":")
+    name, _, alias = name.partition("@")
+    if not path or path.endswith("/") or ".." in path.split("/"):
+        raise InvalidNameError(f"input key {key!r} has no file name")
+    return ModelRef(check_model_name(name), check_alias(alias) if alias else None,
+                    check_version(version) if version else None, path)
+
+
+def output_prefix(name: str, version: str, path: str, etag: str) -> str:
+    """Where the outputs of one input object (at one etag) by one model version go."""
+    return f"outputs/{name}/{version}/{path}.{etag}"
+
+
+class Processor:
+    """Runs the batch runner for objects named by events; shared by the Lambda handler and the worker."""
+
+    def __init__(self, cache: ModelCache, data: Callable[[str], S3Store], dispatcher: Dispatcher | None = None,
+                 dispatch_bytes: int = 0, job_id: str | None = None) -> None:
+        self.cache = cache
+        self.data = data
+        self.dispatcher = dispatcher
+        self.dispatch_bytes = dispatch_bytes
+        self.job_id = job_id
+
+    def process(self, item: InputObject, out_of_time: Callable[[], bool] | None = None) -> str:
+        """Returns done, duplicate, dispatched or failed (a failure report was written); raises if transient."""
+        bucket = self.data(item.bucket)
+        source = {"bucket": item.bucket, "key": item.key, "etag": item.etag, "bytes": item.size}
+        try:
+            ref = parse_key(item.key)
+            fmt = input_format(item.key)
+            version = ref.version or self.cache.resolve(ref.name, ref.alias)
+            self.cache.manifest(ref.name, version)
+        except (NotFoundError, UnreadableInputError) as exc:
+            return self._fail(bucket, item, source, exc.message)
+        prefix = output_prefix(ref.name, version, ref.path, item.etag)
+        if bucket.exists(f"{prefix}/report.json"):
+            return "duplicate"
+        if self.dispatcher is not None and self.dispatch_bytes and item.size > self.dispatch_bytes:
+            return self._dispatch(bucket, item, source, prefix)
+        model = self.cache.get(ref.name, version)
+        with tempfile.TemporaryDirectory(prefix="maas-batch-") as tmp:
+            work = Path(tmp)
+            local = work / f"input{fmt}"
+            try:
+                bucket.download(item.key, local, if_match=f'"{item.etag}"')
+            except NotFoundError:
+                return self._fail(bucket, item, source, "the input object no longer exists")
+            except AlreadyExistsError:  # 412: the object was replaced; its own event will follow
+                return self._fail(bucket, item, source, "the input object was replaced by a newer version")
+            settings = self.cache.settings
+            with (work / "predictions.jsonl").open("wb") as predictions, \
+                    (work / "errors.jsonl").open("wb") as errors:
+                try:
+                    chunks = read_chunks(local, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
+                                         settings.batch_max_line_bytes)
+                    stats = run_batch(model, chunks, predictions, errors, out_of_time)
+                except UnreadableInputError as exc:
+                    return self._fail(bucket, item, source, exc.message)
+            outputs = {name: f"{prefix}/{name}" for name in ("predictions.jsonl", "errors.jsonl")}
+            for name, key in outputs.items():
+                bucket.upload_file(key, work / name)
+            report = make_report("ok", source, model_info(model), stats, outputs, job_id=self.job_id)
+        try:
+            bucket.put_new(f"{prefix}/report.json", report)
+        except AlreadyExistsError:
+            return "duplicate"
+        return "done"
+
+    def _dispatch(self, bucket: S3Store, item: InputObject, source: dict[str, Any], prefix: str) -> str:
+        assert self.dispatcher is not None
+        marker = f"{prefix}/dispatch.json"
+        try:
+            bucket.put_new(marker, orjson.dumps({"status": "submitting", "input": source}))
+        except AlreadyExistsError:
+            return "duplicate"
+        try:
+            job_id = self.dispatcher.submit(item.bucket, item.key, item.etag)
+        except Exception:
+            bucket.delete(marker)  # let a retry submit again
+            raise
+        bucket.put_bytes(marker, make_report("dispatched", source, job_id=job_id,
+                                             reason=f"{item.size} bytes exceed the Lambda threshold of "
+                                                    f"{self.dispatch_bytes} bytes"))
+        return "dispatched"
+
+    def _fail(self, bucket: S3Store, item: InputObject, source: dict[str, Any], reason: str) -> str:
+        key = f"{FAILED}/{item.key.removeprefix(INPUTS)}.{item.etag}/report.json"
+        with contextlib.suppress(AlreadyExistsError):
+            bucket.put_new(key, make_report("failed", source, error=reason, job_id=self.job_id))
+        return "failed"
+
+
+def data_bucket_factory(endpoint_url: str | None) -> Callable[[str], S3Store]:
+    """S3Store per data bucket, one client for all."""
+    from functions.core.store import _make_s3_client
+
+    client = _make_s3_client(endpoint_url)
+    stores: dict[str, S3Store] = {}
+
+    def data(bucket: str) -> S3Store:
+        if bucket not in stores:
+            stores[bucket] = S3Store(bucket, "", client=client)
+        return stores[bucket]
+
+    return data

@@ -1,0 +1,100 @@
+"""The batch runner shared by the Lambda handler, the AWS Batch worker and ``maas batch``.
+
+It streams chunks from a reader, isolates bad rows (the good rows of a chunk are still predicted), runs the
+model once per chunk and appends predictions and errors to two JSON-lines files, each row keyed by its input
+line number. Memory is bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from functions.batch.formats import Chunk
+from functions.core.errors import InvalidInputError, MaasError
+from functions.core.inference import shape_predictions
+from functions.core.model_cache import LoadedModel
+from functions.core.preprocessing import Tensors
+
+NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
+class DeadlineError(MaasError):
+    """Not enough time left to finish; the input is handed back for a retry with nothing written."""
+
+    code = "deadline"
+
+
+@dataclass
+class RunStats:
+    """Counts and timings of one run."""
+
+    rows_in: int = 0
+    rows_ok: int = 0
+    rows_failed: int = 0
+    seconds_total: float = 0.0
+    seconds_inference: float = 0.0
+    chunks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        return {**data, **self.extra}
+
+
+def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes], errors: IO[bytes],
+              out_of_time: Callable[[], bool] | None = None,
+              on_chunk: Callable[[int], None] | None = None) -> RunStats:
+    """Predict every readable, valid row; report every other row. Raises DeadlineError between chunks."""
+    stats = RunStats()
+    started = time.perf_counter()
+    for chunk in chunks:
+        if out_of_time is not None and out_of_time():
+            raise DeadlineError("stopped before the end of the input: the remaining time is too short")
+        stats.chunks += 1
+        stats.rows_in += len(chunk)
+        tensors, good_lines, bad = _encode(model, chunk)
+        bad.extend(chunk.bad)
+        if good_lines:
+            infer_started = time.perf_counter()
+            output = model.session.run(None, tensors)[0]
+            stats.seconds_inference += time.perf_counter() - infer_started
+            for line, prediction in zip(good_lines, shape_predictions(model, output), strict=True):
+                predictions.write(orjson.dumps({"line": line, **prediction}, option=NEWLINE))
+        for line, reason in sorted(bad):
+            errors.write(orjson.dumps({"line": line, "error": reason}, option=NEWLINE))
+        stats.rows_ok += len(good_lines)
+        stats.rows_failed += len(bad)
+        if on_chunk:
+            on_chunk(len(chunk))
+    stats.seconds_total = time.perf_counter() - started
+    return stats
+
+
+def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[tuple[int, str]]]:
+    """Encode the whole chunk at once; if any row is invalid, encode row by row to separate the bad ones."""
+    if not chunk.lines:
+        return {}, [], []
+    pre = model.preprocessor
+    try:
+        return pre.encode(chunk.instances), list(chunk.lines), []
+    except InvalidInputError:
+        pass
+    parts: list[Tensors] = []
+    good: list[int] = []
+    bad: list[tuple[int, str]] = []
+    for line, instance in zip(chunk.lines, chunk.instances, strict=True):
+        try:
+            parts.append(pre.encode([instance]))
+            good.append(line)
+        except InvalidInputError as exc:
+            bad.append((line, exc.message.removeprefix("instance 0: ")))
+    if not parts:
+        return {}, [], bad
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}, good, bad

@@ -1,0 +1,58 @@
+"""AWS Batch worker: the batch runner on one input object, on the GPU when there is one.
+
+    python -m functions.batch.worker --bucket BUCKET --key inputs/NAME/file.npy [--etag ETAG]
+
+With CUDA available (onnxruntime-gpu) it uses the CUDA execution provider and the model's GPU variant when
+the version has one; otherwise the CPU variant. Exit codes: 0 done or duplicate, 2 permanent failure (a
+report was written; the job must not be retried), 1 anything else (AWS Batch may retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from functions.batch.local import batch_threads
+from functions.batch.process import InputObject, Processor, data_bucket_factory
+from functions.core.model_cache import ModelCache
+from functions.core.settings import get_settings
+from functions.core.store import open_store
+
+
+def execution_providers() -> tuple[str, list[str]]:
+    """(variant target, providers): CUDA first when onnxruntime offers it."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        with contextlib.suppress(Exception):  # no CUDA libraries: stay on the CPU
+            ort.preload_dlls()
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return "gpu", ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return "cpu", ["CPUExecutionProvider"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--etag", default=None, help="process only this version of the object")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})
+    target, providers = execution_providers()
+    cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
+                       target=target, providers=providers)  # type: ignore[arg-type]
+    data = data_bucket_factory(settings.s3_endpoint_url)
+    etag, size = args.etag, 0
+    head = data(args.bucket).head(args.key)
+    etag, size = etag or head[0], head[1]
+    processor = Processor(cache, data, job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+    outcome = processor.process(InputObject(args.bucket, args.key, etag, size))
+    print(f"{args.key}: {outcome} (providers {', '.join(providers)})", file=sys.stderr)
+    return 2 if outcome == "failed" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
