@@ -18,18 +18,29 @@ def run_model(model: LoadedModel, instances: Sequence[Any]) -> npt.NDArray[np.fl
     return output
 
 
-def shape_predictions(model: LoadedModel, output: npt.NDArray[Any]) -> list[dict[str, Any]]:
-    """Classifiers: label and per-label probabilities; regressors: value."""
+def shape_predictions(model: LoadedModel, output: npt.NDArray[Any],
+                      lines: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Classifiers: label and per-label probabilities; regressors: value. With ``lines`` (batch), each
+    prediction starts with its input line number."""
     manifest = model.manifest
     if manifest.task == "classification":
         labels = manifest.labels or [str(i) for i in range(output.shape[1])]
         best = output.argmax(axis=1).tolist()
         rows = output.astype(np.float64).round(6).tolist()
+        if lines is not None:
+            return [{"line": n, "label": labels[i], "probabilities": dict(zip(labels, row, strict=True))}
+                    for n, i, row in zip(lines, best, rows, strict=True)]
         return [{"label": labels[i], "probabilities": dict(zip(labels, row, strict=True))}
                 for i, row in zip(best, rows, strict=True)]
     if manifest.task == "regression":
-        return [{"value": value} for value in output.reshape(len(output), -1)[:, 0].astype(np.float64).tolist()]
-    return [{"embedding": row} for row in output.astype(np.float64).tolist()]
+        values = output.reshape(len(output), -1)[:, 0].astype(np.float64).tolist()
+        if lines is not None:
+            return [{"line": n, "value": v} for n, v in zip(lines, values, strict=True)]
+        return [{"value": value} for value in values]
+    embeddings = output.astype(np.float64).tolist()
+    if lines is not None:
+        return [{"line": n, "embedding": row} for n, row in zip(lines, embeddings, strict=True)]
+    return [{"embedding": row} for row in embeddings]
 
 
 def predict(model: LoadedModel, instances: Sequence[Any]) -> list[dict[str, Any]]:
