@@ -165,15 +165,33 @@ def _csv_value(number: int, cells: list[str], header: list[str], columns: list[i
 def _npy_chunks(path: Path, spec: Preprocessing, chunk_rows: int) -> Iterator[Chunk]:
     if not isinstance(spec, TabularPreprocessing | ImagePreprocessing):
         raise UnreadableInputError(".npy input is for numeric models; send text as .jsonl or .csv")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UnreadableInputError(f"not a readable .npy file: {exc}") from None
-    if array.dtype.kind not in "iuf":
-        raise UnreadableInputError(f".npy dtype {array.dtype} is not numeric")
     width = len(spec.features) if isinstance(spec, TabularPreprocessing) else math.prod(spec.shape)
-    if array.ndim < 1 or math.prod(array.shape[1:]) != width:
-        raise UnreadableInputError(f".npy shape {list(array.shape)} does not hold rows of {width} values")
-    for start in range(0, len(array), chunk_rows):
-        block = np.asarray(array[start:start + chunk_rows], dtype=np.float64).reshape(-1, width)
-        yield Chunk(lines=list(range(start + 1, start + 1 + len(block))), instances=block)
+    with path.open("rb") as f:
+        shape, dtype = _npy_header(f, path.stat().st_size)
+        if len(shape) < 1 or math.prod(shape[1:]) != width:
+            raise UnreadableInputError(f".npy shape {list(shape)} does not hold rows of {width} values")
+        # Plain reads, not a memory map: mapped pages would count towards the process's memory.
+        for start in range(0, shape[0], chunk_rows):
+            rows = min(chunk_rows, shape[0] - start)
+            block = np.fromfile(f, dtype=dtype, count=rows * width).astype(np.float64).reshape(rows, width)
+            yield Chunk(lines=list(range(start + 1, start + 1 + rows)), instances=block)
+
+
+def _npy_header(f: IO[bytes], size: int) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype from a .npy header, refusing pickles, Fortran order, non-numeric and truncated data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise UnreadableInputError(f"not a readable .npy file: {exc}") from None
+    if dtype.kind not in "iuf" or dtype.hasobject:
+        raise UnreadableInputError(f".npy dtype {dtype} is not numeric")
+    if fortran and len(shape) > 1:
+        raise UnreadableInputError(".npy in Fortran order is not supported; save it C-ordered")
+    if size - f.tell() < math.prod(shape) * dtype.itemsize:
+        raise UnreadableInputError(f".npy data is truncated: {size - f.tell()} bytes for shape {list(shape)}")
+    return tuple(shape), dtype
