@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed
 STORE ?= file://./.maas/store
 DEMO := digits-cnn cancer-mlp diabetes-mlp text-lstm
 
-.PHONY: venv serve demo-models test lint typecheck unit bench clean
+NODE_STAMP := node_modules/.installed
+# jsii (under aws-cdk-lib) prints a banner on Node 20; the CDK CLI would otherwise phone home.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: venv serve demo-models test lint typecheck unit bench synth clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -16,6 +21,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## The CDK CLI pinned in package.json/package-lock.json (aws-cdk@2; the 3.x CLI refuses aws-cdk-lib 2).
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+## Synthesize the stage in cdk.json (STAGE=prod for another) with the pinned CLI, cdk-nag included.
+STAGE ?= dev
+synth: $(STAMP) $(NODE_STAMP)
+	npx --no-install cdk synth --no-notices --quiet -c stage=$(STAGE)
 
 ## Build the demo models into the local store (only those missing), then list them.
 demo-models: $(STAMP)
@@ -48,11 +64,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check functions model_build tests bench || true
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model_build
+	$(VENV)/bin/mypy functions model_build infra
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy functions model_build
+	$(VENV)/bin/mypy functions model_build infra
 	$(PY) -m pytest -p no:cacheprovider tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
 
 bench: $(STAMP)

@@ -43,3 +43,18 @@ def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: 
     if load_ms is not None:
         record["ModelLoadTime"] = round(load_ms, 3)
     sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())
+
+
+_BATCH_METRICS = [{"Name": "RowsOk", "Unit": "Count"}, {"Name": "RowsFailed", "Unit": "Count"},
+                  {"Name": "BatchSeconds", "Unit": "Seconds"}]
+
+
+def emit_batch_metrics(model: str, version: str, rows_ok: int, rows_failed: int, seconds: float) -> None:
+    """An EMF record for one finished batch input (the dashboard's batch rows)."""
+    record: dict[str, Any] = {
+        "_aws": {"Timestamp": int(time.time() * 1000),
+                 "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["model"]], "Metrics": _BATCH_METRICS}]},
+        "model": model, "version": version, "RowsOk": rows_ok, "RowsFailed": rows_failed,
+        "BatchSeconds": round(seconds, 3),
+    }
+    sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from functions.api.telemetry import emit_batch_metrics
 from functions.batch.dispatch import Dispatcher
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
 from functions.batch.report import make_report, model_info
@@ -130,6 +131,7 @@ class Processor:
             bucket.put_new(f"{prefix}/report.json", report)
         except AlreadyExistsError:
             return "duplicate"
+        emit_batch_metrics(ref.name, version, stats.rows_ok, stats.rows_failed, stats.seconds_total)
         return "done"
 
     def _dispatch(self, bucket: S3Store, item: InputObject, source: dict[str, Any], prefix: str) -> str:

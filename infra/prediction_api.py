@@ -1,0 +1,103 @@
+"""The prediction API: the FastAPI app in Lambda behind an HTTP API with an authorizer, throttling and JSON
+access logs; SnapStart or provisioned concurrency on a ``live`` alias; optional canary deployments."""
+
+from __future__ import annotations
+
+import json
+
+import jsii
+from aws_cdk import Annotations, Duration, aws_apigateway
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.foundation import Foundation
+from infra.lambda_function import service_function
+from infra.model_store import ModelStore
+
+# Routes a load balancer or uptime probe may call without credentials; they reveal nothing about models.
+PUBLIC_ROUTES = ("/v2/health/live", "/v2/health/ready")
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId", "time": "$context.requestTime", "ip": "$context.identity.sourceIp",
+    "method": "$context.httpMethod", "route": "$context.routeKey", "path": "$context.path",
+    "status": "$context.status", "protocol": "$context.protocol", "bytes": "$context.responseLength",
+    "latencyMs": "$context.responseLatency", "integrationLatencyMs": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage", "authorizerError": "$context.authorizer.error",
+}
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class _AccessLogs:
+    def __init__(self, destination: apigw.IAccessLogDestination) -> None:
+        self._destination = destination
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> aws_apigateway.AccessLogFormat:
+        return aws_apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+
+
+class PredictionApi(Construct):
+    """HTTPS entry point: every route but health needs IAM (SigV4) or a JWT with the configured scopes."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, store: ModelStore) -> None:
+        super().__init__(scope, construct_id)
+        config = foundation.config
+        snap_start = lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.warm_start == "snapstart" else None
+        self.function = service_function(
+            self, "Function", foundation=foundation, handler="functions.api.handler.handler",
+            description="prediction API (v1 JSON and Open Inference Protocol v2)", memory_mb=config.api_memory_mb,
+            timeout=Duration.seconds(config.api_timeout_seconds), snap_start=snap_start,
+            environment={"MAAS_STORE": store.uri, "MAAS_PRELOAD": ",".join(config.preload)})
+        store.grant_read(self.function)
+        if snap_start is not None:
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish", "the live alias publishes current_version")
+        self.alias = lambda_.Alias(
+            self, "Live", alias_name="live", version=self.function.current_version,
+            provisioned_concurrent_executions=config.provisioned_concurrency or None)
+        self.errors_alarm = cloudwatch.Alarm(
+            self, "AliasErrors", metric=self.alias.metric_errors(period=Duration.minutes(1)), threshold=1,
+            evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="The live alias of the prediction function raised errors")
+        if config.canary:
+            codedeploy.LambdaDeploymentGroup(
+                self, "Canary", alias=self.alias, alarms=[self.errors_alarm],
+                deployment_config=codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
+                auto_rollback=codedeploy.AutoRollbackConfig(failed_deployment=True, deployment_in_alarm=True))
+
+        integration = integrations.HttpLambdaIntegration("Integration", self.alias)
+        self.api = apigw.HttpApi(self, "HttpApi", api_name=f"maas-{config.stage}", create_default_stage=False,
+                                 default_authorizer=_authorizer(config.auth.type, config.auth.issuer,
+                                                                list(config.auth.audience)),
+                                 default_authorization_scopes=list(config.auth.scopes) or None,
+                                 description=f"maas {config.stage} prediction API")
+        self.api.add_routes(path="/{proxy+}", methods=[apigw.HttpMethod.ANY], integration=integration)
+        for path in PUBLIC_ROUTES:
+            self.api.add_routes(path=path, methods=[apigw.HttpMethod.GET], integration=integration,
+                                authorizer=apigw.HttpNoneAuthorizer())
+        self.access_logs = foundation.log_group(self, "AccessLogs")
+        self.stage = self.api.add_stage(
+            "Stage", stage_name="$default", auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=config.throttle_rate, burst_limit=config.throttle_burst),
+            access_log_settings=_AccessLogs(apigw.LogGroupLogDestination(self.access_logs)))
+
+    @property
+    def url(self) -> str:
+        """The API's base URL."""
+        return self.stage.url
+
+
+def _authorizer(kind: str, issuer: str | None, audience: list[str]) -> apigw.IHttpRouteAuthorizer:
+    if kind == "jwt":
+        assert issuer is not None
+        return authorizers.HttpJwtAuthorizer("Jwt", issuer, jwt_audience=audience)
+    return authorizers.HttpIamAuthorizer()

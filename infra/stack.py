@@ -1,0 +1,45 @@
+"""One stack per stage: composes the constructs and grants what crosses between them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.batch_events import BatchEvents
+from infra.config import StageConfig
+from infra.foundation import Foundation
+from infra.gpu_batch import GpuBatch
+from infra.model_store import ModelStore
+from infra.observability import Observability
+from infra.prediction_api import PredictionApi
+
+
+class MaasStack(Stack):
+    """Model store, prediction API, batch events, GPU batch and observability for one stage."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description=f"maas {config.stage}: serverless model serving", **kwargs)
+        Tags.of(self).add("maas:stage", config.stage)
+        foundation = Foundation(self, "Foundation", config=config)
+        self.store = ModelStore(self, "ModelStore", foundation=foundation)
+        self.api = PredictionApi(self, "PredictionApi", foundation=foundation, store=self.store)
+        self.batch_events = BatchEvents(self, "BatchEvents", foundation=foundation, store=self.store)
+        self.gpu_batch = GpuBatch(self, "GpuBatch", foundation=foundation, environment={"MAAS_STORE": self.store.uri})
+        self.store.grant_read(self.gpu_batch.job_role)
+        self.batch_events.grant_batch_io(self.gpu_batch.job_role)
+        self.batch_events.enable_dispatch(self.gpu_batch.queue.job_queue_arn,
+                                          self.gpu_batch.job_definition.job_definition_arn)
+        self.observability = Observability(self, "Observability", foundation=foundation, api=self.api,
+                                           batch_events=self.batch_events, gpu_batch=self.gpu_batch)
+
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the prediction API")
+        CfnOutput(self, "ModelStoreUri", value=self.store.uri, description="MAAS_STORE for `maas build/promote`")
+        CfnOutput(self, "PublisherRoleArn", value=self.store.publisher.role_arn,
+                  description="Assume this role to publish, promote or roll back models")
+        CfnOutput(self, "DataBucket", value=self.batch_events.bucket.bucket_name,
+                  description="Drop inputs under inputs/NAME/; predictions appear under outputs/")
+        CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name,
+                  description="CloudWatch dashboard")
+        CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn, description="Alarm notifications")
