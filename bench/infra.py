@@ -128,7 +128,8 @@ def render(result: dict[str, Any]) -> str:
     for n in result["nag"]:
         lint = result["cfn_lint"][n["stage"]]
         lines.append(f"| {n['stage']} | {n['finding_ids']} | {n['resources_flagged']} | {n['acknowledged_ids']} "
-                     f"| {n['acknowledged_rules']} | {len(n['unacknowledged'])} | {lint['Error']} | {lint['Warning']} |")
+                     f"| {n['acknowledged_rules']} | {len(n['unacknowledged'])} | {lint['Error']} "
+                     f"| {lint['Warning']} |")
     lines += ["", "Targets: bundle <= 150 MB unzipped; 0 unacknowledged cdk-nag findings; 0 cfn-lint errors "
               "(warnings are W3005, redundant DependsOn that CDK emits)."]
     return "\n".join(lines)
