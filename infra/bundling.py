@@ -22,6 +22,9 @@ from aws_cdk import ILocalBundling
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The CLI's terminal libraries: functions/ never imports them.
 NOT_AT_RUNTIME = frozenset({"click", "rich"})
+# Installed without their dependencies: tokenizers requires huggingface_hub (and hf-xet, requests, fsspec,
+# ~38 MB) only to download from a model hub, which the runtime never does; it imports none of them.
+WITHOUT_DEPENDENCIES = frozenset({"tokenizers"})
 # Folders of the dependencies that the runtime never imports: tests, tooling and build-time helpers.
 TRIMMED = (
     "onnxruntime/transformers", "onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/datasets",
@@ -96,11 +99,16 @@ def build_bundle(output: Path, architecture: str = "arm64", python_version: str 
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                "--no-warn-script-location", "--target", str(output), "--implementation", "cp",
                "--python-version", python_version, "--only-binary=:all:", "--upgrade",
-               "--platform", f"manylinux_2_28_{machine}", "--platform", f"manylinux2014_{machine}",
-               *runtime_requirements(root / "pyproject.toml")]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BundleError(f"pip could not install the runtime for {architecture}: {result.stderr.strip()[-2000:]}")
+               "--platform", f"manylinux_2_28_{machine}", "--platform", f"manylinux2014_{machine}"]
+    requirements = runtime_requirements(root / "pyproject.toml")
+    alone = [r for r in requirements if _requirement_name(r) in WITHOUT_DEPENDENCIES]
+    for extra, batch in (([], [r for r in requirements if r not in alone]), (["--no-deps"], alone)):
+        if not batch:
+            continue
+        result = subprocess.run([*command, *extra, *batch], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BundleError(f"pip could not install the runtime for {architecture}: "
+                              f"{result.stderr.strip()[-2000:]}")
     shutil.copytree(root / "functions", output / "functions", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile"))
     trim(output)

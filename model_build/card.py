@@ -84,7 +84,7 @@ def plot_variants(manifest: Manifest, path: Path) -> None:
               ("tab:blue" if v.passed else "tab:red") for v, _, _ in measured]
     panels = [("size (KiB)", [size / 1024 for _, _, size in measured]),
               ("CPU latency batch 1 (ms)", [m.latency_ms_b1 or 0.0 for _, m, _ in measured]),
-              ("CPU latency batch 256 (ms)", [m.latency_ms_b256 or 0.0 for _, m, _ in measured]),
+              (f"CPU latency batch {manifest.latency_batch} (ms)", [m.latency_ms_b256 or 0.0 for _, m, _ in measured]),
               (f"test {manifest.metric_name}", [m.metric for _, m, _ in measured])]
     fig, axes = plt.subplots(1, 4, figsize=(12, 3))
     for axis, (title, values) in zip(axes, panels, strict=True):
@@ -112,7 +112,8 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     if manifest.labels:
         lines.append(f"- Labels: {', '.join(manifest.labels)}")
     lines += ["", "## Variants", "",
-              f"| variant | precision | file size | latency b1 (ms) | latency b256 (ms) | test {manifest.metric_name} "
+              f"| variant | precision | file size | latency b1 (ms) | latency b{manifest.latency_batch} (ms) "
+              f"| test {manifest.metric_name} "
               "| gates | note |", "|---|---|---|---|---|---|---|---|"]
     for v in manifest.variants:
         m = v.metrics

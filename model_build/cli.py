@@ -83,9 +83,13 @@ def build(recipe: str, store_uri: str | None, quick: bool) -> None:
     store = _open_store(store_uri)
     catalog.list_versions(store, loaded.name)  # fail fast on an unreachable store, before training
     from model_build.pipeline import build as run_build
+    from model_build.pretrained import PretrainedEncoder, build_pretrained
 
     with _RichReporter() as reporter:
-        manifest = run_build(loaded, store, quick=quick, reporter=reporter)
+        if isinstance(loaded, PretrainedEncoder):
+            manifest = build_pretrained(loaded, store, quick=quick, reporter=reporter)
+        else:
+            manifest = run_build(loaded, store, quick=quick, reporter=reporter)
     selected = manifest.variant(manifest.selected["cpu"])
     metric = selected.metrics.metric if selected.metrics else float("nan")
     click.echo(f"shipped {selected.name}, test {manifest.metric_name} {metric:.4f}; card: "

@@ -148,7 +148,7 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
             files[name] = work / name
         draft = draft.model_copy(update={"provenance": draft.provenance.model_copy(
             update={"build_seconds": round(time.perf_counter() - started, 2)})})
-        return _publish(store, draft, files, work, data.source, plots, reporter)
+        return publish_version(store, draft, files, work, data.source, plots, reporter)
 
 
 def _encode(recipe: Recipe, fitted: Fitted, data: Dataset) -> _Encoded:
@@ -248,7 +248,7 @@ def _plots(work: Path, recipe: Recipe, history: History, draft: Manifest, output
     return [card.TRAINING_PLOT, outcome, card.VARIANTS_PLOT]
 
 
-def _publish(store: Store, draft: Manifest, files: dict[str, Path], work: Path, source: str, plots: list[str],
+def publish_version(store: Store, draft: Manifest, files: dict[str, Path], work: Path, source: str, plots: list[str],
              reporter: Reporter) -> Manifest:
     entries = [FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size)
                for name, path in files.items()]

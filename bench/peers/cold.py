@@ -16,9 +16,13 @@ def main() -> None:
         from bench.peers import handlers
 
         handler = handlers.minimal_handler() if kind == "minimal" else handlers.torch_handler()
+    import json
+    import os
+
     from bench.peers.event import LambdaContext, predict_event
 
-    response = handler(predict_event(), LambdaContext())
+    instances = json.loads(os.environ["BENCH_INSTANCES"]) if "BENCH_INSTANCES" in os.environ else None
+    response = handler(predict_event(os.environ.get("BENCH_MODEL", "digits-cnn"), instances), LambdaContext())
     sys.stdout.write(f"STATUS {response['statusCode']}\n")
     sys.stdout.flush()
 

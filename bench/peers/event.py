@@ -19,7 +19,7 @@ class LambdaContext:
         return 30_000
 
 
-def predict_event(model: str = "digits-cnn") -> dict[str, Any]:
+def predict_event(model: str = "digits-cnn", instances: list[Any] | None = None) -> dict[str, Any]:
     path = f"/v1/models/{model}/predict"
     return {
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
@@ -29,5 +29,5 @@ def predict_event(model: str = "digits-cnn") -> dict[str, Any]:
                                     "userAgent": "bench"},
                            "requestId": "bench", "routeKey": "$default", "stage": "$default",
                            "timeEpoch": 1583348638390},
-        "body": json.dumps({"instances": [DIGIT_ZERO]}), "isBase64Encoded": False,
+        "body": json.dumps({"instances": instances or [DIGIT_ZERO]}), "isBase64Encoded": False,
     }

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-import numpy as np
 import orjson
 
 from functions.batch.formats import Chunk
@@ -96,15 +95,17 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
         return pre.encode(chunk.instances), list(chunk.lines), []
     except InvalidInputError:
         pass
-    parts: list[Tensors] = []
     good: list[int] = []
+    kept: list[Any] = []
     bad: list[tuple[int, str]] = []
     for line, instance in zip(chunk.lines, chunk.instances, strict=True):
         try:
-            parts.append(pre.encode([instance]))
+            pre.encode([instance])
             good.append(line)
+            kept.append(instance)
         except InvalidInputError as exc:
             bad.append((line, exc.message.removeprefix("instance 0: ")))
-    if not parts:
+    if not kept:
         return {}, [], bad
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}, good, bad
+    # Encoded again together: text models pad to the longest text of the batch.
+    return pre.encode(kept), good, bad

@@ -55,8 +55,21 @@ class TextVocabPreprocessing(_Model):
     unk_id: int = 1
 
 
+class TokenizerPreprocessing(_Model):
+    """Raw text through a Hugging Face ``tokenizers`` file shipped with the version: truncated to
+    ``max_length`` tokens, padded to the longest text of the request; ``inputs`` names the model inputs fed
+    (of input_ids, attention_mask, token_type_ids)."""
+
+    kind: Literal["tokenizer"] = "tokenizer"
+    tokenizer_file: str
+    max_length: int
+    max_chars: int
+    inputs: list[Literal["input_ids", "attention_mask", "token_type_ids"]]
+
+
 Preprocessing = Annotated[
-    ImagePreprocessing | TabularPreprocessing | TextVocabPreprocessing, Field(discriminator="kind")
+    ImagePreprocessing | TabularPreprocessing | TextVocabPreprocessing | TokenizerPreprocessing,
+    Field(discriminator="kind"),
 ]
 
 
@@ -128,6 +141,7 @@ class Manifest(_Model):
     preprocessing: Preprocessing
     labels: list[str] | None = None
     metric_name: str
+    latency_batch: int = 256
     variants: list[Variant]
     selected: dict[Target, str]
     selection_reason: str

@@ -20,6 +20,7 @@ from functions.core.manifest import (
     Preprocessing,
     TabularPreprocessing,
     TextVocabPreprocessing,
+    TokenizerPreprocessing,
 )
 
 Tensors = dict[str, npt.NDArray[Any]]
@@ -164,17 +165,45 @@ class TextVocabPreprocessor:
 
     def encode(self, instances: Instances) -> Tensors:
         ids = np.full((len(instances), self.spec.max_tokens), self.spec.pad_id, dtype=np.int64)
-        for index, text in enumerate(instances):
-            if not isinstance(text, str):
-                raise InvalidInputError(f"expected a string, got {type(text).__name__}", index)
-            if not text.strip():
-                raise InvalidInputError("empty text", index)
-            if len(text) > self.spec.max_chars:
-                raise InvalidInputError(f"text longer than {self.spec.max_chars} characters", index)
+        for index, text in enumerate(check_texts(instances, self.spec.max_chars)):
             tokens = self.tokenize(text)[: self.spec.max_tokens]
             if tokens:
                 ids[index, -len(tokens):] = [self.vocab.get(t, self.spec.unk_id) for t in tokens]
         return {self.input_name: ids}
+
+
+def check_texts(instances: Instances, max_chars: int) -> list[str]:
+    """Every instance a non-empty string of at most ``max_chars`` characters."""
+    texts: list[str] = []
+    for index, text in enumerate(instances):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"expected a string, got {type(text).__name__}", index)
+        if not text.strip():
+            raise InvalidInputError("empty text", index)
+        if len(text) > max_chars:
+            raise InvalidInputError(f"text longer than {max_chars} characters", index)
+        texts.append(text)
+    return texts
+
+
+class TokenizerPreprocessor:
+    """Raw strings -> input_ids / attention_mask / token_type_ids with the version's own tokenizer (the
+    ``tokenizers`` library: no torch, no transformers), truncated and padded to the longest text."""
+
+    def __init__(self, spec: TokenizerPreprocessing, tokenizer_json: bytes, input_name: str) -> None:
+        from tokenizers import Tokenizer
+
+        self.spec = spec
+        self.input_name = input_name
+        self.tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        self.tokenizer.enable_truncation(spec.max_length)
+        self.tokenizer.enable_padding()
+
+    def encode(self, instances: Instances) -> Tensors:
+        encodings = self.tokenizer.encode_batch(check_texts(instances, self.spec.max_chars))
+        fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        return {name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
+                for name in self.spec.inputs}
 
 
 def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, bytes]) -> Preprocessor:
@@ -183,6 +212,8 @@ def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, 
         return ImagePreprocessor(spec, input_name)
     if isinstance(spec, TabularPreprocessing):
         return TabularPreprocessor(spec, input_name)
+    if isinstance(spec, TokenizerPreprocessing):
+        return TokenizerPreprocessor(spec, files[spec.tokenizer_file], input_name)
     import orjson
 
     vocab = orjson.loads(files[spec.vocab_file])
@@ -191,4 +222,6 @@ def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, 
 
 def auxiliary_files(spec: Preprocessing) -> list[str]:
     """Files of the version that the preprocessor needs."""
-    return [spec.vocab_file] if isinstance(spec, TextVocabPreprocessing) else []
+    if isinstance(spec, TextVocabPreprocessing):
+        return [spec.vocab_file]
+    return [spec.tokenizer_file] if isinstance(spec, TokenizerPreprocessing) else []

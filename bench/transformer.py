@@ -1,0 +1,142 @@
+"""MiniLM (minilm-embed): int8 against fp32 on this CPU, and cold start with the model from a local store
+and from S3 (moto server over loopback HTTP, empty /tmp cache each run).
+
+The model is built with ``maas build minilm-embed`` (full measurement mode). Latency: ``session.run`` on
+tokenized sample texts, 1 intra-op thread, fp32 and int8 interleaved round by round, medians; batch 1 is a
+short sentence and a 128-token text, batch 32 is 32 sample texts padded to the longest (128 tokens).
+Cosine: minimum over the recipe's 18 sample texts of int8 against fp32. Cold start: a fresh process
+importing the Lambda handler and answering one API Gateway v2 event with one text.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TITLE = "MiniLM: int8 vs fp32 on the CPU, cold start from the local store and S3"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cold_once(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "bench.peers.cold", "maas"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    elapsed = (time.perf_counter() - started) * 1000
+    if "STATUS 200" not in result.stdout:
+        raise RuntimeError(f"cold start failed: {result.stdout[-500:]} {result.stderr[-2000:]}")
+    return elapsed
+
+
+def _latencies(prefix: Path, manifest: Any, rounds: int) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+
+    from functions.core.preprocessing import TokenizerPreprocessor
+    from model_build.recipes.minilm_embed import MiniLMEmbed
+
+    tokenizer = TokenizerPreprocessor(manifest.preprocessing, (prefix / "tokenizer.json").read_bytes(), "input_ids")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = {name: ort.InferenceSession(str(prefix / f"model.{name}.onnx"), options,
+                                           providers=["CPUExecutionProvider"]) for name in ("fp32", "int8-dynamic")}
+    texts = MiniLMEmbed.SAMPLES
+    cases = {"batch 1, short sentence": tokenizer.encode(["How do I reset my password?"]),
+             "batch 1, 128 tokens": tokenizer.encode([texts[-1]]),
+             "batch 32, 128 tokens": tokenizer.encode([texts[i % len(texts)] for i in range(32)])}
+    times: dict[str, dict[str, list[float]]] = {case: {n: [] for n in sessions} for case in cases}
+    for case, feeds in cases.items():
+        for session in sessions.values():
+            session.run(None, feeds)
+        repeats = 20 if "32" not in case else 2
+        for _ in range(rounds):
+            for name, session in sessions.items():
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    session.run(None, feeds)
+                times[case][name].append((time.perf_counter() - started) * 1000 / repeats)
+    embeddings = {n: s.run(None, tokenizer.encode(texts))[0] for n, s in sessions.items()}
+    cosine = float(np.min(np.sum(embeddings["fp32"] * embeddings["int8-dynamic"], axis=1)))
+    rows = []
+    for case in cases:
+        fp32, int8 = (statistics.median(times[case][n]) for n in ("fp32", "int8-dynamic"))
+        rows.append({"case": case, "fp32_ms": round(fp32, 3), "int8_ms": round(int8, 3),
+                     "speedup": round(fp32 / int8, 2)})
+    sizes = {n: (prefix / f"model.{n}.onnx").stat().st_size for n in ("fp32", "int8-dynamic", "fp16")}
+    ratio = round(sizes["fp32"] / sizes["int8-dynamic"], 2)
+    return {"latency": rows, "min_cosine": round(cosine, 4), "size_ratio": ratio,
+            "sizes_mb": {n: round(v / 2**20, 1) for n, v in sizes.items()}}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    import json
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from functions.core.store import LocalStore, S3Store
+    from model_build.pretrained import build_pretrained
+    from model_build.recipes.minilm_embed import MiniLMEmbed
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    rounds, cold_runs = (3, 2) if quick else (7, 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        store = LocalStore(work / "store")
+        started = time.perf_counter()
+        manifest = build_pretrained(MiniLMEmbed(), store, quick=quick)
+        build_s = time.perf_counter() - started
+        prefix = work / "store" / "models" / "minilm-embed" / "versions" / manifest.version
+        figures = _latencies(prefix, manifest, rounds)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+            os.environ.update(aws)
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="maas-bench")
+            S3Store("maas-bench", "store", endpoint_url=endpoint).publish(
+                f"models/minilm-embed/versions/{manifest.version}", {p.name: p for p in prefix.iterdir()},
+                "manifest.json")
+            base = {**os.environ, **aws, "BENCH_MODEL": "minilm-embed",
+                    "BENCH_INSTANCES": json.dumps(["How do I reset my password?"])}
+            envs = {"local store": {**base, "MAAS_STORE": store.uri},
+                    "S3 store (moto)": {**base, "MAAS_STORE": "s3://maas-bench/store",
+                                        "MAAS_S3_ENDPOINT_URL": endpoint}}
+            for env in envs.values():
+                _cold_once({**env, "MAAS_CACHE_DIR": str(work / "warmup-cache")})  # OS file cache, untimed
+            cold: dict[str, list[float]] = {name: [] for name in envs}
+            for attempt in range(cold_runs):
+                for name, env in envs.items():
+                    cache = str(work / f"cache-{name[:2]}-{attempt}")
+                    cold[name].append(_cold_once({**env, "MAAS_CACHE_DIR": cache}))
+        finally:
+            server.stop()
+    shipped = manifest.selected["cpu"]
+    return {"quick": quick, "build_s": round(build_s, 1), "shipped": shipped, **figures,
+            "cold_ms": {name: {"median": round(statistics.median(s)), "runs": [round(x) for x in s]}
+                        for name, s in cold.items()},
+            "gates": [g.model_dump() for g in manifest.gates]}
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = ["| case | fp32 (ms) | int8 dynamic (ms) | int8 speed-up |", "|---|---|---|---|"]
+    lines += [f"| {r['case']} | {r['fp32_ms']} | {r['int8_ms']} | {r['speedup']}x |" for r in result["latency"]]
+    sizes = result["sizes_mb"]
+    lines += ["", f"Size: fp32 {sizes['fp32']} MB, int8 {sizes['int8-dynamic']} MB ({result['size_ratio']}x smaller), "
+              f"fp16 {sizes['fp16']} MB. Min cosine int8 vs fp32 over the sample texts: {result['min_cosine']} "
+              f"(gate >= 0.99). Shipped CPU variant: {result['shipped']}. Build: {result['build_s']} s.", "",
+              "| cold start, process -> first embedding | median (ms) | runs |", "|---|---|---|"]
+    lines += [f"| {name} | {c['median']} | {c['runs']} |" for name, c in result["cold_ms"].items()]
+    lines += ["", "Published dynamic-int8 results for MiniLM/BERT: ~1.8-2.1x faster, ~3.9x smaller. Here six "
+              "feed-forward output projections stay fp32 so every sample keeps cosine >= 0.99 (all quantized: "
+              "min cosine 0.985, which fails the gate)."]
+    return "\n".join(lines)

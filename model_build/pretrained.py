@@ -1,0 +1,258 @@
+"""``maas build`` for pretrained transformer encoders: no training; export, fuse, quantize, gate on cosine
+similarity and retrieval, publish with the tokenizer.
+
+The graph is encoder + mean pooling + L2 normalisation, with dynamic batch and sequence axes. onnxruntime's
+transformer optimizer fuses attention, embedding and LayerNorm; int8 is dynamic quantization of the fused
+graph; fp16 (for the GPU) is converted after fusing with float32 inputs and outputs kept.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import math
+import statistics
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from functions.core.integrity import vet_onnx
+from functions.core.manifest import GateResult, Manifest, Provenance, Target, TokenizerPreprocessing
+from functions.core.names import check_model_name
+from functions.core.preprocessing import TokenizerPreprocessor
+from functions.core.settings import get_settings
+from functions.core.store import Store
+from model_build import card, evaluate, gates, provenance
+from model_build.pipeline import Reporter, _tensor_spec, _variant_records, publish_version
+from model_build.variants import Candidate
+
+TOKENIZER_FILE = "tokenizer.json"
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+LATENCY_BATCH = 32
+
+
+class PretrainedEncoder(abc.ABC):
+    """A pretrained text encoder published as a sentence-embedding model."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    source: ClassVar[str]
+    num_heads: ClassVar[int]
+    hidden_size: ClassVar[int]
+    max_length: ClassVar[int] = 128
+    max_chars: ClassVar[int] = 20_000
+    parity_min_cosine: ClassVar[float] = 0.9999
+    variant_min_cosine: ClassVar[float] = 0.99
+    seed: ClassVar[int] = 0
+
+    @abc.abstractmethod
+    def load(self) -> tuple[torch.nn.Module, bytes]:
+        """The PyTorch reference (taking input_ids, attention_mask, token_type_ids; returning unit-norm
+        embeddings) and the tokenizer.json bytes, both from local files."""
+
+    @abc.abstractmethod
+    def sample_texts(self) -> list[str]:
+        """Varied texts for parity and the cosine gates."""
+
+    @abc.abstractmethod
+    def retrieval_check(self) -> tuple[list[str], list[str], list[int]]:
+        """(queries, documents, index of each query's right document) for the top-1 gate."""
+
+    def int8_excluded_nodes(self, graph_nodes: list[tuple[str, str]]) -> list[str]:
+        """Nodes kept in float by the int8 variant; by default none."""
+        return []
+
+
+def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = False,
+                     reporter: Reporter | None = None) -> Manifest:
+    """Export, fuse, make fp32/int8/fp16, gate, write the card and publish; raises BuildFailedError."""
+    reporter = reporter or Reporter()
+    started = time.perf_counter()
+    check_model_name(recipe.name)
+    torch.manual_seed(recipe.seed)
+    reporter.stage("loading the pretrained model")
+    module, tokenizer_json = recipe.load()
+    spec = TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=recipe.max_length,
+                                  max_chars=recipe.max_chars, inputs=list(INPUTS))
+    tokenizer = TokenizerPreprocessor(spec, tokenizer_json, INPUTS[0])
+    texts = recipe.sample_texts()
+    queries, documents, answers = recipe.retrieval_check()
+    with torch.no_grad():
+        reference = _torch_embed(module, tokenizer.encode(texts))
+
+    with tempfile.TemporaryDirectory(prefix="maas-build-") as tmp:
+        work = Path(tmp)
+        reporter.stage("exporting to ONNX")
+        exported = work / "exported.onnx"
+        export_encoder(module, tokenizer.encode(texts[:2]), exported)
+        reporter.stage("fusing and quantizing")
+        candidates = make_candidates(recipe, exported, work)
+
+        reporter.stage("measuring variants")
+        settings = get_settings()
+        runs = (5, 2) if quick else (50, 10)
+        measured: dict[str, gates.Measurement] = {}
+        results: dict[str, list[GateResult]] = {}
+        cosines: dict[str, float] = {}
+        fp32_out: npt.NDArray[np.float32] | None = None
+        fp32_top1: list[int] = []
+        for candidate in candidates:
+            if candidate.path is None:
+                continue
+            vet_onnx(candidate.path.read_bytes(), settings.allowed_op_domains, candidate.path.name)
+            session = evaluate.cpu_session(candidate.path)
+            out = _run(session, tokenizer.encode(texts))
+            top1 = _top1(session, tokenizer, queries, documents)
+            if candidate.name == "fp32":
+                fp32_out, fp32_top1 = out, top1
+                parity = float(np.min(np.sum(out * reference, axis=1)))
+                results["fp32"] = [GateResult(
+                    name="parity", variant="fp32", passed=parity >= recipe.parity_min_cosine, value=parity,
+                    threshold=recipe.parity_min_cosine, detail="min cosine to PyTorch over the sample texts")]
+            assert fp32_out is not None
+            cosine = float(np.min(np.sum(out * fp32_out, axis=1)))
+            cosines[candidate.name] = cosine
+            agreement = float(np.mean([a == b for a, b in zip(top1, fp32_top1, strict=True)]))
+            results.setdefault(candidate.name, [])
+            if candidate.name != "fp32":
+                results[candidate.name] += [
+                    GateResult(name="cosine to fp32", variant=candidate.name,
+                               passed=cosine >= recipe.variant_min_cosine, value=cosine,
+                               threshold=recipe.variant_min_cosine,
+                               detail=f"min over {len(texts)} sample texts"),
+                    GateResult(name="retrieval top-1 unchanged", variant=candidate.name, passed=agreement == 1.0,
+                               value=agreement, threshold=1.0,
+                               detail=f"{len(queries)} queries over {len(documents)} documents")]
+            cpu = candidate.target == "cpu"
+            accuracy = float(np.mean([t == a for t, a in zip(top1, answers, strict=True)]))
+            measured[candidate.name] = gates.Measurement(
+                name=candidate.name, metric=accuracy,
+                latency_ms_b1=latency(session, tokenizer, texts, 1, runs[0]) if cpu else math.nan,
+                latency_ms_b256=latency(session, tokenizer, texts, LATENCY_BATCH, runs[1]) if cpu else math.nan,
+                parity_max_abs_diff=float(np.max(np.abs(out - reference))), target=candidate.target)
+
+        passed = [m for name, m in measured.items() if all(g.passed for g in results[name])]
+        all_gates = [g for name in measured for g in results[name]]
+        if not any(m.name == "fp32" for m in passed):
+            failures = "; ".join(f"{g.variant} {g.name}: {g.value:.5g} vs {g.threshold:.5g}"
+                                 for g in all_gates if not g.passed)
+            raise gates.BuildFailedError(f"{recipe.name}: the fp32 export failed its gates ({failures})")
+        selected, reason = gates.choose_cpu_variant([m for m in passed if m.target == "cpu"], measured["fp32"])
+        targets: dict[Target, str] = {"cpu": selected}
+        if any(m.name == "fp16" for m in passed):
+            targets["gpu"] = "fp16"
+
+        reporter.stage("writing the model card")
+        session = evaluate.cpu_session(exported)
+        weights_digest = hashlib.sha256()
+        for tensor in module.state_dict().values():
+            weights_digest.update(tensor.detach().cpu().numpy().tobytes())
+        draft = Manifest(
+            name=recipe.name, version="0", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            task="embedding", description=recipe.description,
+            inputs=[_tensor_spec(i) for i in session.get_inputs()],
+            outputs=[_tensor_spec(o) for o in session.get_outputs()],
+            preprocessing=spec, labels=None, metric_name="retrieval top-1", latency_batch=LATENCY_BATCH,
+            variants=_variant_records(candidates, measured, results, {m.name for m in passed}),
+            selected=targets, selection_reason=reason.replace("batch 256", f"batch {LATENCY_BATCH}"),
+            gates=all_gates, reference_stats=_token_stats(tokenizer, texts), files=[],
+            provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
+                                  libraries=provenance.library_versions(), data_sha256=weights_digest.hexdigest(),
+                                  seed=recipe.seed, quick=quick, build_seconds=0.0))
+        card.plot_variants(draft, work / card.VARIANTS_PLOT)
+        shipped = {m.name for m in passed}
+        files = {f"model.{c.name}.onnx": c.path for c in candidates if c.path and c.name in shipped}
+        files[card.VARIANTS_PLOT] = work / card.VARIANTS_PLOT
+        (work / TOKENIZER_FILE).write_bytes(tokenizer_json)
+        files[TOKENIZER_FILE] = work / TOKENIZER_FILE
+        draft = draft.model_copy(update={"provenance": draft.provenance.model_copy(
+            update={"build_seconds": round(time.perf_counter() - started, 2)})})
+        return publish_version(store, draft, files, work, recipe.source, [card.VARIANTS_PLOT], reporter)
+
+
+def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]], path: Path) -> None:
+    """One self-contained ONNX graph with dynamic batch and sequence axes (TorchScript exporter: the
+    optimizer's fusion patterns match its attention subgraph)."""
+    args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=False, input_names=INPUTS, output_names=["embedding"],
+                          dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17)
+
+
+def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path) -> list[Candidate]:
+    """fp32 fused, int8 dynamic (per-channel) of the fused graph, fp16 of the fused graph."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    fused = optimizer.optimize_model(str(exported), model_type="bert", num_heads=recipe.num_heads,
+                                     hidden_size=recipe.hidden_size, opt_level=0)
+    stats = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
+    fp32 = work / "model.fp32.onnx"
+    fused.save_model_to_file(str(fp32))
+    graph = [(n.name, n.op_type) for n in onnx.load(str(fp32), load_external_data=False).graph.node]
+    excluded = recipe.int8_excluded_nodes(graph)
+    int8 = work / "model.int8-dynamic.onnx"
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         nodes_to_exclude=excluded,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.level = level
+    fused.convert_float_to_float16(keep_io_types=True)
+    fp16 = work / "model.fp16.onnx"
+    fused.save_model_to_file(str(fp16))
+    fusion = ", ".join(f"{k} x{v}" for k, v in sorted(stats.items()))
+    return [Candidate("fp32", "fp32", "cpu", fp32, f"fused by onnxruntime's transformer optimizer ({fusion})"),
+            Candidate("int8-dynamic", "int8", "cpu", int8,
+                      f"dynamic int8, per-channel weights; {len(excluded)} sensitive nodes kept in fp32"),
+            Candidate("fp16", "fp16", "gpu", fp16, "fp16 after fusion, fp32 inputs and outputs (GPU variant)")]
+
+
+def _torch_embed(module: torch.nn.Module, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+    out: torch.Tensor = module(*(torch.from_numpy(feeds[name]) for name in INPUTS))
+    return out.detach().numpy().astype(np.float32)
+
+
+def _run(session: Any, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+    names = {i.name for i in session.get_inputs()}
+    result: npt.NDArray[np.float32] = session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+    return result.astype(np.float32)
+
+
+def _top1(session: Any, tokenizer: TokenizerPreprocessor, queries: list[str], documents: list[str]) -> list[int]:
+    q = _run(session, tokenizer.encode(queries))
+    d = _run(session, tokenizer.encode(documents))
+    return [int(i) for i in np.argmax(q @ d.T, axis=1)]
+
+
+def latency(session: Any, tokenizer: TokenizerPreprocessor, texts: list[str], batch: int, runs: int) -> float:
+    """Median ms of ``session.run`` on ``batch`` sample texts (cycled), padded to their longest."""
+    chosen = [texts[i % len(texts)] for i in range(batch)]
+    feeds = tokenizer.encode(chosen)
+    _run(session, feeds)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        _run(session, feeds)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _token_stats(tokenizer: TokenizerPreprocessor, texts: list[str]) -> dict[str, list[float]]:
+    lengths = np.array([[int(row.sum())] for row in tokenizer.encode(texts)["attention_mask"]], dtype=np.float64)
+    return {"mean": lengths.mean(axis=0).round(3).tolist(), "std": lengths.std(axis=0).round(3).tolist(),
+            "min": lengths.min(axis=0).tolist(), "max": lengths.max(axis=0).tolist()}
