@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: venv serve demo-models test lint typecheck unit bench synth clean
+.PHONY: venv serve demo-models test lint typecheck unit bench synth wrk clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -71,7 +71,19 @@ test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/mypy functions model_build infra
 	$(PY) -m pytest -p no:cacheprovider tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
 
-bench: $(STAMP)
+## Benchmark peers live in their own virtualenv (never in the project's); wrk is the HTTP load tool.
+PEERS_STAMP := bench/.venv/.installed
+$(PEERS_STAMP): bench/requirements-peers.txt
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+	bench/.venv/bin/python -m pip install --quiet -r bench/requirements-peers.txt
+	touch $(PEERS_STAMP)
+
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk \
+	  || { echo "install wrk (Debian/Ubuntu: apt-get install wrk) for the HTTP benchmark"; exit 1; }
+
+bench: $(STAMP) $(PEERS_STAMP) wrk
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -122,6 +122,12 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
         lines.append(f"| {v.name}{f' (shipped: {chr(44).join(shipped)})' if shipped else ''} | {v.precision} "
                      f"| {size} | {_fmt(m.latency_ms_b1 if m else None)} | {_fmt(m.latency_ms_b256 if m else None)} "
                      f"| {_fmt(m.metric if m else None, 4)} | {'pass' if v.passed else 'fail'} | {v.reason} |")
+    if manifest.baselines:
+        selected = manifest.variant(manifest.selected["cpu"]).metrics
+        ours = f"{selected.metric:.4f}" if selected else "-"
+        lines += ["", "## Compared with", "", f"| model | test {manifest.metric_name} |", "|---|---|",
+                  f"| {manifest.name} (shipped variant) | {ours} |"]
+        lines += [f"| {name} | {value:.4f} |" for name, value in manifest.baselines.items()]
     lines += ["", f"Choice: {manifest.selection_reason}", "",
               "Latencies: median of repeated `session.run` calls on the build machine, 1 intra-op thread.", "",
               "## Gates", "", "| gate | variant | value | threshold | result | detail |", "|---|---|---|---|---|---|"]

@@ -37,13 +37,14 @@ class ServingHead(nn.Module):
 
 
 def export_onnx(module: nn.Module, example: npt.NDArray[Any], input_name: str, output_name: str,
-                exporter: Literal["dynamo", "torchscript"], path: Path) -> None:
-    """Write ``module`` to ``path`` as one ONNX file (no external data) with a dynamic batch axis."""
+                exporter: Literal["dynamo", "torchscript"], path: Path, dynamic_sequence: bool = False) -> None:
+    """Write ``module`` to ``path`` as one ONNX file (no external data) with a dynamic batch axis (and a
+    dynamic sequence axis 1 when ``dynamic_sequence``)."""
     module.eval()
     args = (torch.as_tensor(example),)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        if exporter == "dynamo":
+        if exporter == "dynamo" and not dynamic_sequence:
             torch.onnx.export(
                 module, args, str(path), dynamo=True, input_names=[input_name], output_names=[output_name],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
@@ -51,7 +52,8 @@ def export_onnx(module: nn.Module, example: npt.NDArray[Any], input_name: str, o
         else:
             torch.onnx.export(
                 module, args, str(path), dynamo=False, input_names=[input_name], output_names=[output_name],
-                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, opset_version=17,
+                dynamic_axes={input_name: {0: "batch", 1: "sequence"} if dynamic_sequence else {0: "batch"},
+                              output_name: {0: "batch"}}, opset_version=17,
             )
     if path.with_name(path.name + ".data").exists():
         raise RuntimeError(f"exporter wrote external data next to {path}; expected one self-contained file")

@@ -29,6 +29,7 @@ from functions.core.manifest import (
     Target,
     TensorSpec,
     TextVocabPreprocessing,
+    TokenizerPreprocessing,
     Variant,
     VariantMetrics,
 )
@@ -94,7 +95,7 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
         reporter.stage("exporting to ONNX")
         exported = work / "exported.onnx"
         export_onnx(head, encoded.x_train[: recipe.example_batch_size()], recipe.input_name,
-                    OUTPUT_NAMES[recipe.task], recipe.exporter, exported)
+                    OUTPUT_NAMES[recipe.task], recipe.exporter, exported, recipe.dynamic_sequence)
 
         reporter.stage("optimizing and quantizing")
         candidates = _make_candidates(recipe, exported, work, encoded.x_train[:CALIBRATION_ROWS])
@@ -129,9 +130,11 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
             inputs=[_tensor_spec(i) for i in session.get_inputs()],
             outputs=[_tensor_spec(o) for o in session.get_outputs()],
             preprocessing=fitted.spec, labels=recipe.labels,
-            metric_name="accuracy" if recipe.task == "classification" else "rmse",
+            metric_name="accuracy" if recipe.task == "classification" else "rmse", latency_batch=recipe.latency_batch,
+            baselines=recipe.baselines(data, quick),
             variants=_variant_records(candidates, measured, variant_gates, {m.name for m in passed}),
-            selected=targets, selection_reason=reason, gates=gate_results,
+            selected=targets, selection_reason=reason.replace("batch 256", f"batch {recipe.latency_batch}"),
+            gates=gate_results,
             reference_stats=_reference_stats(data, fitted), files=[],
             provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
                                   libraries=provenance.library_versions(),
@@ -197,7 +200,7 @@ def _measure(candidates: list[variants.Candidate], x_test: npt.NDArray[Any], y_t
         measured[candidate.name] = gates.Measurement(
             name=candidate.name, metric=evaluate.metric(recipe.task, out, y_test),
             latency_ms_b1=evaluate.latency_ms(session, x_test, 1, runs_b1) if cpu else math.nan,
-            latency_ms_b256=evaluate.latency_ms(session, x_test, 256, runs_b256) if cpu else math.nan,
+            latency_ms_b256=evaluate.latency_ms(session, x_test, recipe.latency_batch, runs_b256) if cpu else math.nan,
             parity_max_abs_diff=float(np.max(np.abs(out - reference))), target=candidate.target)
     return measured, outputs
 
@@ -231,7 +234,7 @@ def _tensor_spec(arg: Any) -> TensorSpec:
 
 
 def _reference_stats(data: Dataset, fitted: Fitted) -> dict[str, list[float]]:
-    if isinstance(fitted.spec, TextVocabPreprocessing):
+    if isinstance(fitted.spec, TextVocabPreprocessing | TokenizerPreprocessing):
         values = np.asarray([[len(str(t).split())] for t in data.x_train], dtype=np.float64)
     else:
         values = np.asarray(data.x_train, dtype=np.float64).reshape(len(data.y_train), -1)

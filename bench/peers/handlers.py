@@ -38,17 +38,27 @@ def _app(run: Any) -> FastAPI:
     return app
 
 
-def minimal_handler() -> Mangum:
+def minimal_app() -> FastAPI:
+    """The hand-written FastAPI + onnxruntime app (served by uvicorn in the HTTP benchmark)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return Mangum(_app(lambda batch: session.run(None, {name: batch})[0]), lifespan="off")
+    return _app(lambda batch: session.run(None, {name: batch})[0])
+
+
+def minimal_handler() -> Mangum:
+    return Mangum(minimal_app(), lifespan="off")
 
 
 def torch_handler() -> Mangum:
+    return Mangum(torch_app(), lifespan="off")
+
+
+def torch_app() -> FastAPI:
+    """FastAPI serving the same network with PyTorch eager."""
     import torch
 
     from model_build.recipes.base import Fitted
@@ -64,4 +74,4 @@ def torch_handler() -> Mangum:
         with torch.no_grad():
             return torch.softmax(model(torch.from_numpy(batch)), dim=-1).numpy()
 
-    return Mangum(_app(run), lifespan="off")
+    return _app(run)

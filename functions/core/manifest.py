@@ -142,6 +142,7 @@ class Manifest(_Model):
     labels: list[str] | None = None
     metric_name: str
     latency_batch: int = 256
+    baselines: dict[str, float] = Field(default_factory=dict)
     variants: list[Variant]
     selected: dict[Target, str]
     selection_reason: str

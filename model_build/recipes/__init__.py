@@ -20,6 +20,8 @@ BUILTIN = {
     "diabetes-mlp": "model_build.recipes.diabetes_mlp:DiabetesMLP",
     "text-lstm": "model_build.recipes.text_lstm:TextLSTM",
     "minilm-embed": "model_build.recipes.minilm_embed:MiniLMEmbed",
+    "minilm-classifier": "model_build.recipes.minilm_classifier:MiniLMClassifier",
+    "minilm-classifier-finetuned": "model_build.recipes.minilm_classifier:MiniLMClassifierFineTuned",
 }
 DEMO = ["digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"]
 

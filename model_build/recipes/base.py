@@ -78,6 +78,10 @@ class Recipe(abc.ABC):
     seed: ClassVar[int] = 0
     training: ClassVar[TrainingConfig] = TrainingConfig()
     gates: ClassVar[GateConfig] = GateConfig()
+    dynamic_sequence: ClassVar[bool] = False
+    """Export axis 1 as dynamic too (token ids padded to the longest text of a request)."""
+    latency_batch: ClassVar[int] = 256
+    """The larger batch size variants are timed at (smaller for heavy models)."""
 
     @abc.abstractmethod
     def load_data(self, quick: bool) -> Dataset:
@@ -90,6 +94,10 @@ class Recipe(abc.ABC):
     @abc.abstractmethod
     def build_model(self, fitted: Fitted) -> torch.nn.Module:
         """A fresh module mapping preprocessed inputs to logits (classification) or one value (regression)."""
+
+    def baselines(self, data: Dataset, quick: bool) -> dict[str, float]:
+        """Other models' test metric on the same split, for the card (none by default)."""
+        return {}
 
     def example_batch_size(self) -> int:
         """Batch size of the example input used for export tracing."""

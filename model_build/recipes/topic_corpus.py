@@ -63,3 +63,39 @@ def topic_sentences(per_topic: int = 100, seed: int = 7) -> tuple[list[str], lis
                 rows.append((sentence, label))
     rng.shuffle(rows)
     return [text for text, _ in rows], [label for _, label in rows]
+
+
+# Held-out paraphrases: the same four topics in words the training sentences never use, so a model must
+# generalise beyond the training vocabulary (a pretrained encoder can; a vocabulary learned from 280
+# sentences cannot).
+_PARAPHRASES = {
+    "sports": ["the midfielder netted a stunning volley", "fans invaded the pitch after the final whistle",
+               "the batsman hit a century at the cricket ground", "the cyclist crossed the line ahead of the peloton",
+               "the boxer knocked out his opponent in round three", "the swimmer broke the world record",
+               "the quarterback threw a touchdown pass", "the umpire called a foul on the point guard",
+               "the marathon runner collapsed near the finish", "the hockey squad clinched the playoffs"],
+    "weather": ["drizzle is likely overnight", "a blizzard buried the valley", "gusts topped eighty kilometres",
+                "the meteorologist predicts sunshine", "hail damaged parked cars", "a drought parched the farms",
+                "lightning struck the tower", "a tornado touched down near the village",
+                "frost formed on the windscreen", "the monsoon arrived early"],
+    "cooking": ["she kneaded the dough and let it rise", "he whisked the custard until smooth",
+                "the stew was seasoned with cumin and paprika", "they grilled salmon fillets",
+                "the pastry chef piped whipped cream", "we chopped onions for the curry",
+                "the risotto needed more stock", "the brownies came out fudgy", "she caramelised the shallots",
+                "the barbecue ribs were smoked overnight"],
+    "technology": ["the smartphone received a firmware patch", "engineers deployed the microservice to kubernetes",
+                   "the chipmaker unveiled a quantum prototype", "hackers exploited a zero-day vulnerability",
+                   "the browser added a privacy feature", "the tablet's touchscreen froze",
+                   "programmers refactored the codebase", "the drone streamed footage over wifi",
+                   "the website went offline during the outage", "the wearable tracks your heart rate"],
+}
+
+
+def paraphrase_sentences() -> tuple[list[str], list[int]]:
+    """Four topics in vocabulary unseen in ``topic_sentences``: 10 sentences per topic."""
+    texts, labels = [], []
+    for label, topic in enumerate(TOPICS):
+        for phrase in _PARAPHRASES[topic]:
+            texts.append(phrase[0].upper() + phrase[1:] + ".")
+            labels.append(label)
+    return texts, labels
