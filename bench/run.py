@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import machine
+from bench import charts, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -25,9 +25,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=BENCHMARKS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--doc-only", action="store_true", help="only regenerate the page from stored results")
     args = parser.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
-    for name in args.only:
+    for name in [] if args.doc_only else args.only:
         module = importlib.import_module(f"bench.{name}")
         print(f"== {name}: {module.TITLE}", flush=True)
         result = {"benchmark": name, "machine": machine.describe(), "command": _command(args), **module.run(args.quick)}
@@ -51,12 +52,18 @@ def write_doc(results: Path, doc: Path) -> None:
             continue
         result = orjson.loads(path.read_bytes())
         module = importlib.import_module(f"bench.{name}")
+        picture = []
+        if name in charts.CHARTS:
+            png = doc.parent / "bench" / f"{name}.png"
+            png.parent.mkdir(parents=True, exist_ok=True)
+            charts.CHARTS[name](result, png)
+            picture = [f"![{name}]({png.relative_to(doc.parent).as_posix()})", ""]
         m = result["machine"]
         sections += [f"## {module.TITLE}", "", (module.__doc__ or "").strip(), "",
                      f"Command: `{result['command']}`. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
                      f"onnxruntime {m['libraries'].get('onnxruntime')}, torch {m['libraries'].get('torch')}; "
                      f"commit {m['commit']}; {m['date']}" + (" (quick mode)" if result.get("quick") else "") + ".", "",
-                     module.render(result), ""]
+                     module.render(result), "", *picture]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(sections), encoding="utf-8")
 
