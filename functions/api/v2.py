@@ -29,7 +29,9 @@ from functions.core.model_cache import ModelCache
 from functions.core.names import check_model_name
 from functions.core.settings import Settings
 
-INFER_BODY = {"requestBody": {"required": True, "content": {
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "title": "Name"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "title": "Version"}}
+INFER_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/OipInferRequest"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
                                  "description": "Binary tensor extension (Inference-Header-Content-Length)"}}}}
@@ -146,15 +148,18 @@ def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
         return Response(content, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(header_length)})
 
-    @router.post("/models/{name}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES)
-    async def infer(request: Request, name: str) -> Response:
+    @router.post("/models/{name}/infer", openapi_extra={**INFER_BODY, "parameters": [_NAME]},
+                 responses=INFER_RESPONSES)
+    async def infer(request: Request) -> Response:
         """Inference on the default version (prod alias, else latest)."""
-        return await _infer(request, name, None)
+        return await _infer(request, request.path_params["name"], None)
 
-    @router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES)
-    async def infer_version(request: Request, name: str, version: str) -> Response:
+    @router.post("/models/{name}/versions/{version}/infer",
+                 openapi_extra={**INFER_BODY, "parameters": [_NAME, _VERSION]}, responses=INFER_RESPONSES)
+    async def infer_version(request: Request) -> Response:
         """Inference on an explicit version."""
-        return await _infer(request, name, version)
+        params = request.path_params
+        return await _infer(request, params["name"], params["version"])
 
     return router
 
