@@ -15,8 +15,8 @@ from typing import IO, Any
 import orjson
 
 from functions.batch.formats import Chunk
+from functions.batch.lines import prediction_lines
 from functions.core.errors import InvalidInputError, MaasError
-from functions.core.inference import shape_predictions
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
 
@@ -64,7 +64,7 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
             infer_started = time.perf_counter()
             output = model.session.run(None, tensors)[0]
             stats.seconds_inference += time.perf_counter() - infer_started
-            predictions.write(json_lines(shape_predictions(model, output, good_lines)))
+            predictions.write(prediction_lines(model, output, good_lines))
         for line, reason in sorted(bad):
             errors.write(orjson.dumps({"line": line, "error": reason}, option=NEWLINE))
         stats.rows_ok += len(good_lines)
@@ -73,17 +73,6 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
             on_chunk(len(chunk))
     stats.seconds_total = time.perf_counter() - started
     return stats
-
-
-def json_lines(rows: list[dict[str, Any]]) -> bytes:
-    """Rows that each start with a "line" key, as JSON lines, serialized in one orjson call.
-
-    The list is dumped at once and split at the row boundaries: inside JSON strings a quote is always escaped,
-    so the byte sequence ``},{"line":`` can only occur between two rows.
-    """
-    if not rows:
-        return b""
-    return orjson.dumps(rows)[1:-1].replace(b'},{"line":', b'}\n{"line":') + b"\n"
 
 
 def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[tuple[int, str]]]:
