@@ -29,6 +29,7 @@ from bench.peers.event import DIGIT_ZERO, LambdaContext, predict_event
 
 TITLE = "Serving: cold start and warm latency through the Lambda handler"
 ROOT = Path(__file__).resolve().parents[1]
+DEMO = ("digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm")
 
 
 def _prepare(work: Path) -> dict[str, Any]:
@@ -41,12 +42,13 @@ def _prepare(work: Path) -> dict[str, Any]:
 
     store = LocalStore(work / "store")
     manifest = build(load_recipe("digits-cnn"), store, quick=True)
+    demo = {"digits-cnn": manifest} | {name: build(load_recipe(name), store, quick=True) for name in DEMO[1:]}
     version_dir = store.root / "models/digits-cnn/versions" / manifest.version
     recipe = load_recipe("digits-cnn")
     torch.save(recipe.build_model(Fitted(recipe.fit_preprocessing(None))).state_dict(), work / "state.pt")  # type: ignore[arg-type]
     return {"store": store, "version_dir": version_dir,
             "onnx": version_dir / str(manifest.variant(manifest.selected["cpu"]).file),
-            "variant": manifest.selected["cpu"], "state": work / "state.pt"}
+            "variant": manifest.selected["cpu"], "state": work / "state.pt", "demo": demo}
 
 
 def _cold_once(kind: str, env: dict[str, str]) -> float:
@@ -65,8 +67,8 @@ def _cold_once(kind: str, env: dict[str, str]) -> float:
     return elapsed
 
 
-def _warm(handler: Any, runs: int) -> list[float]:
-    event, context = predict_event(), LambdaContext()
+def _warm(handler: Any, runs: int, model: str = "digits-cnn", instances: list[Any] | None = None) -> list[float]:
+    event, context = predict_event(model, instances), LambdaContext()
     samples = []
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # noqa: PTH123
         for _ in range(20):
@@ -133,12 +135,14 @@ def run(quick: bool) -> dict[str, Any]:
             server.stop()
 
         warm = _warm_all(prepared, warm_runs)
+        per_model = _per_model(prepared, cold_runs, warm_runs)
     cold_summary = {name: _summary(samples) for name, samples in cold.items()}
     minimal_cold = cold_summary["minimal FastAPI+Mangum+onnxruntime"]["median_ms"]
     torch_cold = cold_summary["FastAPI+Mangum+PyTorch eager"]["median_ms"]
     local_cold = cold_summary["maas (local store)"]["median_ms"]
     return {
         "quick": quick, "model": "digits-cnn", "variant": prepared["variant"], "cold": cold_summary, "warm": warm,
+        "per_model": per_model,
         "ratios": {
             "cold_vs_minimal": round(local_cold / minimal_cold, 3),
             "cold_vs_torch": round(local_cold / torch_cold, 3),
@@ -185,6 +189,59 @@ def _warm_all(prepared: dict[str, Any], runs: int) -> dict[str, Any]:
             results.items()}
 
 
+def _demo_instance(manifest: Any) -> Any:
+    """One valid instance: the training means for tabular models, a sentence for text, a digit for images."""
+    from functions.core.manifest import TabularPreprocessing, TextVocabPreprocessing
+
+    spec = manifest.preprocessing
+    if isinstance(spec, TabularPreprocessing):
+        return {feature: round(mean, 3) for feature, mean in zip(spec.features, spec.mean, strict=True)}
+    if isinstance(spec, TextVocabPreprocessing):
+        return "The striker scored twice in the final."
+    return DIGIT_ZERO
+
+
+def _per_model(prepared: dict[str, Any], cold_runs: int, warm_runs: int) -> dict[str, Any]:
+    """maas alone on every demo model: cold start from the local store, warm handler p50/p99, raw floor."""
+    import json
+
+    from functions.api.handler import handler
+    from functions.core.model_cache import ModelCache
+    from functions.core.settings import get_settings
+
+    store = prepared["store"]
+    instances = {name: _demo_instance(manifest) for name, manifest in prepared["demo"].items()}
+    envs = {name: {**os.environ, "MAAS_STORE": store.uri, "BENCH_MODEL": name,
+                   "BENCH_INSTANCES": json.dumps([instance])} for name, instance in instances.items()}
+    cold: dict[str, list[float]] = {name: [] for name in envs}
+    for _ in range(cold_runs):
+        for name, env in envs.items():
+            cold[name].append(_cold_once("maas", env))
+    cache = ModelCache(store, get_settings())
+    results: dict[str, Any] = {}
+    for name, instance in instances.items():
+        model = cache.get(name)
+        feed = model.preprocessor.encode([instance])
+        raw = []
+        for _ in range(20):
+            model.session.run(None, feed)
+        for _ in range(warm_runs):
+            started = time.perf_counter()
+            model.session.run(None, feed)
+            raw.append((time.perf_counter() - started) * 1000)
+        warm = _summary(_warm(handler, warm_runs, name, [instance]))
+        floor = _summary(raw)
+        results[name] = {"variant": model.variant.name, "bytes": model.variant.bytes,
+                         "cold_ms": _without_samples(_summary(cold[name])), "warm": _without_samples(warm),
+                         "raw": _without_samples(floor),
+                         "handler_overhead_p50_ms": round(warm["p50_ms"] - floor["p50_ms"], 4)}
+    return results
+
+
+def _without_samples(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "samples_ms"}
+
+
 def render(result: dict[str, Any]) -> str:
     r = result["ratios"]
     lines = [f"Model: {result['model']} (shipped variant {result['variant']}).", "",
@@ -197,4 +254,11 @@ def render(result: dict[str, Any]) -> str:
               f"| maas cold (local store) / PyTorch handler | {r['cold_vs_torch']:.2f}x | <= 0.2x |",
               f"| maas cold (S3 store) / minimal handler | {r['cold_s3_vs_minimal']:.2f}x | - |",
               f"| maas warm p50 / minimal handler p50 | {r['warm_p50_vs_minimal']:.2f}x | <= 1.25x |"]
+    if "per_model" in result:
+        lines += ["", "Every demo model through the maas handler (local store; the peers above serve digits-cnn only):",
+                  "", "| model | shipped variant | cold start median (ms) | warm p50 (ms) | warm p99 (ms) "
+                  "| raw session.run p50 (ms) | handler overhead p50 (ms) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {m['variant']} | {m['cold_ms']['median_ms']:.0f} | {m['warm']['p50_ms']:.3f} "
+                  f"| {m['warm']['p99_ms']:.3f} | {m['raw']['p50_ms']:.4f} | {m['handler_overhead_p50_ms']:.3f} |"
+                  for name, m in result["per_model"].items()]
     return "\n".join(lines)
