@@ -136,13 +136,14 @@ def run(quick: bool) -> dict[str, Any]:
 
         warm = _warm_all(prepared, warm_runs)
         per_model = _per_model(prepared, cold_runs, warm_runs)
+    imports = _import_costs(cold_runs)
     cold_summary = {name: _summary(samples) for name, samples in cold.items()}
     minimal_cold = cold_summary["minimal FastAPI+Mangum+onnxruntime"]["median_ms"]
     torch_cold = cold_summary["FastAPI+Mangum+PyTorch eager"]["median_ms"]
     local_cold = cold_summary["maas (local store)"]["median_ms"]
     return {
         "quick": quick, "model": "digits-cnn", "variant": prepared["variant"], "cold": cold_summary, "warm": warm,
-        "per_model": per_model,
+        "per_model": per_model, "imports": imports,
         "ratios": {
             "cold_vs_minimal": round(local_cold / minimal_cold, 3),
             "cold_vs_torch": round(local_cold / torch_cold, 3),
@@ -238,6 +239,33 @@ def _per_model(prepared: dict[str, Any], cold_runs: int, warm_runs: int) -> dict
     return results
 
 
+IMPORTED = ("numpy", "onnxruntime", "pydantic", "pydantic_core", "annotated_types", "anyio", "starlette", "fastapi",
+            "opentelemetry", "mangum", "orjson", "functions")
+COLD_IMPORTS = "import functions.api.handler; import onnxruntime"  # onnxruntime comes with the first request
+
+
+def _import_costs(runs: int) -> dict[str, Any]:
+    """Where the cold path's import time goes: ``python -X importtime`` on the handler and onnxruntime, each
+    module's self time charged to its top-level package (additive). importtime's own overhead inflates every
+    figure alike; the shares are what to read."""
+    totals: dict[str, list[float]] = {}
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-c", COLD_IMPORTS],
+                                cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+        charged: dict[str, float] = {"total": 0.0}
+        for line in result.stderr.splitlines():
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            own, _, name = line.removeprefix("import time:").split("|")
+            package = name.strip().split(".")[0]
+            key = package if package in IMPORTED else "other (stdlib, typing_extensions, ...)"
+            charged[key] = charged.get(key, 0.0) + int(own) / 1000
+            charged["total"] += int(own) / 1000
+        for key, value in charged.items():
+            totals.setdefault(key, []).append(value)
+    return {key: round(statistics.median(values), 1) for key, values in totals.items()}
+
+
 def _without_samples(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "samples_ms"}
 
@@ -261,4 +289,11 @@ def render(result: dict[str, Any]) -> str:
         lines += [f"| {name} | {m['variant']} | {m['cold_ms']['median_ms']:.0f} | {m['warm']['p50_ms']:.3f} "
                   f"| {m['warm']['p99_ms']:.3f} | {m['raw']['p50_ms']:.4f} | {m['handler_overhead_p50_ms']:.3f} |"
                   for name, m in result["per_model"].items()]
+    if "imports" in result:
+        costs = result["imports"]
+        total = costs.get("total", 0.0)
+        lines += ["", "Where the handler's import time goes (`python -X importtime`, self time per package, median; "
+                  "importtime inflates all figures alike):", "", "| package | ms | share |", "|---|---|---|"]
+        lines += [f"| {name} | {ms:.0f} | {ms / total:.0%} |" for name, ms in
+                  sorted(costs.items(), key=lambda item: -item[1]) if name != "total"]
     return "\n".join(lines)
