@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,8 +67,9 @@ class PretrainedEncoder(abc.ABC):
     def retrieval_check(self) -> tuple[list[str], list[str], list[int]]:
         """(queries, documents, index of each query's right document) for the top-1 gate."""
 
-    def int8_excluded_nodes(self, graph_nodes: list[tuple[str, str]]) -> list[str]:
-        """Nodes kept in float by the int8 variant; by default none."""
+    def int8_float_candidates(self, graph_nodes: list[tuple[str, str]]) -> list[str]:
+        """Nodes the int8 search may keep in float when quantizing everything fails the cosine gate; by
+        default none (then int8 is all or nothing)."""
         return []
 
 
@@ -94,7 +96,8 @@ def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = F
         exported = work / "exported.onnx"
         export_encoder(module, tokenizer.encode(texts[:2]), exported)
         reporter.stage("fusing and quantizing")
-        candidates = make_candidates(recipe, exported, work)
+        candidates = make_candidates(recipe, exported, work, lambda path: _run(evaluate.cpu_session(path),
+                                                                                tokenizer.encode(texts)))
 
         reporter.stage("measuring variants")
         settings = get_settings()
@@ -189,10 +192,11 @@ def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]]
                           dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17)
 
 
-def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path) -> list[Candidate]:
-    """fp32 fused, int8 dynamic (per-channel) of the fused graph, fp16 of the fused graph."""
+def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path,
+                    embed: Callable[[Path], npt.NDArray[np.float32]]) -> list[Candidate]:
+    """fp32 fused, int8 dynamic (per-channel) of the fused graph, fp16 of the fused graph. ``embed`` runs a
+    model file on the recipe's sample texts (for the int8 search)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
@@ -202,24 +206,83 @@ def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path) -> li
     fp32 = work / "model.fp32.onnx"
     fused.save_model_to_file(str(fp32))
     graph = [(n.name, n.op_type) for n in onnx.load(str(fp32), load_external_data=False).graph.node]
-    excluded = recipe.int8_excluded_nodes(graph)
+    float_candidates = recipe.int8_float_candidates(graph)
     int8 = work / "model.int8-dynamic.onnx"
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR
-    try:
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         nodes_to_exclude=excluded,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    finally:
-        root.level = level
+    reference = embed(fp32)
+
+    def min_cosine(path: Path) -> float:
+        return float(np.min(np.sum(embed(path) * reference, axis=1)))
+
+    kept, cosine = search_int8(fp32, int8, float_candidates, min_cosine, recipe.variant_min_cosine)
     fused.convert_float_to_float16(keep_io_types=True)
     fp16 = work / "model.fp16.onnx"
     fused.save_model_to_file(str(fp16))
     fusion = ", ".join(f"{k} x{v}" for k, v in sorted(stats.items()))
+    in_float = (f"{len(kept)} of {len(float_candidates)} sensitive MatMuls kept in fp32 "
+                f"({', '.join(_short(node) for node in kept) or 'none'}), "
+                "chosen by a greedy search against the cosine gate"
+                if float_candidates else "every MatMul quantized")
     return [Candidate("fp32", "fp32", "cpu", fp32, f"fused by onnxruntime's transformer optimizer ({fusion})"),
             Candidate("int8-dynamic", "int8", "cpu", int8,
-                      f"dynamic int8, per-channel weights; {len(excluded)} sensitive nodes kept in fp32"),
+                      f"dynamic int8, per-channel weights; {in_float}; min cosine to fp32 {cosine:.4f}"),
             Candidate("fp16", "fp16", "gpu", fp16, "fp16 after fusion, fp32 inputs and outputs (GPU variant)")]
+
+
+def search_int8(fp32: Path, out: Path, candidates: list[str], score: Callable[[Path], float],
+                threshold: float) -> tuple[list[str], float]:
+    """Quantize ``fp32`` to ``out`` keeping as few ``candidates`` in float as the gate allows.
+
+    Everything quantized first. If that fails the gate and keeping every candidate in float passes, a greedy
+    forward search adds, one at a time, the candidate whose return to float scores best, until the gate
+    passes (at most n(n+1)/2 quantizations). Returns the nodes kept in float and the score of ``out``.
+    """
+    quantize_int8(fp32, out, [])
+    everything = score(out)
+    if everything >= threshold or not candidates:
+        return [], everything
+    quantize_int8(fp32, out, candidates)
+    all_float = score(out)
+    if all_float < threshold:
+        return list(candidates), all_float  # the gate fails this variant; no subset is expected to pass
+    trial = out.with_name(f"search.{out.name}")
+    kept: list[str] = []
+    remaining = list(candidates)
+    while len(remaining) > 1:
+        scores: dict[str, float] = {}
+        for node in remaining:
+            quantize_int8(fp32, trial, [*kept, node])
+            scores[node] = score(trial)
+        best = max(remaining, key=lambda node: scores[node])
+        kept.append(best)
+        remaining.remove(best)
+        if scores[best] >= threshold:
+            quantize_int8(fp32, out, kept)
+            trial.unlink(missing_ok=True)
+            return kept, scores[best]
+    trial.unlink(missing_ok=True)
+    quantize_int8(fp32, out, candidates)
+    return list(candidates), all_float
+
+
+def quantize_int8(fp32: Path, out: Path, keep_float: list[str]) -> None:
+    """Dynamic int8 with per-channel weights (reduce_range for CPUs without VNNI), quietly."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR
+    try:
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         nodes_to_exclude=keep_float, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.level = level
+
+
+def _short(node: str) -> str:
+    """``/encoder/encoder/layer.0/output/dense/MatMul`` -> ``layer.0/output/dense``."""
+    parts = [part for part in node.split("/") if part]
+    layer = next((i for i, part in enumerate(parts) if part.startswith("layer.")), 0)
+    return "/".join(parts[layer:-1]) or node
 
 
 def _torch_embed(module: torch.nn.Module, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
