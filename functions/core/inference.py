@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from functions.core.manifest import Manifest
 from functions.core.model_cache import LoadedModel
 
 
@@ -18,13 +19,18 @@ def run_model(model: LoadedModel, instances: Sequence[Any]) -> npt.NDArray[np.fl
     return output
 
 
+def class_labels(manifest: Manifest, classes: int) -> list[str]:
+    """The manifest's labels, else the class indices as strings."""
+    return manifest.labels or [str(i) for i in range(classes)]
+
+
 def shape_predictions(model: LoadedModel, output: npt.NDArray[Any],
                       lines: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Classifiers: label and per-label probabilities; regressors: value. With ``lines`` (batch), each
     prediction starts with its input line number."""
     manifest = model.manifest
     if manifest.task == "classification":
-        labels = manifest.labels or [str(i) for i in range(output.shape[1])]
+        labels = class_labels(manifest, output.shape[1])
         best = output.argmax(axis=1).tolist()
         rows = output.astype(np.float64).round(6).tolist()
         if lines is not None:

@@ -186,6 +186,10 @@ def check_texts(instances: Instances, max_chars: int) -> list[str]:
     return texts
 
 
+ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+"""Model input name -> attribute of a ``tokenizers`` Encoding."""
+
+
 class TokenizerPreprocessor:
     """Raw strings -> input_ids / attention_mask / token_type_ids with the version's own tokenizer (the
     ``tokenizers`` library: no torch, no transformers), truncated and padded to the longest text."""
@@ -201,8 +205,7 @@ class TokenizerPreprocessor:
 
     def encode(self, instances: Instances) -> Tensors:
         encodings = self.tokenizer.encode_batch(check_texts(instances, self.spec.max_chars))
-        fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-        return {name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
+        return {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64)
                 for name in self.spec.inputs}
 
 
