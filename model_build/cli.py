@@ -15,21 +15,11 @@ from functions.core.errors import (
     MaasError,
     NotFoundError,
     StoreUnavailableError,
+    exit_code,
 )
 
 if TYPE_CHECKING:
     from functions.core.store import Store
-
-EXIT_CODES: dict[str, int] = {
-    "unknown_recipe": 2,
-    "not_found": 3,
-    "invalid_name": 3,
-    "build_failed": 4,
-    "store_unavailable": 5,
-    "already_exists": 6,
-    "integrity": 7,
-    "unreadable_input": 10,
-}
 
 store_option = click.option("--store", "store_uri", metavar="URI", default=None,
                             help="file://PATH or s3://BUCKET/PREFIX (default: $MAAS_STORE, else file://./.maas/store)")
@@ -55,10 +45,10 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except MaasError as exc:
             _err(f"error: {exc.message}")
-            sys.exit(EXIT_CODES.get(exc.code, 1))
+            sys.exit(exit_code(exc))
         except OSError as exc:
             _err(f"error: {exc}")
-            sys.exit(EXIT_CODES[StoreUnavailableError.code])
+            sys.exit(exit_code(StoreUnavailableError(str(exc))))
 
 
 @click.group(cls=_Main)
@@ -222,7 +212,7 @@ def predict(name: str, data: str, url: str, model_version: str | None, alias: st
         sys.exit(8 if exc.code < 500 else 9)
     except urllib.error.URLError as exc:
         _err(f"error: cannot reach {url}: {exc.reason}")
-        sys.exit(EXIT_CODES[StoreUnavailableError.code])
+        sys.exit(exit_code(StoreUnavailableError(str(exc.reason))))
 
 
 @main.command("batch")

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.core.errors import MaasError
+from functions.core.errors import BuildFailedError as BuildFailedError
 from functions.core.manifest import GateResult, Task
 from model_build.recipes.base import GateConfig
 
 SPEED_MARGIN = 0.95
 """A variant other than fp32 ships only if it is at least 5% faster at batch 1 and at batch 256."""
-
-
-class BuildFailedError(MaasError):
-    """The build stopped at a gate; nothing was published."""
-
-    code = "build_failed"
 
 
 @dataclass

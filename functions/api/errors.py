@@ -8,39 +8,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from functions.core.errors import (
-    AlreadyExistsError,
-    IntegrityError,
-    InvalidInputError,
-    MaasError,
-    ModelUnavailableError,
-    NotFoundError,
-    StoreUnavailableError,
-)
+from functions.core.errors import MaasError, RequestError, http_status
 
-
-class RequestError(MaasError):
-    """A request the server cannot read at all: malformed JSON, wrong content type, body too large."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+__all__ = ["RequestError", "error_response", "maas_error_handler", "status_of"]
 
 
 def status_of(exc: MaasError) -> int:
-    """The HTTP status for an error; 4xx for the client's mistakes, 503 when a model cannot be served."""
-    if isinstance(exc, RequestError):
-        return exc.status
-    if isinstance(exc, InvalidInputError):
-        return 422
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, AlreadyExistsError):
-        return 409
-    if isinstance(exc, ModelUnavailableError | IntegrityError | StoreUnavailableError):
-        return 503
-    return 500
+    """The HTTP status for an error, from the one table in functions/core/errors.py."""
+    return http_status(exc)
 
 
 def error_response(status: int, code: str, message: str, instance: int | None = None) -> Response:

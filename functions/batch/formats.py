@@ -21,16 +21,10 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from functions.core.errors import MaasError
+from functions.core.errors import UnreadableInputError as UnreadableInputError
 from functions.core.manifest import ImagePreprocessing, Preprocessing, TabularPreprocessing
 
 FORMATS = (".csv", ".jsonl", ".npy")
-
-
-class UnreadableInputError(MaasError):
-    """The whole input file cannot be read; retrying will not help."""
-
-    code = "unreadable_input"
 
 
 @dataclass

@@ -24,19 +24,13 @@ from functions.batch.dispatch import Dispatcher
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import run_batch
-from functions.core.errors import AlreadyExistsError, InvalidNameError, MaasError, NotFoundError
+from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
 from functions.core.store import S3Store
 
 INPUTS = "inputs/"
 FAILED = "outputs/_failed"
-
-
-class PermanentError(MaasError):
-    """A problem with this input that retrying cannot fix."""
-
-    code = "permanent"
 
 
 @dataclass(frozen=True)

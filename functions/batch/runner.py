@@ -16,17 +16,11 @@ import orjson
 
 from functions.batch.formats import Chunk
 from functions.batch.lines import prediction_lines
-from functions.core.errors import InvalidInputError, MaasError
+from functions.core.errors import DeadlineError, InvalidInputError
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
 
 NEWLINE = orjson.OPT_APPEND_NEWLINE
-
-
-class DeadlineError(MaasError):
-    """Not enough time left to finish; the input is handed back for a retry with nothing written."""
-
-    code = "deadline"
 
 
 @dataclass

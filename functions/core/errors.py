@@ -1,4 +1,8 @@
-"""The project's error types. HTTP status codes are mapped from these in one place (the API layer)."""
+"""The project's error types and the one table that maps each to its HTTP status and its CLI exit code.
+
+``http_status(exc)`` and ``exit_code(exc)`` walk the exception's MRO, so a subclass inherits its parent's row
+unless it has its own. Nothing else maps errors to statuses or exit codes.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +61,116 @@ class ModelUnavailableError(MaasError):
     """A model version exists but cannot be loaded (integrity failure, unreadable artifact)."""
 
     code = "model_unavailable"
+
+
+class RequestError(MaasError):
+    """A request the server cannot read at all: malformed JSON, wrong content type, body too large."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class UnreadableInputError(MaasError):
+    """The whole input file cannot be read; retrying will not help."""
+
+    code = "unreadable_input"
+
+
+class PermanentError(MaasError):
+    """A problem with a batch input that retrying cannot fix."""
+
+    code = "permanent"
+
+
+class DeadlineError(MaasError):
+    """Not enough time left to finish; the input is handed back for a retry with nothing written."""
+
+    code = "deadline"
+
+
+class UnknownRecipeError(MaasError):
+    """The recipe name or file does not exist or defines no recipe."""
+
+    code = "unknown_recipe"
+
+
+class BuildFailedError(MaasError):
+    """The build stopped at a gate; nothing was published."""
+
+    code = "build_failed"
+
+
+class PortInUseError(MaasError):
+    """``maas serve`` cannot bind its address: another process holds the port."""
+
+    code = "port_in_use"
+
+
+class ApiUnreachableError(MaasError):
+    """The prediction API cannot be reached (connection refused, DNS, timeout)."""
+
+    code = "api_unreachable"
+
+
+class ApiRejectedError(MaasError):
+    """The prediction API answered 4xx: the request was wrong (``status`` is the HTTP status)."""
+
+    code = "api_rejected"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiFailedError(ApiRejectedError):
+    """The prediction API answered 5xx: the service could not answer (``status`` is the HTTP status)."""
+
+    code = "api_failed"
+
+
+ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
+    # error type: (HTTP status, CLI exit code)
+    MaasError: (500, 1),
+    UnknownRecipeError: (404, 2),
+    NotFoundError: (404, 3),
+    InvalidNameError: (404, 3),
+    BuildFailedError: (500, 4),
+    StoreUnavailableError: (503, 5),
+    ApiUnreachableError: (502, 5),
+    AlreadyExistsError: (409, 6),
+    IntegrityError: (503, 7),
+    ModelUnavailableError: (503, 7),
+    InvalidInputError: (422, 8),
+    RequestError: (400, 8),
+    ApiRejectedError: (502, 8),
+    ApiFailedError: (502, 9),
+    UnreadableInputError: (422, 10),
+    PermanentError: (422, 10),
+    PortInUseError: (500, 11),
+    DeadlineError: (503, 12),
+}
+"""Every error type's HTTP status and CLI exit code; README's "Exit codes" documents the second column."""
+
+
+def _row(exc: BaseException) -> tuple[int, int] | None:
+    for cls in type(exc).__mro__:
+        row = ERROR_TABLE.get(cls)
+        if row is not None:
+            return row
+    return None
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for an error: its own ``status`` for request errors, else its table row (500 if none)."""
+    if isinstance(exc, RequestError):
+        return exc.status
+    row = _row(exc)
+    return row[0] if row else 500
+
+
+def exit_code(exc: BaseException) -> int:
+    """The CLI exit code for an error: its table row, 1 for anything not in the table."""
+    row = _row(exc)
+    return row[1] if row else 1

@@ -8,7 +8,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from functions.core.errors import MaasError
+from functions.core.errors import UnknownRecipeError as UnknownRecipeError
 from model_build.recipes.base import Recipe
 
 if TYPE_CHECKING:
@@ -24,12 +24,6 @@ BUILTIN = {
     "minilm-classifier-finetuned": "model_build.recipes.minilm_classifier:MiniLMClassifierFineTuned",
 }
 DEMO = ["digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"]
-
-
-class UnknownRecipeError(MaasError):
-    """The recipe name or file does not exist or defines no recipe."""
-
-    code = "unknown_recipe"
 
 
 def load_recipe(name_or_path: str) -> Recipe | PretrainedEncoder:
