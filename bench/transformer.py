@@ -125,7 +125,7 @@ def run(quick: bool) -> dict[str, Any]:
             "int8_reason": manifest.variant("int8-dynamic").reason,
             "cold_ms": {name: {"median": round(statistics.median(s)), "runs": [round(x) for x in s]}
                         for name, s in cold.items()},
-            "gates": [g.model_dump() for g in manifest.gates]}
+            "gates": [g.to_dict() for g in manifest.gates]}
 
 
 def render(result: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,7 +171,7 @@ def serve(store_uri: str | None, host: str, port: int) -> None:
 
     settings = Settings.from_env()
     if store_uri:
-        settings = settings.model_copy(update={"store": store_uri})
+        settings = dataclasses.replace(settings, store=store_uri)
     app = create_app(settings)
     if settings.preload:
         app.state.cache.preload(settings.preload)
@@ -235,8 +236,8 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
     from functions.core.settings import get_settings
 
     settings = get_settings()
-    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads),
-                                           **({"store": store_uri} if store_uri else {})})
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads),
+                                   store=store_uri or settings.store)
     cache = ModelCache(_open_store(settings.store), settings)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
                   TimeElapsedColumn(), console=Console(stderr=True)) as progress:

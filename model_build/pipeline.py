@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import tempfile
 import time
@@ -149,8 +150,8 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
         for name, content in fitted.files.items():
             (work / name).write_bytes(content)
             files[name] = work / name
-        draft = draft.model_copy(update={"provenance": draft.provenance.model_copy(
-            update={"build_seconds": round(time.perf_counter() - started, 2)})})
+        draft = dataclasses.replace(draft, provenance=dataclasses.replace(
+            draft.provenance, build_seconds=round(time.perf_counter() - started, 2)))
         return publish_version(store, draft, files, work, data.source, plots, reporter)
 
 
@@ -258,13 +259,13 @@ def publish_version(store: Store, draft: Manifest, files: dict[str, Path], work:
     for _ in range(PUBLISH_ATTEMPTS):
         versions = catalog.list_versions(store, draft.name)
         version = str(int(versions[-1]) + 1) if versions else "1"
-        manifest = draft.model_copy(update={"version": version})
+        manifest = dataclasses.replace(draft, version=version)
         card_path = work / "card.md"
         card_path.write_text(card.render_card(manifest, source, plots), encoding="utf-8")
         card_entry = FileEntry(path="card.md", sha256=sha256_file(card_path), bytes=card_path.stat().st_size)
-        manifest = manifest.model_copy(update={"files": [*entries, card_entry]})
+        manifest = dataclasses.replace(manifest, files=[*entries, card_entry])
         manifest_path = work / MANIFEST_FILE
-        manifest_path.write_bytes(orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+        manifest_path.write_bytes(orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2))
         upload = {**files, "card.md": card_path, MANIFEST_FILE: manifest_path}
         reporter.stage(f"publishing version {version} to {store.uri}")
         try:

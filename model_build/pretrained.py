@@ -9,6 +9,7 @@ graph; fp16 (for the GPU) is converted after fusing with float32 inputs and outp
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import logging
 import math
@@ -26,7 +27,7 @@ import numpy.typing as npt
 import torch
 
 from functions.core.integrity import vet_onnx
-from functions.core.manifest import GateResult, Manifest, Provenance, Target, TokenizerPreprocessing
+from functions.core.manifest import GateResult, Manifest, Provenance, Target, TokenizerInput, TokenizerPreprocessing
 from functions.core.names import check_model_name
 from functions.core.preprocessing import TokenizerPreprocessor
 from functions.core.settings import get_settings
@@ -36,7 +37,7 @@ from model_build.pipeline import Reporter, _tensor_spec, _variant_records, publi
 from model_build.variants import Candidate
 
 TOKENIZER_FILE = "tokenizer.json"
-INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+INPUTS: list[TokenizerInput] = ["input_ids", "attention_mask", "token_type_ids"]
 LATENCY_BATCH = 32
 
 
@@ -176,8 +177,8 @@ def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = F
         files[card.VARIANTS_PLOT] = work / card.VARIANTS_PLOT
         (work / TOKENIZER_FILE).write_bytes(tokenizer_json)
         files[TOKENIZER_FILE] = work / TOKENIZER_FILE
-        draft = draft.model_copy(update={"provenance": draft.provenance.model_copy(
-            update={"build_seconds": round(time.perf_counter() - started, 2)})})
+        draft = dataclasses.replace(draft, provenance=dataclasses.replace(
+            draft.provenance, build_seconds=round(time.perf_counter() - started, 2)))
         return publish_version(store, draft, files, work, recipe.source, [card.VARIANTS_PLOT], reporter)
 
 
@@ -185,7 +186,7 @@ def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]]
     """One self-contained ONNX graph with dynamic batch and sequence axes (TorchScript exporter: the
     optimizer's fusion patterns match its attention subgraph)."""
     args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), dynamo=False, input_names=INPUTS, output_names=["embedding"],

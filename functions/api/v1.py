@@ -70,10 +70,10 @@ def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
             "name": name, "versions": catalog.list_versions(cache.store, name),
             "aliases": {a: r.version for a, r in catalog.list_aliases(cache.store, name).items()},
             "default_version": version, "task": manifest.task, "description": manifest.description,
-            "labels": manifest.labels, "inputs": [t.model_dump() for t in manifest.inputs],
-            "outputs": [t.model_dump() for t in manifest.outputs],
-            "preprocessing": manifest.preprocessing.model_dump(), "variant": variant.name,
-            "metrics": variant.metrics.model_dump() if variant.metrics else None,
+            "labels": manifest.labels, "inputs": [t.to_dict() for t in manifest.inputs],
+            "outputs": [t.to_dict() for t in manifest.outputs],
+            "preprocessing": manifest.preprocessing.to_dict(), "variant": variant.name,
+            "metrics": variant.metrics.to_dict() if variant.metrics else None,
         })
 
     async def _predict(request: Request, name: str, version: str | None, alias: str | None) -> Response:

@@ -3,6 +3,7 @@ or directly from S3. Built once per container at import."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from functions.core.settings import Settings, get_settings
 
 def build_processor(settings: Settings, dispatcher: Dispatcher | None = None) -> Processor:
     """The processor a batch container uses: more intra-op threads than the API, dispatch if configured."""
-    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
     if dispatcher is None and settings.batch_job_queue and settings.batch_job_definition:
         dispatcher = AwsBatchDispatcher(settings.batch_job_queue, settings.batch_job_definition)
     return Processor(model_cache_from(settings), data_bucket_factory(settings.s3_endpoint_url), dispatcher,

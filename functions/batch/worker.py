@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etag", default=None, help="process only this version of the object")
     args = parser.parse_args(argv)
     settings = get_settings()
-    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
     target, providers = execution_providers()
     cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
                        target=target, providers=providers)  # type: ignore[arg-type]

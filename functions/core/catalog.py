@@ -6,28 +6,49 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions.core.errors import IntegrityError, NotFoundError
 from functions.core.manifest import MANIFEST_FILE, Manifest
 from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.records import RecordError, parse_json
 from functions.core.store import Store
+
+log = logging.getLogger("maas.catalog")
 
 DEFAULT_ALIAS = "prod"
 ALIAS_HISTORY = 20
 
 
-class AliasRecord(BaseModel):
-    """Where an alias points, and where it pointed before (most recent first)."""
+@dataclass(frozen=True, kw_only=True)
+class AliasRecord:
+    """Where an alias points, and where it pointed before (most recent first); unknown keys are ignored."""
 
-    model_config = ConfigDict(frozen=True)
+    IGNORE_UNKNOWN = True
 
     version: str
-    previous: list[str] = []
+    previous: list[str] = field(default_factory=list)
     updated_at: str
+
+    def __post_init__(self) -> None:
+        for label, version in (("version", self.version), *(("previous", v) for v in self.previous)):
+            try:
+                check_version(version)
+            except NotFoundError as exc:
+                raise RecordError(label, exc.message) from None
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> AliasRecord:
+        """Parse an alias document (RecordError names the problem)."""
+        return parse_json(cls, data)
+
+    def to_dict(self) -> dict[str, object]:
+        """The record as written on disk."""
+        return asdict(self)
 
 
 def version_prefix(name: str, version: str) -> str:
@@ -63,28 +84,49 @@ def read_manifest(store: Store, name: str, version: str) -> Manifest:
     """Load and validate a version's manifest."""
     data = store.get_bytes(f"{version_prefix(name, version)}/{MANIFEST_FILE}")
     try:
-        return Manifest.model_validate_json(data)
-    except ValidationError as exc:
-        raise IntegrityError(f"manifest of {name} version {version} is invalid: {exc.error_count()} error(s)") from None
+        manifest = Manifest.from_json(data)
+    except RecordError as exc:
+        raise IntegrityError(f"manifest of {name} version {version} is invalid: {exc}") from None
+    if (manifest.name, manifest.version) != (name, version):
+        raise IntegrityError(f"manifest of {name} version {version} claims to be {manifest.name!r} version "
+                             f"{manifest.version!r}")
+    return manifest
 
 
 def read_alias(store: Store, name: str, alias: str) -> AliasRecord | None:
-    """The alias record, or None if the alias was never set."""
+    """The alias record, or None if the alias was never set; IntegrityError if the record is unreadable."""
     try:
         data = store.get_bytes(alias_key(name, alias))
     except NotFoundError:
         return None
-    return AliasRecord.model_validate_json(data)
+    try:
+        return AliasRecord.from_json(data)
+    except RecordError as exc:
+        raise IntegrityError(f"alias {alias!r} of model {name!r} is unusable: {exc}") from None
+
+
+def read_aliases(store: Store, name: str) -> tuple[dict[str, AliasRecord], dict[str, str]]:
+    """All aliases of ``name``: the readable records, and the reason each unreadable one is unusable."""
+    records: dict[str, AliasRecord] = {}
+    broken: dict[str, str] = {}
+    for child in store.list_children(f"models/{check_model_name(name)}/aliases"):
+        alias = child.removesuffix(".json")
+        if not (child.endswith(".json") and _valid_alias(alias)):
+            continue
+        try:
+            record = read_alias(store, name, alias)
+        except IntegrityError as exc:
+            log.warning("%s", exc.message)
+            broken[alias] = exc.message
+            continue
+        if record is not None:
+            records[alias] = record
+    return records, broken
 
 
 def list_aliases(store: Store, name: str) -> dict[str, AliasRecord]:
-    """All aliases of ``name``."""
-    records = {}
-    for child in store.list_children(f"models/{check_model_name(name)}/aliases"):
-        alias = child.removesuffix(".json")
-        if child.endswith(".json") and _valid_alias(alias) and (record := read_alias(store, name, alias)):
-            records[alias] = record
-    return records
+    """The usable aliases of ``name`` (an unreadable alias is left out, and logged)."""
+    return read_aliases(store, name)[0]
 
 
 def resolve(store: Store, name: str, alias: str | None = None) -> str:
@@ -102,10 +144,13 @@ def promote(store: Store, name: str, version: str, alias: str) -> AliasRecord:
     key = alias_key(name, alias)
     if not store.exists(f"{version_prefix(name, version)}/{MANIFEST_FILE}"):
         raise NotFoundError(f"model {name!r} has no version {version!r}")
-    current = read_alias(store, name, alias)
+    try:
+        current = read_alias(store, name, alias)
+    except IntegrityError:
+        current = None  # an unreadable alias is repaired by pointing it somewhere
     previous = [] if current is None else [current.version, *current.previous]
     record = AliasRecord(version=version, previous=previous[:ALIAS_HISTORY], updated_at=_now())
-    store.put_bytes(key, orjson.dumps(record.model_dump()))
+    store.put_bytes(key, orjson.dumps(record.to_dict()))
     return record
 
 
@@ -117,7 +162,7 @@ def rollback(store: Store, name: str, alias: str) -> AliasRecord:
     if not current.previous:
         raise NotFoundError(f"alias {alias!r} of {name!r} has no previous version to roll back to")
     record = AliasRecord(version=current.previous[0], previous=current.previous[1:], updated_at=_now())
-    store.put_bytes(alias_key(name, alias), orjson.dumps(record.model_dump()))
+    store.put_bytes(alias_key(name, alias), orjson.dumps(record.to_dict()))
     return record
 
 

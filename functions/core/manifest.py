@@ -1,23 +1,37 @@
-"""The version manifest: what a published model version is, how to feed it, and how it was checked."""
+"""The version manifest: what a published model version is, how to feed it, and how it was checked.
+
+Frozen dataclasses read with ``Manifest.from_json`` (every field type-checked, unknown fields refused, errors
+naming the field) and written with ``to_dict()``; the JSON on disk is unchanged from earlier releases. Values
+that become store keys or cache paths (file names, sha256 digests) are checked when a record is made, and
+``from_json`` checks the cross references (selected variants exist and are listed in ``files``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from functions.core.names import check_file_name, check_model_name, check_sha256, check_version
+from functions.core.records import RecordError, parse_json, parse_record, to_plain
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 
 Task = Literal["classification", "regression", "embedding"]
 Target = Literal["cpu", "gpu"]
+TokenizerInput = Literal["input_ids", "attention_mask", "token_type_ids"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Record:
+    """Shared ``to_dict`` of manifest records."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values, as written on disk."""
+        return to_plain(self)
 
 
-class TensorSpec(_Model):
+@dataclass(frozen=True, kw_only=True)
+class TensorSpec(_Record):
     """A named model input or output; string dims are dynamic axes."""
 
     name: str
@@ -25,7 +39,8 @@ class TensorSpec(_Model):
     shape: list[int | str]
 
 
-class ImagePreprocessing(_Model):
+@dataclass(frozen=True, kw_only=True)
+class ImagePreprocessing(_Record):
     """Images as nested arrays of ``shape``, values in ``value_range``, divided by ``scale`` and given a channel."""
 
     kind: Literal["image"] = "image"
@@ -34,7 +49,8 @@ class ImagePreprocessing(_Model):
     scale: float
 
 
-class TabularPreprocessing(_Model):
+@dataclass(frozen=True, kw_only=True)
+class TabularPreprocessing(_Record):
     """Raw named features (dicts) or ordered arrays, standardized with training statistics."""
 
     kind: Literal["tabular"] = "tabular"
@@ -43,7 +59,8 @@ class TabularPreprocessing(_Model):
     std: list[float]
 
 
-class TextVocabPreprocessing(_Model):
+@dataclass(frozen=True, kw_only=True)
+class TextVocabPreprocessing(_Record):
     """Raw text, lower-cased and split into word tokens, mapped through a vocabulary file to padded ids."""
 
     kind: Literal["text_vocab"] = "text_vocab"
@@ -54,8 +71,12 @@ class TextVocabPreprocessing(_Model):
     pad_id: int = 0
     unk_id: int = 1
 
+    def __post_init__(self) -> None:
+        _field("vocab_file", check_file_name, self.vocab_file)
 
-class TokenizerPreprocessing(_Model):
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerPreprocessing(_Record):
     """Raw text through a Hugging Face ``tokenizers`` file shipped with the version: truncated to
     ``max_length`` tokens, padded to the longest text of the request; ``inputs`` names the model inputs fed
     (of input_ids, attention_mask, token_type_ids)."""
@@ -64,24 +85,31 @@ class TokenizerPreprocessing(_Model):
     tokenizer_file: str
     max_length: int
     max_chars: int
-    inputs: list[Literal["input_ids", "attention_mask", "token_type_ids"]]
+    inputs: list[TokenizerInput]
+
+    def __post_init__(self) -> None:
+        _field("tokenizer_file", check_file_name, self.tokenizer_file)
 
 
-Preprocessing = Annotated[
-    ImagePreprocessing | TabularPreprocessing | TextVocabPreprocessing | TokenizerPreprocessing,
-    Field(discriminator="kind"),
-]
+Preprocessing = ImagePreprocessing | TabularPreprocessing | TextVocabPreprocessing | TokenizerPreprocessing
 
 
-class FileEntry(_Model):
+@dataclass(frozen=True, kw_only=True)
+class FileEntry(_Record):
     """A file of the version with its integrity data."""
 
     path: str
     sha256: str
     bytes: int
 
+    def __post_init__(self) -> None:
+        _field("path", check_file_name, self.path)
+        _field("sha256", check_sha256, self.sha256)
+        _field("bytes", _non_negative, self.bytes)
 
-class VariantMetrics(_Model):
+
+@dataclass(frozen=True, kw_only=True)
+class VariantMetrics(_Record):
     """Held-out quality and measured speed of one variant on the build machine."""
 
     metric: float
@@ -90,7 +118,8 @@ class VariantMetrics(_Model):
     parity_max_abs_diff: float | None = None
 
 
-class Variant(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Variant(_Record):
     """One candidate ONNX file of the version, shipped or not, with the gate outcome."""
 
     name: str
@@ -103,8 +132,17 @@ class Variant(_Model):
     passed: bool
     reason: str
 
+    def __post_init__(self) -> None:
+        if self.file is not None:
+            _field("file", check_file_name, self.file)
+        if self.sha256 is not None:
+            _field("sha256", check_sha256, self.sha256)
+        if self.bytes is not None:
+            _field("bytes", _non_negative, self.bytes)
 
-class GateResult(_Model):
+
+@dataclass(frozen=True, kw_only=True)
+class GateResult(_Record):
     """One quality gate: what was checked, the threshold and the measured value."""
 
     name: str
@@ -115,7 +153,8 @@ class GateResult(_Model):
     detail: str
 
 
-class Provenance(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Provenance(_Record):
     """Where the version came from."""
 
     recipe: str
@@ -127,7 +166,8 @@ class Provenance(_Model):
     build_seconds: float
 
 
-class Manifest(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Manifest(_Record):
     """Everything serving needs to know about a version, and how it was verified."""
 
     schema_version: int = SCHEMA_VERSION
@@ -142,7 +182,7 @@ class Manifest(_Model):
     labels: list[str] | None = None
     metric_name: str
     latency_batch: int = 256
-    baselines: dict[str, float] = Field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
     variants: list[Variant]
     selected: dict[Target, str]
     selection_reason: str
@@ -150,6 +190,45 @@ class Manifest(_Model):
     reference_stats: dict[str, list[float]]
     files: list[FileEntry]
     provenance: Provenance
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Manifest:
+        """Parse and fully validate a manifest document (RecordError names the first problem)."""
+        manifest = parse_json(cls, data)
+        manifest.check()
+        return manifest
+
+    @classmethod
+    def from_dict(cls, value: object) -> Manifest:
+        """Like ``from_json``, from already-decoded JSON values."""
+        manifest = parse_record(cls, value)
+        manifest.check()
+        return manifest
+
+    def check(self) -> None:
+        """Cross-field checks of a published manifest: valid name and version, every file named once, each
+        selected variant listed in ``variants`` with a file listed in ``files``, auxiliary files listed too."""
+        _field("name", check_model_name, self.name)
+        _field("version", check_version, self.version)
+        listed: set[str] = set()
+        for i, entry in enumerate(self.files):
+            if entry.path in listed:
+                raise RecordError(f"files[{i}].path", f"{entry.path!r} is listed twice")
+            listed.add(entry.path)
+        names = {v.name for v in self.variants}
+        if "cpu" not in self.selected:
+            raise RecordError("selected", "no cpu variant selected")
+        for target, chosen in self.selected.items():
+            if chosen not in names:
+                raise RecordError(f"selected.{target}", f"variant {chosen!r} is not in variants")
+            file = self.variant(chosen).file
+            if file is None or file not in listed:
+                raise RecordError(f"selected.{target}", f"variant {chosen!r} has no file listed in files")
+        aux = getattr(self.preprocessing, "vocab_file", None) or getattr(self.preprocessing, "tokenizer_file", None)
+        if aux is not None and aux not in listed:
+            raise RecordError("preprocessing", f"{aux!r} is not listed in files")
+        if not self.inputs or not self.outputs:
+            raise RecordError("inputs" if not self.inputs else "outputs", "at least one tensor required")
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``."""
@@ -164,3 +243,18 @@ class Manifest(_Model):
             if entry.path == path:
                 return entry
         raise KeyError(path)
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+def _field(name: str, check: Any, value: Any) -> None:
+    try:
+        check(value)
+    except ValueError as exc:
+        raise RecordError(name, str(exc)) from None
+    except Exception as exc:  # names.check_* raise InvalidNameError (a NotFoundError) for names
+        raise RecordError(name, getattr(exc, "message", str(exc))) from None

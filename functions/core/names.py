@@ -30,3 +30,22 @@ def check_alias(alias: str) -> str:
     if not _ALIAS.fullmatch(alias):
         raise InvalidNameError(f"invalid alias {alias!r}: use a letter then up to 31 of a-z, 0-9, '-', '_'")
     return alias
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_file_name(name: str) -> str:
+    """Return ``name`` if it is a plain file name inside a version folder (no path, no '..', no NUL), else
+    raise ValueError: manifests name their files, and those names become store keys and never leave the version."""
+    if (not name or len(name) > 255 or name in (".", "..") or name.startswith(".")
+            or any(c in name for c in "/\\\x00") or ":" in name):
+        raise ValueError(f"{name!r} is not a plain file name")
+    return name
+
+
+def check_sha256(digest: str) -> str:
+    """Return ``digest`` if it is 64 lower-case hex digits, else raise ValueError (digests name cache files)."""
+    if not _HEX64.fullmatch(digest):
+        raise ValueError(f"{digest[:80]!r} is not a sha256 (64 hex digits)")
+    return digest

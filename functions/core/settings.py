@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from functools import lru_cache
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_STORE = "MAAS_STORE"
 ENV_S3_ENDPOINT_URL = "MAAS_S3_ENDPOINT_URL"
@@ -31,40 +30,43 @@ DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
-class Settings(BaseModel):
-    """Settings shared by every command and handler."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Settings shared by every command and handler (checked when made; change one with dataclasses.replace)."""
 
     store: str = DEFAULT_STORE
     s3_endpoint_url: str | None = None
-    cache_dir: str = Field(default="/tmp/maas-cache")
+    cache_dir: str = "/tmp/maas-cache"
     allowed_op_domains: tuple[str, ...] = DEFAULT_ALLOWED_OP_DOMAINS
-    intra_op_threads: int = Field(default=1, ge=1, le=64)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_instances: int = Field(default=256, ge=1)
-    alias_ttl_seconds: float = Field(default=30.0, ge=0)
-    model_memory_mb: int = Field(default=1024, ge=1)
+    intra_op_threads: int = 1
+    max_body_bytes: int = 1024 * 1024
+    max_instances: int = 256
+    alias_ttl_seconds: float = 30.0
+    model_memory_mb: int = 1024
     preload: tuple[str, ...] = ()
     log_payloads: bool = False
-    batch_chunk_rows: int = Field(default=1024, ge=1)
-    batch_threads: int = Field(default=0, ge=0, description="intra-op threads for batch work; 0 = all cores")
-    batch_dispatch_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    batch_chunk_rows: int = 1024
+    batch_threads: int = 0
+    """intra-op threads for batch work; 0 = all cores"""
+    batch_dispatch_bytes: int = 256 * 1024 * 1024
     batch_job_queue: str | None = None
     batch_job_definition: str | None = None
-    batch_safety_ms: int = Field(default=20_000, ge=0)
-    batch_max_line_bytes: int = Field(default=1024 * 1024, ge=16)
+    batch_safety_ms: int = 20_000
+    batch_max_line_bytes: int = 1024 * 1024
 
-    @field_validator("store")
-    @classmethod
-    def _store_scheme(cls, value: str) -> str:
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError(f"{ENV_STORE} must start with file:// or s3://, got {value!r}")
-        return value
+    def __post_init__(self) -> None:
+        if not self.store.startswith(("file://", "s3://")):
+            raise ValueError(f"{ENV_STORE} must start with file:// or s3://, got {self.store!r}")
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                bound = f">= {low}" if high is None else f"between {low} and {high}"
+                raise ValueError(f"{_ENV_NAMES.get(name, name)} must be {bound}, got {value}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from environment variables (names defined in this module)."""
+        """Read settings from environment variables (names defined in this module); ValueError names the
+        variable whose value is not valid."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         if env.get(ENV_STORE):
@@ -75,20 +77,49 @@ class Settings(BaseModel):
             values["cache_dir"] = env[ENV_CACHE_DIR]
         if ENV_ALLOWED_OP_DOMAINS in env:
             values["allowed_op_domains"] = tuple(d.strip() for d in env[ENV_ALLOWED_OP_DOMAINS].split(","))
-        for name, field in ((ENV_INTRA_OP_THREADS, "intra_op_threads"), (ENV_MAX_BODY_BYTES, "max_body_bytes"),
-                            (ENV_MAX_INSTANCES, "max_instances"), (ENV_ALIAS_TTL_SECONDS, "alias_ttl_seconds"),
-                            (ENV_MODEL_MEMORY_MB, "model_memory_mb"), (ENV_LOG_PAYLOADS, "log_payloads"),
-                            (ENV_BATCH_CHUNK_ROWS, "batch_chunk_rows"), (ENV_BATCH_THREADS, "batch_threads"),
-                            (ENV_BATCH_DISPATCH_BYTES, "batch_dispatch_bytes"),
-                            (ENV_BATCH_JOB_QUEUE, "batch_job_queue"),
-                            (ENV_BATCH_JOB_DEFINITION, "batch_job_definition"),
-                            (ENV_BATCH_SAFETY_MS, "batch_safety_ms"),
-                            (ENV_BATCH_MAX_LINE_BYTES, "batch_max_line_bytes")):
+        types = {f.name: f.type for f in fields(cls)}
+        for name, field in _ENV_FIELDS.items():
             if env.get(name):
-                values[field] = env[name]
+                values[field] = _convert(name, env[name], str(types[field]))
         if env.get(ENV_PRELOAD):
             values["preload"] = tuple(m.strip() for m in env[ENV_PRELOAD].split(",") if m.strip())
-        return cls.model_validate(values)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+_ENV_FIELDS = {
+    ENV_INTRA_OP_THREADS: "intra_op_threads", ENV_MAX_BODY_BYTES: "max_body_bytes", ENV_MAX_INSTANCES: "max_instances",
+    ENV_ALIAS_TTL_SECONDS: "alias_ttl_seconds", ENV_MODEL_MEMORY_MB: "model_memory_mb",
+    ENV_LOG_PAYLOADS: "log_payloads", ENV_BATCH_CHUNK_ROWS: "batch_chunk_rows", ENV_BATCH_THREADS: "batch_threads",
+    ENV_BATCH_DISPATCH_BYTES: "batch_dispatch_bytes", ENV_BATCH_JOB_QUEUE: "batch_job_queue",
+    ENV_BATCH_JOB_DEFINITION: "batch_job_definition", ENV_BATCH_SAFETY_MS: "batch_safety_ms",
+    ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes",
+}
+_ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
+_BOUNDS: dict[str, tuple[float, float | None]] = {
+    "intra_op_threads": (1, 64), "max_body_bytes": (1024, None), "max_instances": (1, None),
+    "alias_ttl_seconds": (0, None), "model_memory_mb": (1, None), "batch_chunk_rows": (1, None),
+    "batch_threads": (0, None), "batch_dispatch_bytes": (0, None), "batch_safety_ms": (0, None),
+    "batch_max_line_bytes": (16, None),
+}
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+_FALSE = {"0", "false", "no", "off", "f", "n"}
+
+
+def _convert(env_name: str, raw: str, kind: str) -> object:
+    """An environment string as the setting's type (``kind`` is the field's annotation text)."""
+    text = raw.strip()
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{env_name} must be a {'whole ' if kind == 'int' else ''}number, got {raw!r}") from None
+    if kind == "bool":
+        if text.lower() not in _TRUE | _FALSE:
+            raise ValueError(f"{env_name} must be true or false, got {raw!r}")
+        return text.lower() in _TRUE
+    return raw
 
 
 @lru_cache(maxsize=1)

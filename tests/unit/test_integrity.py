@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_one_flipped_bit_is_refused() -> None:
 
 def test_wrong_size_in_manifest_is_refused() -> None:
     data = _onnx_bytes()
-    entry = _entry(data).model_copy(update={"bytes": len(data) + 1})
+    entry = dataclasses.replace(_entry(data), bytes=len(data) + 1)
     with pytest.raises(IntegrityError, match="size"):
         verify_bytes(data, entry)
 
