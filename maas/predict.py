@@ -8,7 +8,8 @@ import click
 @click.command()
 @click.argument("name")
 @click.option("--data", required=True, help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.')
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Base URL of the API.")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
+              help="Base URL of the API (or $MAAS_URL).")
 @click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
 def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None) -> None:
