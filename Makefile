@@ -64,11 +64,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check functions model_build tests bench || true
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model_build infra
+	$(VENV)/bin/mypy functions model_build maas infra
 
 test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy functions model_build infra
+	$(VENV)/bin/mypy functions model_build maas infra
 	$(PY) -m pytest -p no:cacheprovider tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
 
 ## Benchmark peers live in their own virtualenv (never in the project's); wrk is the HTTP load tool.

@@ -49,7 +49,7 @@ def _commands(port: int, prepared: dict[str, Any]) -> dict[str, list[str]]:
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                "warning", "--no-access-log", "--factory"]
     return {
-        "maas": [sys.executable, "-m", "model_build.cli", "serve", "--store", prepared["store"].uri,
+        "maas": [sys.executable, "-m", "maas", "serve", "--store", prepared["store"].uri,
                  "--host", "127.0.0.1", "--port", str(port)],
         "minimal FastAPI+onnxruntime": [*uvicorn, "bench.peers.handlers:minimal_app"],
         "FastAPI+PyTorch eager": [*uvicorn, "bench.peers.handlers:torch_app"],

@@ -2,64 +2,35 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import torch
 
-from functions.core import catalog
-from functions.core.errors import AlreadyExistsError, MaasError
 from functions.core.integrity import vet_onnx
 from functions.core.manifest import (
-    MANIFEST_FILE,
-    FileEntry,
-    GateResult,
     Manifest,
     Provenance,
-    Target,
-    TensorSpec,
     TextVocabPreprocessing,
     TokenizerPreprocessing,
-    Variant,
-    VariantMetrics,
 )
 from functions.core.names import check_model_name
 from functions.core.preprocessing import make_preprocessor
 from functions.core.settings import get_settings
-from functions.core.store import Store, sha256_file
-from model_build import card, evaluate, gates, provenance, variants
+from functions.core.store import Store
+from model_build import card, evaluate, gates, provenance, tail, variants
+from model_build.contracts import Dataset, Fitted, Recipe
 from model_build.export import OUTPUT_NAMES, ServingHead, export_onnx, torch_predict
-from model_build.recipes.base import Dataset, Fitted, Recipe
+from model_build.reporting import Reporter as Reporter
 from model_build.train import History, train
 
 CALIBRATION_ROWS = 256
-PUBLISH_ATTEMPTS = 5
-
-
-class Reporter:
-    """Progress hooks; the CLI overrides them with progress bars. The default is silent."""
-
-    def stage(self, text: str) -> None:
-        """A new step started."""
-
-    def epoch(self, epoch: int, total: int, val_loss: float) -> None:
-        """A training epoch finished."""
-
-    @contextlib.contextmanager
-    def upload(self, total_bytes: int) -> Iterator[Callable[[int], None]]:
-        """A byte-count callback for the duration of the upload."""
-        yield lambda _n: None
 
 
 @dataclass
@@ -105,54 +76,27 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
         reference = torch_predict(head, encoded.x_test)
         measured, outputs = _measure(candidates, encoded.x_test, data.y_test, reference, recipe, quick)
         fp32 = measured["fp32"]
-        gate_results = [gates.check_parity(fp32, recipe.gates)]
+        parity = gates.check_parity(fp32, recipe.gates)
         trivial = evaluate.trivial_metric(recipe.task, data.y_train, data.y_test)
-        passed: list[gates.Measurement] = []
-        variant_gates: dict[str, list[GateResult]] = {}
-        for name, m in measured.items():
-            variant_gates[name] = gates.quality_gates(recipe.task, recipe.gates, m, fp32, trivial, quick)
-            gate_results += variant_gates[name]
-            if all(g.passed for g in variant_gates[name]):
-                passed.append(m)
-        if not passed:
-            failures = "; ".join(f"{g.variant} {g.name}: {g.value:.4g} vs threshold {g.threshold:.4g}"
-                                 for g in gate_results if not g.passed)
-            raise gates.BuildFailedError(f"{recipe.name}: no variant passed its quality gates ({failures})")
-        selected, reason = gates.choose_cpu_variant([m for m in passed if m.target == "cpu"], fp32)
-        targets: dict[Target, str] = {"cpu": selected}
-        if any(m.name == "fp16" for m in passed):
-            targets["gpu"] = "fp16"
+        variant_gates = {name: gates.quality_gates(recipe.task, recipe.gates, m, fp32, trivial, quick)
+                         for name, m in measured.items()}
+        selection = tail.select(recipe.name, measured, variant_gates, extra_gates=[parity])
 
         reporter.stage("writing the model card")
-        session = evaluate.cpu_session(exported)
-        draft = Manifest(
-            name=recipe.name, version="0", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            task=recipe.task, description=recipe.description,
-            inputs=[_tensor_spec(i) for i in session.get_inputs()],
-            outputs=[_tensor_spec(o) for o in session.get_outputs()],
-            preprocessing=fitted.spec, labels=recipe.labels,
-            metric_name="accuracy" if recipe.task == "classification" else "rmse", latency_batch=recipe.latency_batch,
-            baselines=recipe.baselines(data, quick),
-            variants=_variant_records(candidates, measured, variant_gates, {m.name for m in passed}),
-            selected=targets, selection_reason=reason.replace("batch 256", f"batch {recipe.latency_batch}"),
-            gates=gate_results,
-            reference_stats=_reference_stats(data, fitted), files=[],
+        draft = tail.draft_manifest(
+            recipe.name, exported, candidates, measured, selection, recipe.latency_batch,
+            task=recipe.task, description=recipe.description, preprocessing=fitted.spec, labels=recipe.labels,
+            metric_name="accuracy" if recipe.task == "classification" else "rmse",
+            baselines=recipe.baselines(data, quick), reference_stats=_reference_stats(data, fitted),
             provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
                                   libraries=provenance.library_versions(),
                                   data_sha256=provenance.data_sha256(data.x_train, data.y_train, data.x_val,
                                                                      data.y_val, data.x_test, data.y_test),
                                   seed=recipe.seed, quick=quick, build_seconds=0.0),
         )
-        plots = _plots(work, recipe, history, draft, outputs[selected], data.y_test)
-        shipped = {m.name for m in passed}
-        files = {f"model.{c.name}.onnx": c.path for c in candidates if c.path and c.name in shipped}
-        files.update({name: work / name for name in plots})
-        for name, content in fitted.files.items():
-            (work / name).write_bytes(content)
-            files[name] = work / name
-        draft = dataclasses.replace(draft, provenance=dataclasses.replace(
-            draft.provenance, build_seconds=round(time.perf_counter() - started, 2)))
-        return publish_version(store, draft, files, work, data.source, plots, reporter)
+        plots = _plots(work, recipe, history, draft, outputs[selection.targets["cpu"]], data.y_test)
+        files = tail.shipped_files(candidates, selection, work, plots, fitted.files)
+        return tail.publish(store, draft, files, work, data.source, plots, reporter, started)
 
 
 def _encode(recipe: Recipe, fitted: Fitted, data: Dataset) -> _Encoded:
@@ -206,34 +150,6 @@ def _measure(candidates: list[variants.Candidate], x_test: npt.NDArray[Any], y_t
     return measured, outputs
 
 
-def _variant_records(candidates: list[variants.Candidate], measured: dict[str, gates.Measurement],
-                     variant_gates: dict[str, list[GateResult]], passed: set[str]) -> list[Variant]:
-    records = []
-    for c in candidates:
-        m = measured.get(c.name)
-        metrics = None if m is None else VariantMetrics(
-            metric=m.metric, latency_ms_b1=_rounded(m.latency_ms_b1), latency_ms_b256=_rounded(m.latency_ms_b256),
-            parity_max_abs_diff=m.parity_max_abs_diff)
-        failed = [g.name for g in variant_gates.get(c.name, []) if not g.passed]
-        shipped = c.path is not None and c.name in passed
-        note = c.note if not failed else f"{c.note}; failed gates: {', '.join(failed)} (not shipped)"
-        records.append(Variant(
-            name=c.name, file=f"model.{c.name}.onnx" if shipped else None, precision=c.precision, target=c.target,
-            sha256=sha256_file(c.path) if c.path else None, bytes=c.path.stat().st_size if c.path else None,
-            metrics=metrics, passed=c.name in passed, reason=note))
-    return records
-
-
-def _rounded(value: float) -> float | None:
-    return None if math.isnan(value) else round(value, 4)
-
-
-def _tensor_spec(arg: Any) -> TensorSpec:
-    dtype = str(arg.type).removeprefix("tensor(").removesuffix(")")
-    return TensorSpec(name=arg.name, dtype="float32" if dtype == "float" else dtype,
-                      shape=[d if isinstance(d, int) else str(d or "batch") for d in arg.shape])
-
-
 def _reference_stats(data: Dataset, fitted: Fitted) -> dict[str, list[float]]:
     if isinstance(fitted.spec, TextVocabPreprocessing | TokenizerPreprocessing):
         values = np.asarray([[len(str(t).split())] for t in data.x_train], dtype=np.float64)
@@ -250,28 +166,3 @@ def _plots(work: Path, recipe: Recipe, history: History, draft: Manifest, output
     card.plot_outcome(recipe.task, outputs, y_test, recipe.labels, work / outcome)
     card.plot_variants(draft, work / card.VARIANTS_PLOT)
     return [card.TRAINING_PLOT, outcome, card.VARIANTS_PLOT]
-
-
-def publish_version(store: Store, draft: Manifest, files: dict[str, Path], work: Path, source: str, plots: list[str],
-             reporter: Reporter) -> Manifest:
-    entries = [FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size)
-               for name, path in files.items()]
-    for _ in range(PUBLISH_ATTEMPTS):
-        versions = catalog.list_versions(store, draft.name)
-        version = str(int(versions[-1]) + 1) if versions else "1"
-        manifest = dataclasses.replace(draft, version=version)
-        card_path = work / "card.md"
-        card_path.write_text(card.render_card(manifest, source, plots), encoding="utf-8")
-        card_entry = FileEntry(path="card.md", sha256=sha256_file(card_path), bytes=card_path.stat().st_size)
-        manifest = dataclasses.replace(manifest, files=[*entries, card_entry])
-        manifest_path = work / MANIFEST_FILE
-        manifest_path.write_bytes(orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2))
-        upload = {**files, "card.md": card_path, MANIFEST_FILE: manifest_path}
-        reporter.stage(f"publishing version {version} to {store.uri}")
-        try:
-            with reporter.upload(sum(p.stat().st_size for p in upload.values())) as advance:
-                store.publish(catalog.version_prefix(draft.name, version), upload, MANIFEST_FILE, advance)
-        except AlreadyExistsError:
-            continue  # another build took this version number: take the next one
-        return manifest
-    raise MaasError(f"could not allocate a new version of {draft.name} after {PUBLISH_ATTEMPTS} attempts")

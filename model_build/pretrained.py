@@ -8,8 +8,6 @@ graph; fp16 (for the GPU) is converted after fusing with float32 inputs and outp
 
 from __future__ import annotations
 
-import abc
-import dataclasses
 import hashlib
 import logging
 import math
@@ -18,60 +16,27 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from functions.core.integrity import vet_onnx
-from functions.core.manifest import GateResult, Manifest, Provenance, Target, TokenizerInput, TokenizerPreprocessing
+from functions.core.manifest import GateResult, Manifest, Provenance, TokenizerInput, TokenizerPreprocessing
 from functions.core.names import check_model_name
 from functions.core.preprocessing import TokenizerPreprocessor
 from functions.core.settings import get_settings
 from functions.core.store import Store
-from model_build import card, evaluate, gates, provenance
-from model_build.pipeline import Reporter, _tensor_spec, _variant_records, publish_version
+from model_build import card, evaluate, gates, provenance, tail
+from model_build.contracts import PretrainedEncoder as PretrainedEncoder
+from model_build.reporting import Reporter
 from model_build.variants import Candidate
 
 TOKENIZER_FILE = "tokenizer.json"
 INPUTS: list[TokenizerInput] = ["input_ids", "attention_mask", "token_type_ids"]
 LATENCY_BATCH = 32
-
-
-class PretrainedEncoder(abc.ABC):
-    """A pretrained text encoder published as a sentence-embedding model."""
-
-    name: ClassVar[str]
-    description: ClassVar[str]
-    source: ClassVar[str]
-    num_heads: ClassVar[int]
-    hidden_size: ClassVar[int]
-    max_length: ClassVar[int] = 128
-    max_chars: ClassVar[int] = 20_000
-    parity_min_cosine: ClassVar[float] = 0.9999
-    variant_min_cosine: ClassVar[float] = 0.99
-    seed: ClassVar[int] = 0
-
-    @abc.abstractmethod
-    def load(self) -> tuple[torch.nn.Module, bytes]:
-        """The PyTorch reference (taking input_ids, attention_mask, token_type_ids; returning unit-norm
-        embeddings) and the tokenizer.json bytes, both from local files."""
-
-    @abc.abstractmethod
-    def sample_texts(self) -> list[str]:
-        """Varied texts for parity and the cosine gates."""
-
-    @abc.abstractmethod
-    def retrieval_check(self) -> tuple[list[str], list[str], list[int]]:
-        """(queries, documents, index of each query's right document) for the top-1 gate."""
-
-    def int8_float_candidates(self, graph_nodes: list[tuple[str, str]]) -> list[str]:
-        """Nodes the int8 search may keep in float when quantizing everything fails the cosine gate; by
-        default none (then int8 is all or nothing)."""
-        return []
 
 
 def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = False,
@@ -143,43 +108,23 @@ def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = F
                 latency_ms_b256=latency(session, tokenizer, texts, LATENCY_BATCH, runs[1]) if cpu else math.nan,
                 parity_max_abs_diff=float(np.max(np.abs(out - reference))), target=candidate.target)
 
-        passed = [m for name, m in measured.items() if all(g.passed for g in results[name])]
-        all_gates = [g for name in measured for g in results[name]]
-        if not any(m.name == "fp32" for m in passed):
-            failures = "; ".join(f"{g.variant} {g.name}: {g.value:.5g} vs {g.threshold:.5g}"
-                                 for g in all_gates if not g.passed)
-            raise gates.BuildFailedError(f"{recipe.name}: the fp32 export failed its gates ({failures})")
-        selected, reason = gates.choose_cpu_variant([m for m in passed if m.target == "cpu"], measured["fp32"])
-        targets: dict[Target, str] = {"cpu": selected}
-        if any(m.name == "fp16" for m in passed):
-            targets["gpu"] = "fp16"
+        selection = tail.select(recipe.name, measured, results, required="fp32")
 
         reporter.stage("writing the model card")
-        session = evaluate.cpu_session(exported)
         weights_digest = hashlib.sha256()
         for tensor in module.state_dict().values():
             weights_digest.update(tensor.detach().cpu().numpy().tobytes())
-        draft = Manifest(
-            name=recipe.name, version="0", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            task="embedding", description=recipe.description,
-            inputs=[_tensor_spec(i) for i in session.get_inputs()],
-            outputs=[_tensor_spec(o) for o in session.get_outputs()],
-            preprocessing=spec, labels=None, metric_name="retrieval top-1", latency_batch=LATENCY_BATCH,
-            variants=_variant_records(candidates, measured, results, {m.name for m in passed}),
-            selected=targets, selection_reason=reason.replace("batch 256", f"batch {LATENCY_BATCH}"),
-            gates=all_gates, reference_stats=_token_stats(tokenizer, texts), files=[],
+        draft = tail.draft_manifest(
+            recipe.name, exported, candidates, measured, selection, LATENCY_BATCH,
+            task="embedding", description=recipe.description, preprocessing=spec, labels=None,
+            metric_name="retrieval top-1", reference_stats=_token_stats(tokenizer, texts),
             provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
                                   libraries=provenance.library_versions(), data_sha256=weights_digest.hexdigest(),
                                   seed=recipe.seed, quick=quick, build_seconds=0.0))
         card.plot_variants(draft, work / card.VARIANTS_PLOT)
-        shipped = {m.name for m in passed}
-        files = {f"model.{c.name}.onnx": c.path for c in candidates if c.path and c.name in shipped}
-        files[card.VARIANTS_PLOT] = work / card.VARIANTS_PLOT
-        (work / TOKENIZER_FILE).write_bytes(tokenizer_json)
-        files[TOKENIZER_FILE] = work / TOKENIZER_FILE
-        draft = dataclasses.replace(draft, provenance=dataclasses.replace(
-            draft.provenance, build_seconds=round(time.perf_counter() - started, 2)))
-        return publish_version(store, draft, files, work, recipe.source, [card.VARIANTS_PLOT], reporter)
+        plots = [card.VARIANTS_PLOT]
+        files = tail.shipped_files(candidates, selection, work, plots, {TOKENIZER_FILE: tokenizer_json})
+        return tail.publish(store, draft, files, work, recipe.source, plots, reporter, started)
 
 
 def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]], path: Path) -> None:

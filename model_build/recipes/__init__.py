@@ -6,13 +6,9 @@ import importlib
 import importlib.util
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from functions.core.errors import UnknownRecipeError as UnknownRecipeError
-from model_build.recipes.base import Recipe
-
-if TYPE_CHECKING:
-    from model_build.pretrained import PretrainedEncoder
+from model_build.contracts import PretrainedEncoder, Recipe
 
 BUILTIN = {
     "digits-cnn": "model_build.recipes.digits_cnn:DigitsCNN",

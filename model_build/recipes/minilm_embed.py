@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from model_build.pretrained import PretrainedEncoder
+from model_build.contracts import PretrainedEncoder
 
 
 class MeanPooledEncoder(torch.nn.Module):

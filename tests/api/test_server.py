@@ -79,12 +79,12 @@ def test_promote_and_rollback_take_effect_after_the_ttl(client: httpx.Client,
 
 
 def test_maas_predict_cli_against_the_server(base_url: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "model_build.cli", "predict", "text-lstm", "--url", base_url,
+    result = subprocess.run([sys.executable, "-m", "maas", "predict", "text-lstm", "--url", base_url,
                              "--data", '["Heavy rain will clear by the weekend."]'],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert '"model":"text-lstm"' in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "model_build.cli", "predict", "text-lstm", "--url", base_url,
+    bad = subprocess.run([sys.executable, "-m", "maas", "predict", "text-lstm", "--url", base_url,
                           "--data", "[5]"], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 8
     assert "HTTP 422" in bad.stderr and "expected a string" in bad.stderr

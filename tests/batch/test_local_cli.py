@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def maas_batch(store: LocalStore, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "model_build.cli", "batch", *args, "--store", store.uri], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "maas", "batch", *args, "--store", store.uri], cwd=ROOT,
                           env={**os.environ, "MAAS_BATCH_CHUNK_ROWS": "50"}, capture_output=True, text=True,
                           timeout=300, check=False)
 

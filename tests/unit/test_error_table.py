@@ -94,3 +94,14 @@ def test_readme_documents_every_exit_code() -> None:
     section = section[:section.index("\n\n")]
     documented = {int(n) for n in re.findall(r"\b(\d{1,2})\b", section)}
     assert {row[1] for row in ERROR_TABLE.values()} <= documented
+
+
+def test_docs_table_matches_the_code() -> None:
+    text = (README.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \| (\d+) \|", text, flags=re.MULTILINE)
+    documented = {name: (status.strip(), int(code)) for name, status, code in rows}
+    assert set(documented) == {cls.__name__ for cls in ERROR_TABLE}
+    for cls, (status, code) in ERROR_TABLE.items():
+        assert documented[cls.__name__][1] == code
+        if documented[cls.__name__][0].isdigit():
+            assert int(documented[cls.__name__][0]) == status

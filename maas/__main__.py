@@ -1,0 +1,5 @@
+"""``python -m maas``."""
+
+from maas.cli import main
+
+main()

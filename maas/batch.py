@@ -1,0 +1,72 @@
+"""``maas batch``: the batch runner on a local file; a bad input exits 10 and leaves no output folder behind."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from maas.common import open_store, store_option
+
+
+def check_readable(path: Path) -> None:
+    """``UnreadableInputError`` unless ``path`` is a file this process can open and read."""
+    from functions.core.errors import UnreadableInputError
+
+    if not path.is_file():
+        raise UnreadableInputError(f"input {path} does not exist or is not a file")
+    try:
+        with path.open("rb") as stream:
+            stream.read(1)
+    except OSError as exc:
+        raise UnreadableInputError(f"input {path} cannot be read: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """Folders this run creates for ``folder`` are removed again, if still empty, when the run fails."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
+@click.command("batch")
+@click.argument("name")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="A .csv (header with feature names), .jsonl (one instance per line) or .npy file.")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for predictions.jsonl, errors.jsonl and report.json (must not hold them already).")
+@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
+@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@store_option
+def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
+                  store_uri: str | None) -> None:
+    """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
+    check_readable(input_path)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from functions.batch.local import batch_threads, run_local
+    from functions.core.model_cache import ModelCache
+    from functions.core.settings import get_settings
+
+    settings = get_settings()
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads),
+                                   store=store_uri or settings.store)
+    cache = ModelCache(open_store(settings.store), settings)
+    with (removed_on_failure(output_dir),
+          Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+                   TimeElapsedColumn(), console=Console(stderr=True)) as progress):
+        task = progress.add_task(f"{name} <- {input_path.name}", total=None)
+        stats = run_local(cache, name, input_path, output_dir, model_version, alias,
+                          on_rows=lambda n: progress.advance(task, n))
+    click.echo(f"rows in {stats.rows_in}, predicted {stats.rows_ok}, failed {stats.rows_failed}; "
+               f"{stats.seconds_total:.2f} s -> {output_dir}")

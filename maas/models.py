@@ -1,0 +1,63 @@
+"""``maas models``: models, versions, aliases and headline metrics, as a table or JSON."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from maas.common import open_store, store_option
+
+PIPE_WIDTH = 10_000
+"""Console width when stdout is not a terminal: rows are never cut or wrapped for a pipe or a file."""
+
+
+@click.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(store_uri: str | None, as_json: bool) -> None:
+    """List models, versions, aliases and headline metrics."""
+    from functions.core import catalog
+    from functions.core.errors import IntegrityError, NotFoundError
+
+    store = open_store(store_uri)
+    rows: list[dict[str, Any]] = []
+    for name in catalog.list_models(store):
+        versions = catalog.list_versions(store, name)
+        if not versions:
+            continue
+        aliases = {alias: record.version for alias, record in catalog.list_aliases(store, name).items()}
+        try:
+            manifest = catalog.read_manifest(store, name, versions[-1])
+        except (NotFoundError, IntegrityError) as exc:
+            rows.append({"name": name, "versions": versions, "aliases": aliases, "error": exc.message})
+            continue
+        shipped = manifest.variant(manifest.selected["cpu"])
+        rows.append({"name": name, "versions": versions, "aliases": aliases, "task": manifest.task,
+                     "latest": manifest.version, "variant": shipped.name, "metric_name": manifest.metric_name,
+                     "metric": shipped.metrics.metric if shipped.metrics else None})
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(rows).decode())
+        return
+    if not rows:
+        click.echo(f"no models in {store.uri}; build one with: maas build digits-cnn", err=True)
+        return
+    _print_table(store.uri, rows)
+
+
+def _print_table(store_uri: str, rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models in {store_uri}")
+    for column in ("model", "task", "versions", "aliases", "latest: shipped variant", "latest: test metric"):
+        table.add_column(column, no_wrap=not sys.stdout.isatty())
+    for row in rows:
+        metric = f"{row['metric_name']} {row['metric']:.4f}" if row.get("metric") is not None else row.get("error", "-")
+        table.add_row(row["name"], row.get("task", "-"), ", ".join(row["versions"]),
+                      ", ".join(f"{a} -> {v}" for a, v in sorted(row["aliases"].items())) or "-",
+                      row.get("variant", "-"), metric)
+    Console(width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)

@@ -1,0 +1,53 @@
+"""``maas serve``: the prediction API under uvicorn, on a socket bound before anything is announced."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import socket
+
+import click
+
+from maas.common import store_option
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port; ``PortInUseError`` when another process holds the address."""
+    from functions.core.errors import PortInUseError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"{host}:{port} is already in use; stop the other server or pass --port") from None
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(store_uri: str | None, host: str, port: int) -> None:
+    """Serve the prediction API (the same ASGI app as Lambda) with uvicorn."""
+    sock = bind(host, port)
+    import uvicorn
+
+    from functions.api.app import create_app
+    from functions.core.settings import Settings
+
+    settings = Settings.from_env()
+    if store_uri:
+        settings = dataclasses.replace(settings, store=store_uri)
+    app = create_app(settings)
+    if settings.preload:
+        app.state.cache.preload(settings.preload)
+    click.echo(f"serving {settings.store} on http://{host}:{port} (OpenAPI docs: http://{host}:{port}/docs)", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    server.run(sockets=[sock])

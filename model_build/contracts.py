@@ -1,0 +1,145 @@
+"""The recipe contracts, trained (``Recipe``) and pretrained (``PretrainedEncoder``), in one place.
+
+A trained recipe says where the data comes from, how natural instances are preprocessed (fitted on training
+data only), which PyTorch module to train and which quality gates the build must pass. A pretrained encoder
+says where its weights and tokenizer are and which texts check it. Each contract names, in ``pipeline``, the
+function that builds it ("module:function"); ``model_build.builder.build_recipe`` runs it. Everything else --
+training loop, export, parity, quantization, measurement, gates, model card, publishing -- is shared.
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy.typing as npt
+
+from functions.core.manifest import Preprocessing, Task
+
+if TYPE_CHECKING:
+    import torch
+
+Instances = npt.NDArray[Any] | list[str]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimiser and early-stopping settings; ``quick_epochs`` is used by ``--quick``."""
+
+    epochs: int = 100
+    quick_epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 8
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Quality gates. Accuracy drop is in points of accuracy (0.01 = 1 point); error increase is relative."""
+
+    max_accuracy_drop: float = 0.01
+    max_error_increase: float = 0.05
+    min_gain_over_trivial: float = 0.1
+    min_metric: float | None = None
+    max_metric: float | None = None
+    parity_tolerance: float = 1e-4
+
+
+@dataclass
+class Dataset:
+    """Raw (natural) instances and targets, already split; targets are class ids or float values."""
+
+    x_train: Instances
+    y_train: npt.NDArray[Any]
+    x_val: Instances
+    y_val: npt.NDArray[Any]
+    x_test: Instances
+    y_test: npt.NDArray[Any]
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    """Preprocessing fitted on the training split, with any files it needs shipped in the model package."""
+
+    spec: Preprocessing
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class Recipe(abc.ABC):
+    """Subclass this in one file and point ``maas build`` at the file (or register it by name)."""
+
+    pipeline: ClassVar[str] = "model_build.pipeline:build"
+    """The function that builds this contract: train, export, quantize, then the shared tail."""
+    name: ClassVar[str]
+    task: ClassVar[Task]
+    description: ClassVar[str]
+    labels: ClassVar[list[str] | None] = None
+    input_name: ClassVar[str] = "input"
+    exporter: ClassVar[Literal["dynamo", "torchscript"]] = "dynamo"
+    seed: ClassVar[int] = 0
+    training: ClassVar[TrainingConfig] = TrainingConfig()
+    gates: ClassVar[GateConfig] = GateConfig()
+    dynamic_sequence: ClassVar[bool] = False
+    """Export axis 1 as dynamic too (token ids padded to the longest text of a request)."""
+    latency_batch: ClassVar[int] = 256
+    """The larger batch size variants are timed at (smaller for heavy models)."""
+
+    @abc.abstractmethod
+    def load_data(self, quick: bool) -> Dataset:
+        """Load and split the data with a fixed seed; ``quick`` may use a subset."""
+
+    @abc.abstractmethod
+    def fit_preprocessing(self, data: Dataset) -> Fitted:
+        """Fit the preprocessing on ``data.x_train`` only."""
+
+    @abc.abstractmethod
+    def build_model(self, fitted: Fitted) -> torch.nn.Module:
+        """A fresh module mapping preprocessed inputs to logits (classification) or one value (regression)."""
+
+    def baselines(self, data: Dataset, quick: bool) -> dict[str, float]:
+        """Other models' test metric on the same split, for the card (none by default)."""
+        return {}
+
+    def example_batch_size(self) -> int:
+        """Batch size of the example input used for export tracing."""
+        return 4
+
+
+class PretrainedEncoder(abc.ABC):
+    """A pretrained text encoder published as a sentence-embedding model."""
+
+    pipeline: ClassVar[str] = "model_build.pretrained:build_pretrained"
+    """The function that builds this contract: export, fuse, quantize, then the shared tail."""
+    name: ClassVar[str]
+    description: ClassVar[str]
+    source: ClassVar[str]
+    num_heads: ClassVar[int]
+    hidden_size: ClassVar[int]
+    max_length: ClassVar[int] = 128
+    max_chars: ClassVar[int] = 20_000
+    parity_min_cosine: ClassVar[float] = 0.9999
+    variant_min_cosine: ClassVar[float] = 0.99
+    seed: ClassVar[int] = 0
+
+    @abc.abstractmethod
+    def load(self) -> tuple[torch.nn.Module, bytes]:
+        """The PyTorch reference (taking input_ids, attention_mask, token_type_ids; returning unit-norm
+        embeddings) and the tokenizer.json bytes, both from local files."""
+
+    @abc.abstractmethod
+    def sample_texts(self) -> list[str]:
+        """Varied texts for parity and the cosine gates."""
+
+    @abc.abstractmethod
+    def retrieval_check(self) -> tuple[list[str], list[str], list[int]]:
+        """(queries, documents, index of each query's right document) for the top-1 gate."""
+
+    def int8_float_candidates(self, graph_nodes: list[tuple[str, str]]) -> list[str]:
+        """Nodes the int8 search may keep in float when quantizing everything fails the cosine gate; by
+        default none (then int8 is all or nothing)."""
+        return []
