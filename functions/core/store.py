@@ -282,8 +282,8 @@ class CallBounds:
 
 MAX_ATTEMPTS = 2
 """First try and one retry: a retry inside the request budget is worth one, more only delay the 503."""
-MAX_BACKOFF = 2.0
-"""Upper bound of botocore's standard-mode backoff before the second attempt (random in [0, 2**1) s)."""
+MAX_BACKOFF = 1.0
+"""Upper bound of botocore's standard-mode backoff before the second attempt (random in [0, 1) s)."""
 UNBOUNDED = CallBounds(connect_timeout=5, read_timeout=60, max_attempts=5)
 """Long-running tools (build, publish, CLI): patient, nobody waits on a request timeout."""
 
@@ -292,11 +292,11 @@ def call_bounds(budget_seconds: float) -> CallBounds:
     """Timeouts that keep one store call within ``budget_seconds`` (see docs/reliability.md).
 
     connect = min(2, budget / 10); read = (budget - backoff) / attempts - connect, so that
-    attempts x (connect + read) + backoff = budget. With the default 20 s budget: connect 2 s, read 7 s,
+    attempts x (connect + read) + backoff = budget. With the default 20 s budget: connect 2 s, read 7.5 s,
     2 attempts, worst case 20 s, inside the API function's 29 s timeout with 9 s for the rest of the request.
     """
     connect = min(2.0, budget_seconds / 10)
-    read = max(0.5, (budget_seconds - MAX_BACKOFF) / MAX_ATTEMPTS - connect)
+    read = max(0.1, (budget_seconds - MAX_BACKOFF) / MAX_ATTEMPTS - connect)
     return CallBounds(connect_timeout=connect, read_timeout=read, max_attempts=MAX_ATTEMPTS)
 
 
