@@ -117,7 +117,7 @@ def run(quick: bool) -> dict[str, Any]:
         _publish(store, "broken", good, bytes(corrupt))
         port = _free_port()
         env = {**os.environ, "MAAS_CACHE_DIR": str(Path(tmp) / "cache")}
-        process = subprocess.Popen([sys.executable, "-m", "model_build.cli", "serve", "--store", f"file://{store}",
+        process = subprocess.Popen([sys.executable, "-m", "maas", "serve", "--store", f"file://{store}",
                                     "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"

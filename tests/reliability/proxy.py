@@ -26,6 +26,12 @@ class FaultProxy:
         self._listen()
 
     @property
+    def open_connections(self) -> int:
+        """Connections accepted since the last mode switch (in hung mode: store calls now waiting)."""
+        with self._lock:
+            return len(self._open)
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from functions.core import catalog
 from functions.core.errors import IntegrityError
 from functions.core.store import LocalStore
-from model_build.cli import main
+from maas.cli import main
 from tests.reliability.artifacts import model_bytes, version_files
 
 

@@ -160,7 +160,10 @@ def test_live_answers_while_a_request_waits_on_a_hung_store(rig: Rig) -> None:
             waiting = threading.Thread(target=lambda: httpx.post(f"{url}/v1/models/later/versions/1/predict",
                                                                  json=ROW, timeout=BOUND))
             waiting.start()
-            time.sleep(0.3)
+            deadline = time.monotonic() + BOUND
+            while rig.proxy.open_connections == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the predict request is waiting on the hung store
+            assert rig.proxy.open_connections > 0
             assert httpx.get(f"{url}/v2/health/live", timeout=1.0).status_code == 200
             waiting.join()
         finally:
