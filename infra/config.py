@@ -44,6 +44,8 @@ class StageConfig(_Camel):
     python_version: Literal["3.12", "3.13"] = "3.12"
     api_memory_mb: int = Field(default=2048, ge=128, le=10240)
     api_timeout_seconds: int = Field(default=29, ge=1, le=29)
+    api_reserved_concurrency: int = Field(default=0, ge=0, le=10000)
+    """Reserved concurrency of the API function; 0 leaves it unreserved (see docs/reliability.md)."""
     preload: tuple[str, ...] = ()
     warm_start: Literal["snapstart", "provisioned", "none"] = "snapstart"
     provisioned_concurrency: int = Field(default=0, ge=0)

@@ -3,7 +3,7 @@ groups are made, so each bucket gets the same protections."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -46,9 +46,23 @@ class Foundation(Construct):
                                               abort_incomplete_multipart_upload_after=Duration.days(7))])
 
     def log_group(self, scope: Construct, construct_id: str) -> logs.LogGroup:
-        """A log group with the stage's retention."""
+        """A log group with the stage's retention, encrypted with the stage key."""
+        self._allow_logs()
         return logs.LogGroup(scope, construct_id, retention=RETENTION[self.config.log_retention_days],
-                             removal_policy=self.removal)
+                             removal_policy=self.removal, encryption_key=self.key)
+
+    def _allow_logs(self) -> None:
+        """Let CloudWatch Logs use the key, for this account's log groups only (once)."""
+        if getattr(self, "_logs_allowed", False):
+            return
+        self._logs_allowed = True
+        stack = Stack.of(self)
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                     "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")], resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"}}))
 
     def allow_service(self, service: str) -> None:
         """Let an AWS service (S3 notifications, CloudWatch alarms) encrypt messages with the key."""

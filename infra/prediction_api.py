@@ -55,7 +55,8 @@ class PredictionApi(Construct):
             self, "Function", foundation=foundation, handler="functions.api.handler.handler",
             description="prediction API (v1 JSON and Open Inference Protocol v2)", memory_mb=config.api_memory_mb,
             timeout=Duration.seconds(config.api_timeout_seconds), snap_start=snap_start,
-            environment={"MAAS_STORE": store.uri, "MAAS_PRELOAD": ",".join(config.preload)})
+            environment={"MAAS_STORE": store.uri, "MAAS_PRELOAD": ",".join(config.preload)},
+            reserved_concurrent_executions=config.api_reserved_concurrency or None)
         store.grant_read(self.function)
         if snap_start is not None:
             Annotations.of(self.function).acknowledge_warning(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Aspects, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.batch_events import BatchEvents
 from infra.config import StageConfig
 from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
+from infra.key_conditions import ServicePrincipalConditions
 from infra.model_store import ModelStore
 from infra.observability import Observability
 from infra.prediction_api import PredictionApi
@@ -33,6 +34,9 @@ class MaasStack(Stack):
                                           self.gpu_batch.job_definition.job_definition_arn)
         self.observability = Observability(self, "Observability", foundation=foundation, api=self.api,
                                            batch_events=self.batch_events, gpu_batch=self.gpu_batch)
+
+        Aspects.of(self).add(ServicePrincipalConditions({
+            (self.batch_events.queue_key.node.path, "s3.amazonaws.com"): self.batch_events.bucket.bucket_arn}))
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the prediction API")
         CfnOutput(self, "ModelStoreUri", value=self.store.uri, description="MAAS_STORE for `maas build/promote`")

@@ -27,7 +27,8 @@ def models(store_uri: str | None, as_json: bool) -> None:
         versions = catalog.list_versions(store, name)
         if not versions:
             continue
-        aliases = {alias: record.version for alias, record in catalog.list_aliases(store, name).items()}
+        records, broken = catalog.read_aliases(store, name)
+        aliases = {alias: record.version for alias, record in records.items()} | dict.fromkeys(broken, "broken")
         try:
             manifest = catalog.read_manifest(store, name, versions[-1])
         except (NotFoundError, IntegrityError) as exc:

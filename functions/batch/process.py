@@ -11,6 +11,8 @@ produce a report under ``outputs/_failed/`` and are not retried; transient ones 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +29,11 @@ from functions.batch.runner import run_batch
 from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
-from functions.core.store import S3Store
+from functions.core.store import S3Store, check_key
 
 INPUTS = "inputs/"
 FAILED = "outputs/_failed"
+MAX_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,23 @@ class Processor:
         return "dispatched"
 
     def _fail(self, bucket: S3Store, item: InputObject, source: dict[str, Any], reason: str) -> str:
-        key = f"{FAILED}/{item.key.removeprefix(INPUTS)}.{item.etag}/report.json"
+        key = failure_report_key(item.key, item.etag)
         with contextlib.suppress(AlreadyExistsError):
             bucket.put_new(key, make_report("failed", source, error=reason, job_id=self.job_id))
         return "failed"
+
+
+def failure_report_key(key: str, etag: str) -> str:
+    """Where the failure report of an input goes: beside its own name when that is a safe store key, else
+    under ``_failed/_unsafe/`` named by the sha256 of the raw key (the report itself records the raw key)."""
+    natural = f"{FAILED}/{key.removeprefix(INPUTS)}.{etag}/report.json"
+    try:
+        if re.fullmatch(r"[0-9A-Za-z-]{1,64}", etag) and len(natural.encode()) <= MAX_KEY_BYTES:
+            return check_key(natural)
+    except NotFoundError:
+        pass
+    digest = hashlib.sha256(f"{key}\x00{etag}".encode()).hexdigest()
+    return f"{FAILED}/_unsafe/{digest}/report.json"
 
 
 def data_bucket_factory(endpoint_url: str | None) -> Callable[[str], S3Store]:

@@ -4,6 +4,11 @@ One load per model version per process, an LRU bounded by a memory budget, S3 do
 disk (``/tmp``) and re-verified on every load, alias resolution cached for a TTL so promote and rollback
 take effect without a redeploy, and failed loads remembered briefly so a broken artifact is not fetched
 on every request.
+
+Stale-while-error: when the store cannot be reached, loaded models keep serving and an alias whose TTL ran
+out keeps its last known target (each such answer is logged and counted as the ``StaleAliasTargets``
+metric); the alias is re-read at most every ``STALE_RETRY_SECONDS`` until the store answers again. A store
+outage is never remembered as a broken version: only integrity and load failures are.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.core import catalog
-from functions.core.errors import IntegrityError, MaasError, ModelUnavailableError, NotFoundError
+from functions.core.errors import (
+    IntegrityError,
+    MaasError,
+    ModelUnavailableError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from functions.core.integrity import verify_bytes, verify_model_bytes
 from functions.core.manifest import FileEntry, Manifest, Target, Variant
-from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.names import check_alias, check_model_name, check_sha256, check_version
 from functions.core.preprocessing import Preprocessor, auxiliary_files, make_preprocessor
 from functions.core.settings import Settings
 from functions.core.store import LocalStore, Store
@@ -30,6 +41,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 FAILURE_TTL_SECONDS = 10.0
+STALE_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -81,6 +93,8 @@ class ModelCache:
         self._aliases: dict[tuple[str, str | None], tuple[str, float]] = {}
         self._failures: dict[tuple[str, str], tuple[MaasError, float]] = {}
         self._manifests: dict[tuple[str, str], Manifest] = {}
+        self.stale_answers = 0
+        """How many alias resolutions answered a last known target because the store was unreachable."""
 
     def resolve(self, name: str, alias: str | None = None) -> str:
         """The version an alias (default: prod, else latest) points at, re-read after the TTL."""
@@ -92,7 +106,17 @@ class ModelCache:
         now = self._clock()
         if cached and cached[1] > now:
             return cached[0]
-        version = catalog.resolve(self.store, name, alias)
+        try:
+            version = catalog.resolve(self.store, name, alias)
+        except StoreUnavailableError as exc:
+            if cached is None:
+                raise
+            self._aliases[key] = (cached[0], now + min(STALE_RETRY_SECONDS, self.settings.alias_ttl_seconds or 1.0))
+            self.stale_answers += 1
+            _count_stale(name, alias, cached[0], exc.message)
+            return cached[0]
+        except IntegrityError as exc:  # an unreadable alias record: that alias only is unusable
+            raise ModelUnavailableError(exc.message) from None
         self._aliases[key] = (version, now + self.settings.alias_ttl_seconds)
         return version
 
@@ -160,16 +184,25 @@ class ModelCache:
         if variant.file is None:
             raise ModelUnavailableError(f"model {name} version {version}: variant {variant_name} has no file")
         prefix = catalog.version_prefix(name, version)
-        data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
-        verify_model_bytes(data, manifest.file(variant.file), self.settings.allowed_op_domains)
-        aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
-               for path in auxiliary_files(manifest.preprocessing)}
+        try:
+            data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
+            verify_model_bytes(data, manifest.file(variant.file), self.settings.allowed_op_domains)
+            aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
+                   for path in auxiliary_files(manifest.preprocessing)}
+        except (NotFoundError, KeyError) as exc:
+            missing = exc.args[0] if isinstance(exc, KeyError) else "a file"
+            raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: {missing} is missing "
+                                        "from the version") from None
         try:
             session = ort.InferenceSession(data, session_options(self.settings.intra_op_threads),
                                            providers=self.providers)
             preprocessor = make_preprocessor(manifest.preprocessing, manifest.inputs[0].name, aux)
         except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
-            raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: {exc}") from None
+            raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: "
+                                        f"{type(exc).__name__}") from None
+        mismatch = graph_mismatch(manifest, session)
+        if mismatch:
+            raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: {mismatch}")
         return LoadedModel(manifest=manifest, variant=variant, session=session, preprocessor=preprocessor,
                            size_bytes=len(data) * 2, load_ms=(time.perf_counter() - started) * 1000,
                            providers=list(session.get_providers()))
@@ -184,7 +217,7 @@ class ModelCache:
             data = self.store.get_bytes(key)
             verify_bytes(data, entry)
             return data
-        cached = Path(self.settings.cache_dir) / entry.sha256
+        cached = Path(self.settings.cache_dir) / check_sha256(entry.sha256)  # never a path from unchecked data
         if cached.is_file():
             data = cached.read_bytes()
             try:
@@ -205,8 +238,37 @@ class ModelCache:
         return data
 
 
+def graph_mismatch(manifest: Manifest, session: ort.InferenceSession) -> str | None:
+    """Why the graph cannot serve what the manifest describes (inputs, outputs, label count), or None."""
+    graph_inputs = {i.name for i in session.get_inputs()}
+    fed = {manifest.inputs[0].name, *getattr(manifest.preprocessing, "inputs", [])}
+    if not fed <= graph_inputs or {t.name for t in manifest.inputs} != graph_inputs:
+        return f"graph inputs {sorted(graph_inputs)} do not match the manifest's {[t.name for t in manifest.inputs]}"
+    graph_outputs = [o.name for o in session.get_outputs()]
+    if not graph_outputs or graph_outputs[0] != manifest.outputs[0].name:
+        return f"graph outputs {graph_outputs} do not match the manifest's {[t.name for t in manifest.outputs]}"
+    width = session.get_outputs()[0].shape[-1] if session.get_outputs()[0].shape else None
+    if manifest.task == "classification" and manifest.labels is not None and isinstance(width, int) \
+            and len(manifest.labels) != width:
+        return f"{len(manifest.labels)} labels for {width} outputs"
+    return None
+
+
+def _count_stale(name: str, alias: str | None, version: str, reason: str) -> None:
+    """One log line that is also an EMF record: a stale alias target answered while the store is unreachable."""
+    from functions.api.telemetry import NAMESPACE, log
+
+    log("warning", "store unreachable: serving the last known alias target", model=name, alias=alias or "default",
+        version=version, reason=reason, StaleAliasTargets=1,
+        _aws={"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
+            {"Namespace": NAMESPACE, "Dimensions": [["model"]],
+             "Metrics": [{"Name": "StaleAliasTargets", "Unit": "Count"}]}]})
+
+
 def model_cache_from(settings: Settings, **kwargs: Any) -> ModelCache:
     """A cache over the store the settings name."""
     from functions.core.store import open_store
 
-    return ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings, **kwargs)
+    store = open_store(settings.store, endpoint_url=settings.s3_endpoint_url,
+                       budget_seconds=settings.request_budget_seconds)
+    return ModelCache(store, settings, **kwargs)

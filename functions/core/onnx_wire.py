@@ -1,7 +1,8 @@
 """A minimal reader of the ONNX protobuf wire format, enough to vet a model before onnxruntime parses it.
 
-It walks ModelProto -> GraphProto (and nested subgraphs and local functions) and reports the operator
-domains used and whether any tensor points at external data. It never decodes tensor payloads.
+It walks every graph a model can hold: the main graph, subgraphs in node attributes (If/Loop/Scan), model-local
+functions and training_info (initialization and algorithm graphs), and reports the operator domains used,
+the domains of local functions and whether any tensor points at external data. It never decodes tensor payloads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # Field numbers from onnx.proto.
-_MODEL_OPSET_IMPORT, _MODEL_GRAPH, _MODEL_FUNCTIONS = 8, 7, 25
+_MODEL_OPSET_IMPORT, _MODEL_GRAPH, _MODEL_FUNCTIONS, _MODEL_TRAINING_INFO = 8, 7, 25, 20
+_TRAINING_INITIALIZATION, _TRAINING_ALGORITHM = 1, 2
 _OPSET_DOMAIN = 1
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
 _NODE_ATTRIBUTE, _NODE_DOMAIN = 5, 7
@@ -98,7 +100,15 @@ def inspect_model(data: bytes) -> ModelFacts:
             _graph(_message(value), facts)
         elif number == _MODEL_FUNCTIONS:
             _function(_message(value), facts)
+        elif number == _MODEL_TRAINING_INFO:
+            _training_info(_message(value), facts)
     return facts
+
+
+def _training_info(buf: memoryview, facts: ModelFacts) -> None:
+    for number, _, value in _fields(buf):
+        if number in (_TRAINING_INITIALIZATION, _TRAINING_ALGORITHM):
+            _graph(_message(value), facts)
 
 
 def _opset_domain(buf: memoryview) -> str:

@@ -25,6 +25,7 @@ ENV_BATCH_JOB_QUEUE = "MAAS_BATCH_JOB_QUEUE"
 ENV_BATCH_JOB_DEFINITION = "MAAS_BATCH_JOB_DEFINITION"
 ENV_BATCH_SAFETY_MS = "MAAS_BATCH_SAFETY_MS"
 ENV_BATCH_MAX_LINE_BYTES = "MAAS_BATCH_MAX_LINE_BYTES"
+ENV_REQUEST_BUDGET_SECONDS = "MAAS_REQUEST_BUDGET_SECONDS"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -53,6 +54,9 @@ class Settings:
     batch_job_definition: str | None = None
     batch_safety_ms: int = 20_000
     batch_max_line_bytes: int = 1024 * 1024
+    request_budget_seconds: float = 20.0
+    """The longest a request may wait on the model store; S3 timeouts and retries derive from it (must stay
+    below the API function's 29 s timeout, see docs/reliability.md)."""
 
     def __post_init__(self) -> None:
         if not self.store.startswith(("file://", "s3://")):
@@ -92,14 +96,14 @@ _ENV_FIELDS = {
     ENV_LOG_PAYLOADS: "log_payloads", ENV_BATCH_CHUNK_ROWS: "batch_chunk_rows", ENV_BATCH_THREADS: "batch_threads",
     ENV_BATCH_DISPATCH_BYTES: "batch_dispatch_bytes", ENV_BATCH_JOB_QUEUE: "batch_job_queue",
     ENV_BATCH_JOB_DEFINITION: "batch_job_definition", ENV_BATCH_SAFETY_MS: "batch_safety_ms",
-    ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes",
+    ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes", ENV_REQUEST_BUDGET_SECONDS: "request_budget_seconds",
 }
 _ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
 _BOUNDS: dict[str, tuple[float, float | None]] = {
     "intra_op_threads": (1, 64), "max_body_bytes": (1024, None), "max_instances": (1, None),
     "alias_ttl_seconds": (0, None), "model_memory_mb": (1, None), "batch_chunk_rows": (1, None),
     "batch_threads": (0, None), "batch_dispatch_bytes": (0, None), "batch_safety_ms": (0, None),
-    "batch_max_line_bytes": (16, None),
+    "batch_max_line_bytes": (16, None), "request_budget_seconds": (1, 900),
 }
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}

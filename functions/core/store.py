@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from functions.core.errors import AlreadyExistsError, NotFoundError, StoreUnavailableError
 
@@ -27,6 +29,12 @@ Progress = Callable[[int], None]
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
+
+log = logging.getLogger("maas.store")
+T = TypeVar("T")
+
+# Error messages name the key (relative to the store root) but never the store URI, bucket, endpoint or host
+# path: those go to this module's log, so API error bodies built from the messages reveal nothing.
 
 
 def check_key(key: str) -> str:
@@ -82,7 +90,7 @@ class LocalStore:
         try:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFoundError(f"{key} not found in {self.uri}") from None
+            raise _not_found(self.uri, key) from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -106,7 +114,7 @@ class LocalStore:
     def download(self, key: str, dest: Path) -> None:
         src = self._path(key)
         if not src.is_file():
-            raise NotFoundError(f"{key} not found in {self.uri}")
+            raise _not_found(self.uri, key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
 
@@ -145,11 +153,11 @@ class S3Store:
     """A store under ``s3://bucket/prefix``: conditional puts for immutable objects, multipart for large files."""
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 client: S3Client | None = None) -> None:
+                 client: S3Client | None = None, budget_seconds: float | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._client = client or _make_s3_client(endpoint_url)
+        self._client = client or _make_s3_client(endpoint_url, budget_seconds)
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -258,13 +266,68 @@ class S3Store:
                 raise
 
 
-def _make_s3_client(endpoint_url: str | None) -> S3Client:
+@dataclass(frozen=True)
+class CallBounds:
+    """Socket timeouts and attempts of one S3 call (botocore standard retry mode)."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """The longest one call can take: every attempt waits out both timeouts, plus the retry backoffs."""
+        return self.max_attempts * (self.connect_timeout + self.read_timeout) + (self.max_attempts - 1) * MAX_BACKOFF
+
+
+MAX_ATTEMPTS = 2
+"""First try and one retry: a retry inside the request budget is worth one, more only delay the 503."""
+MAX_BACKOFF = 1.0
+"""Upper bound of botocore's standard-mode backoff before the second attempt (random in [0, 1) s)."""
+UNBOUNDED = CallBounds(connect_timeout=5, read_timeout=60, max_attempts=5)
+"""Long-running tools (build, publish, CLI): patient, nobody waits on a request timeout."""
+
+
+def call_bounds(budget_seconds: float) -> CallBounds:
+    """Timeouts that keep one store call within ``budget_seconds`` (see docs/reliability.md).
+
+    connect = min(2, budget / 10); read = (budget - backoff) / attempts - connect, so that
+    attempts x (connect + read) + backoff = budget. With the default 20 s budget: connect 2 s, read 7.5 s,
+    2 attempts, worst case 20 s, inside the API function's 29 s timeout with 9 s for the rest of the request.
+    """
+    connect = min(2.0, budget_seconds / 10)
+    read = max(0.1, (budget_seconds - MAX_BACKOFF) / MAX_ATTEMPTS - connect)
+    return CallBounds(connect_timeout=connect, read_timeout=read, max_attempts=MAX_ATTEMPTS)
+
+
+def _make_s3_client(endpoint_url: str | None, budget_seconds: float | None = None) -> S3Client:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    bounds = UNBOUNDED if budget_seconds is None else call_bounds(budget_seconds)
+    config = Config(retries={"mode": "standard", "max_attempts": bounds.max_attempts},
+                    connect_timeout=bounds.connect_timeout, read_timeout=bounds.read_timeout)
     client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
     return client
+
+
+async def bounded(call: Callable[..., T], *args: Any, budget_seconds: float) -> T:
+    """Run a blocking store call in a worker thread and wait at most ``budget_seconds`` for it.
+
+    On timeout the caller gets StoreUnavailableError (the thread finishes on its own within the call bounds
+    derived from the same budget). For request paths: the event loop never blocks on the store.
+    """
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call, *args), timeout=budget_seconds)
+    except TimeoutError:
+        raise StoreUnavailableError(f"the model store did not answer within {budget_seconds:g} s") from None
+
+
+def _not_found(uri: str, key: str) -> NotFoundError:
+    log.info("not found: %s in %s", key, uri)
+    return NotFoundError(f"{key} not found")
 
 
 @contextlib.contextmanager
@@ -278,25 +341,27 @@ def _translate_errors(uri: str, key: str) -> Any:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         if code in {"NoSuchKey", "404", "NotFound"}:
-            raise NotFoundError(f"{key} not found in {uri}") from None
+            raise _not_found(uri, key) from None
         if code in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
-            raise AlreadyExistsError(f"{key} already exists in {uri}") from None
+            raise AlreadyExistsError(f"{key} already exists") from None
+        log.warning("store error %s on %s in %s: %s", code, key, uri, error.get("Message", exc))
         if code in {"NoSuchBucket"}:
-            raise StoreUnavailableError(f"bucket of {uri} does not exist") from None
-        raise StoreUnavailableError(f"{uri}: {code or 'error'} on {key}: {error.get('Message', exc)}") from None
+            raise StoreUnavailableError("the store's bucket does not exist") from None
+        raise StoreUnavailableError(f"store error {code or 'unknown'} on {key}") from None
     except BotoCoreError as exc:
-        raise StoreUnavailableError(f"{uri} unreachable: {exc}") from None
+        log.warning("store %s unreachable on %s: %s", uri, key, exc)
+        raise StoreUnavailableError(f"store unreachable ({type(exc).__name__})") from None
 
 
-def open_store(uri: str, endpoint_url: str | None = None) -> Store:
-    """Open ``file://PATH`` or ``s3://BUCKET[/PREFIX]``."""
+def open_store(uri: str, endpoint_url: str | None = None, budget_seconds: float | None = None) -> Store:
+    """Open ``file://PATH`` or ``s3://BUCKET[/PREFIX]``; with ``budget_seconds``, every S3 call is bounded by it."""
     if uri.startswith("file://"):
         return LocalStore(Path(uri.removeprefix("file://")))
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
             raise StoreUnavailableError(f"no bucket in store URI {uri!r}")
-        return S3Store(bucket, prefix, endpoint_url=endpoint_url)
+        return S3Store(bucket, prefix, endpoint_url=endpoint_url, budget_seconds=budget_seconds)
     raise StoreUnavailableError(f"unsupported store URI {uri!r}: use file://PATH or s3://BUCKET/PREFIX")
 
 
