@@ -19,6 +19,7 @@ from functions.batch.lines import prediction_lines
 from functions.core.errors import DeadlineError, InvalidInputError
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
+from functions.core.service import PredictionService
 
 NEWLINE = orjson.OPT_APPEND_NEWLINE
 
@@ -56,7 +57,7 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
         bad.extend(chunk.bad)
         if good_lines:
             infer_started = time.perf_counter()
-            output = model.session.run(None, tensors)[0]
+            output = PredictionService.run(model, tensors)
             stats.seconds_inference += time.perf_counter() - infer_started
             predictions.write(prediction_lines(model, output, good_lines))
         for line, reason in sorted(bad):
@@ -73,9 +74,9 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
     """Encode the whole chunk at once; if any row is invalid, encode row by row to separate the bad ones."""
     if not chunk.lines:
         return {}, [], []
-    pre = model.preprocessor
+    encode = PredictionService.encode
     try:
-        return pre.encode(chunk.instances), list(chunk.lines), []
+        return encode(model, chunk.instances), list(chunk.lines), []
     except InvalidInputError:
         pass
     good: list[int] = []
@@ -83,7 +84,7 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
     bad: list[tuple[int, str]] = []
     for line, instance in zip(chunk.lines, chunk.instances, strict=True):
         try:
-            pre.encode([instance])
+            encode(model, [instance])
             good.append(line)
             kept.append(instance)
         except InvalidInputError as exc:
@@ -91,4 +92,4 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
     if not kept:
         return {}, [], bad
     # Encoded again together: text models pad to the longest text of the batch.
-    return pre.encode(kept), good, bad
+    return encode(model, kept), good, bad

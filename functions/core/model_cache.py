@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.core import catalog
 from functions.core.errors import IntegrityError, MaasError, ModelUnavailableError, NotFoundError
-from functions.core.integrity import verify_bytes, verify_model_bytes
+from functions.core.integrity import verify_bytes, vet_onnx
 from functions.core.manifest import FileEntry, Manifest, Target, Variant
 from functions.core.names import check_alias, check_model_name, check_version
 from functions.core.preprocessing import Preprocessor, auxiliary_files, make_preprocessor
@@ -145,6 +145,19 @@ class ModelCache:
             name, _, alias = name.partition("@")
             self.get(name, version or None, alias or None)
 
+    def peek(self, name: str, version: str | None = None, alias: str | None = None) -> LoadedModel | None:
+        """The model if it is in memory and, for an alias, its resolution is still fresh; else None.
+
+        Never touches the store and never waits for a lock, so it may run on an event loop. The caller has
+        checked the names already.
+        """
+        if version is None:
+            cached = self._aliases.get((name, alias))
+            if cached is None or cached[1] <= self._clock():
+                return None
+            version = cached[0]
+        return self._models.get((name, version))
+
     def _evict(self) -> None:
         budget = self.settings.model_memory_mb * 1024 * 1024
         while len(self._models) > 1 and sum(m.size_bytes for m in self._models.values()) > budget:
@@ -161,7 +174,7 @@ class ModelCache:
             raise ModelUnavailableError(f"model {name} version {version}: variant {variant_name} has no file")
         prefix = catalog.version_prefix(name, version)
         data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
-        verify_model_bytes(data, manifest.file(variant.file), self.settings.allowed_op_domains)
+        vet_onnx(data, self.settings.allowed_op_domains, variant.file)  # checksum verified once, just above
         aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
                for path in auxiliary_files(manifest.preprocessing)}
         try:

@@ -307,3 +307,8 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def make_s3_client(endpoint_url: str | None) -> S3Client:
+    """The S3 client stores use (timeouts, retries), for callers that address several buckets with one client."""
+    return _make_s3_client(endpoint_url)
