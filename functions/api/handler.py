@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mangum import Mangum
 
+from functions.api import snapstart
 from functions.api.front import create_front
 from functions.core.settings import get_settings
 
@@ -14,4 +15,5 @@ _settings = get_settings()
 app = create_front(_settings)
 if _settings.preload:  # load listed models during init (SnapStart / provisioned concurrency)
     app.cache.preload(_settings.preload)
+snapstart.register(app)  # only in Lambda: warm-up before the snapshot, fresh clients and aliases after a restore
 handler = Mangum(app, lifespan="off")

@@ -158,6 +158,10 @@ class ModelCache:
             version = cached[0]
         return self._models.get((name, version))
 
+    def forget_aliases(self) -> None:
+        """Drop every cached alias resolution, so the next lookup reads the store (e.g. after a restore)."""
+        self._aliases.clear()
+
     def _evict(self) -> None:
         budget = self.settings.model_memory_mb * 1024 * 1024
         while len(self._models) > 1 and sum(m.size_bytes for m in self._models.values()) > budget:
