@@ -52,8 +52,6 @@ def test_fast_routes_answer_without_fastapi_or_starlette(probe: dict[str, Any]) 
     assert {"fastapi", "starlette"}.isdisjoint(probe["modules"])
 
 
-@pytest.mark.xfail(reason="Settings and Manifest still use pydantic until H-rel's dataclass conversion lands",
-                   strict=False)
 def test_fast_routes_answer_without_pydantic(probe: dict[str, Any]) -> None:
     assert "pydantic" not in probe["modules"]
 
