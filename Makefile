@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: venv serve demo-models test lint typecheck unit bench synth wrk clean
+.PHONY: venv serve demo-models test lint typecheck unit bench bench-gpu synth wrk clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -85,6 +85,10 @@ wrk:
 
 bench: $(STAMP) $(PEERS_STAMP) wrk
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The GPU worker's fp16 variant against the CPU variant and PyTorch fp16 on MiniLM; says so and exits 0 without CUDA.
+bench-gpu: $(STAMP)
+	$(PY) -m bench.gpu
 
 clean:
 	rm -rf $(VENV) .maas .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ from infra.prediction_api import PredictionApi
 FIVE_MINUTES = Duration.minutes(5)
 ERROR_RATE_PERCENT = 1.0
 P99_LATENCY_MS = 1000.0
-METRIC_NAMESPACE = "maas"  # functions/api/telemetry.py writes these as embedded metric format records
+METRIC_NAMESPACE = "maas"  # functions/core/telemetry.py writes these as embedded metric format records
 AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 

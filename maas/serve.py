@@ -39,15 +39,15 @@ def serve(store_uri: str | None, host: str, port: int) -> None:
     sock = bind(host, port)
     import uvicorn
 
-    from functions.api.app import create_app
+    from functions.api.front import create_front
     from functions.core.settings import Settings
 
     settings = Settings.from_env()
     if store_uri:
         settings = dataclasses.replace(settings, store=store_uri)
-    app = create_app(settings)
+    app = create_front(settings)
     if settings.preload:
-        app.state.cache.preload(settings.preload)
+        app.cache.preload(settings.preload)
     click.echo(f"serving {settings.store} on http://{host}:{port} (OpenAPI docs: http://{host}:{port}/docs)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     server.run(sockets=[sock])

@@ -1,4 +1,5 @@
-"""The ASGI app served by Lambda (through Mangum) and by ``maas serve`` (through uvicorn)."""
+"""The FastAPI app: OpenAPI, ``/docs``, listings and metadata; built on first need behind the fast front
+(``functions.api.front``), which answers predictions and health checks without it."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from functions.api import v1, v2
-from functions.api.errors import error_response, maas_error_handler
+from functions.api.errors import error_reply, reply_for
+from functions.api.http import Call
+from functions.api.routes import hidden_locations
 from functions.api.schemas import OipInferRequest, PredictRequest
 from functions.core.errors import MaasError
 from functions.core.model_cache import ModelCache, model_cache_from
+from functions.core.service import PredictionService
 from functions.core.settings import Settings, get_settings
 
 
@@ -30,9 +34,10 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
                   description="Predictions from models published with `maas build`. v1 takes natural instances; "
                               "v2 is the Open Inference Protocol (KServe/Triton REST).")
     app.state.cache = cache
+    service = app.state.service = PredictionService(cache, settings)
     # Routes are added flat, prediction routes first: FastAPI's include_router adds a nesting level and
     # every route tried before the match costs time on each request.
-    routes = [*v1.make_router(cache, settings).routes, *v2.make_router(cache, settings).routes,
+    routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
               *app.router.routes]
     app.state.documented_routes = list(routes)
     # Endpoints that take only the request are served as plain Starlette routes: FastAPI's per-request
@@ -40,7 +45,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     # FastAPI routes kept above.
     served = [_lean(route) for route in routes]
     app.router.routes[:] = sorted(served, key=lambda route: "POST" not in getattr(route, "methods", ()))
-    app.add_exception_handler(MaasError, maas_error_handler)
+    app.add_exception_handler(MaasError, _maas_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -52,6 +57,16 @@ def _lean(route: BaseRoute) -> BaseRoute:
     if not isinstance(route, APIRoute) or list(inspect.signature(route.endpoint).parameters) != ["request"]:
         return route
     return Route(route.path, route.endpoint, methods=sorted(route.methods or ()), name=route.name)
+
+
+async def _maas_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MaasError)
+    call = Call.of(request.scope, request.receive)
+    return v1.to_response(reply_for(exc, call.path, call.request_id, hidden_locations(request.app.state.service)))
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return v1.to_response(error_reply(status, code, message))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -5,34 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
-from functions.api.errors import RequestError
+from functions.api.http import Call, RequestError
 from functions.core.errors import InvalidInputError
 
 JSON_TYPES = ("application/json",)
 
 
-def _check_content_type(request: Request, accepted: tuple[str, ...] = JSON_TYPES) -> str:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def check_content_type(content_type: str, accepted: tuple[str, ...] = JSON_TYPES) -> str:
+    """The media type if accepted, else a 415."""
     if content_type not in accepted:
         raise RequestError(415, "unsupported_media_type",
                            f"content type must be {' or '.join(accepted)}, got {content_type or 'none'!r}")
     return content_type
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refusing more than ``max_bytes`` (by header first, then by what actually arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(413, "too_large", f"request body of {declared} bytes exceeds the {max_bytes}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_json(body: bytes) -> Any:
@@ -45,10 +30,10 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
+async def read_json(call: Call, max_bytes: int) -> Any:
     """Content type, size cap and JSON parsing in one go."""
-    _check_content_type(request)
-    return parse_json(await read_body(request, max_bytes))
+    check_content_type(call.content_type())
+    return parse_json(await call.body(max_bytes))
 
 
 def instances_of(payload: Any, max_instances: int) -> list[Any]:

@@ -1,14 +1,19 @@
-"""Lambda entry point: the ASGI app wrapped by Mangum, built once per container at import."""
+"""Lambda entry point: the fast ASGI front wrapped by Mangum, built once per container at import.
+
+The FastAPI app behind it (OpenAPI, listings) is built only when such a route is first asked for.
+"""
 
 from __future__ import annotations
 
 from mangum import Mangum
 
-from functions.api.app import create_app
+from functions.api import snapstart
+from functions.api.front import create_front
 from functions.core.settings import get_settings
 
 _settings = get_settings()
-app = create_app(_settings)
+app = create_front(_settings)
 if _settings.preload:  # load listed models during init (SnapStart / provisioned concurrency)
-    app.state.cache.preload(_settings.preload)
+    app.cache.preload(_settings.preload)
+snapstart.register(app)  # only in Lambda: warm-up before the snapshot, fresh clients and aliases after a restore
 handler = Mangum(app, lifespan="off")

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from functions.api.errors import RequestError
+from functions.api.http import RequestError
 from functions.core.errors import InvalidInputError
 
 HEADER_LENGTH = "inference-header-content-length"

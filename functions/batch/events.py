@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-from functions.batch.process import INPUTS, InputObject
+from functions.batch.objects import INPUTS, InputObject
 
 
 class PoisonMessageError(ValueError):

@@ -8,13 +8,14 @@ from typing import Any
 
 import orjson
 
-from functions.api.telemetry import log
 from functions.batch.dispatch import AwsBatchDispatcher, Dispatcher
 from functions.batch.events import PoisonMessageError, objects_in
 from functions.batch.local import batch_threads
-from functions.batch.process import Processor, data_bucket_factory
+from functions.batch.objects import data_bucket_factory
+from functions.batch.process import Processor
 from functions.core.model_cache import model_cache_from
 from functions.core.settings import Settings, get_settings
+from functions.core.telemetry import log
 
 
 def build_processor(settings: Settings, dispatcher: Dispatcher | None = None) -> Processor:

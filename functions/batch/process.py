@@ -21,29 +21,19 @@ from typing import Any
 
 import orjson
 
-from functions.api.telemetry import emit_batch_metrics
 from functions.batch.dispatch import Dispatcher
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
+from functions.batch.objects import INPUTS, BucketFactory, DataBucket, InputObject
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import run_batch
 from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
-from functions.core.store import S3Store, check_key
+from functions.core.store import check_key
+from functions.core.telemetry import emit_batch_metrics
 
-INPUTS = "inputs/"
 FAILED = "outputs/_failed"
 MAX_KEY_BYTES = 1024
-
-
-@dataclass(frozen=True)
-class InputObject:
-    """An object named by an S3 event."""
-
-    bucket: str
-    key: str
-    etag: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,7 @@ def output_prefix(name: str, version: str, path: str, etag: str) -> str:
 class Processor:
     """Runs the batch runner for objects named by events; shared by the Lambda handler and the worker."""
 
-    def __init__(self, cache: ModelCache, data: Callable[[str], S3Store], dispatcher: Dispatcher | None = None,
+    def __init__(self, cache: ModelCache, data: BucketFactory, dispatcher: Dispatcher | None = None,
                  dispatch_bytes: int = 0, job_id: str | None = None) -> None:
         self.cache = cache
         self.data = data
@@ -131,7 +121,7 @@ class Processor:
         emit_batch_metrics(ref.name, version, stats.rows_ok, stats.rows_failed, stats.seconds_total)
         return "done"
 
-    def _dispatch(self, bucket: S3Store, item: InputObject, source: dict[str, Any], prefix: str) -> str:
+    def _dispatch(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str) -> str:
         assert self.dispatcher is not None
         marker = f"{prefix}/dispatch.json"
         try:
@@ -148,7 +138,7 @@ class Processor:
                                                     f"{self.dispatch_bytes} bytes"))
         return "dispatched"
 
-    def _fail(self, bucket: S3Store, item: InputObject, source: dict[str, Any], reason: str) -> str:
+    def _fail(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], reason: str) -> str:
         key = failure_report_key(item.key, item.etag)
         with contextlib.suppress(AlreadyExistsError):
             bucket.put_new(key, make_report("failed", source, error=reason, job_id=self.job_id))
@@ -167,17 +157,3 @@ def failure_report_key(key: str, etag: str) -> str:
     digest = hashlib.sha256(f"{key}\x00{etag}".encode()).hexdigest()
     return f"{FAILED}/_unsafe/{digest}/report.json"
 
-
-def data_bucket_factory(endpoint_url: str | None) -> Callable[[str], S3Store]:
-    """S3Store per data bucket, one client for all."""
-    from functions.core.store import _make_s3_client
-
-    client = _make_s3_client(endpoint_url)
-    stores: dict[str, S3Store] = {}
-
-    def data(bucket: str) -> S3Store:
-        if bucket not in stores:
-            stores[bucket] = S3Store(bucket, "", client=client)
-        return stores[bucket]
-
-    return data

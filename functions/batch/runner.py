@@ -8,7 +8,9 @@ line number. Memory is bounded by the chunk size.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -19,8 +21,10 @@ from functions.batch.lines import prediction_lines
 from functions.core.errors import DeadlineError, InvalidInputError
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
+from functions.core.service import PredictionService
 
 NEWLINE = orjson.OPT_APPEND_NEWLINE
+PENDING = 2
 
 
 @dataclass
@@ -44,38 +48,61 @@ class RunStats:
 def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes], errors: IO[bytes],
               out_of_time: Callable[[], bool] | None = None,
               on_chunk: Callable[[int], None] | None = None) -> RunStats:
-    """Predict every readable, valid row; report every other row. Raises DeadlineError between chunks."""
+    """Predict every readable, valid row; report every other row. Raises DeadlineError between chunks.
+
+    Writing overlaps inference: while the session runs chunk N (onnxruntime releases the GIL), one writer
+    thread serializes and writes chunk N-1. At most ``PENDING`` chunks wait for the writer, so memory stays
+    bounded by the chunk size; rows are written in input order.
+    """
     stats = RunStats()
     started = time.perf_counter()
-    for chunk in chunks:
-        if out_of_time is not None and out_of_time():
-            raise DeadlineError("stopped before the end of the input: the remaining time is too short")
-        stats.chunks += 1
-        stats.rows_in += len(chunk)
-        tensors, good_lines, bad = _encode(model, chunk)
-        bad.extend(chunk.bad)
-        if good_lines:
-            infer_started = time.perf_counter()
-            output = model.session.run(None, tensors)[0]
-            stats.seconds_inference += time.perf_counter() - infer_started
-            predictions.write(prediction_lines(model, output, good_lines))
-        for line, reason in sorted(bad):
-            errors.write(orjson.dumps({"line": line, "error": reason}, option=NEWLINE))
-        stats.rows_ok += len(good_lines)
-        stats.rows_failed += len(bad)
-        if on_chunk:
-            on_chunk(len(chunk))
+    pending: deque[Future[None]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-batch-writer") as writer:
+        try:
+            for chunk in chunks:
+                if out_of_time is not None and out_of_time():
+                    raise DeadlineError("stopped before the end of the input: the remaining time is too short")
+                stats.chunks += 1
+                stats.rows_in += len(chunk)
+                tensors, good_lines, bad = _encode(model, chunk)
+                bad.extend(chunk.bad)
+                output = None
+                if good_lines:
+                    infer_started = time.perf_counter()
+                    output = PredictionService.run(model, tensors)
+                    stats.seconds_inference += time.perf_counter() - infer_started
+                while len(pending) >= PENDING:
+                    pending.popleft().result()
+                pending.append(writer.submit(_write, model, output, good_lines, bad, predictions, errors))
+                stats.rows_ok += len(good_lines)
+                stats.rows_failed += len(bad)
+                if on_chunk:
+                    on_chunk(len(chunk))
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
     stats.seconds_total = time.perf_counter() - started
     return stats
+
+
+def _write(model: LoadedModel, output: Any, good_lines: list[int], bad: list[tuple[int, str]],
+           predictions: IO[bytes], errors: IO[bytes]) -> None:
+    if output is not None:
+        predictions.write(prediction_lines(model, output, good_lines))
+    if bad:
+        errors.write(b"".join(orjson.dumps({"line": line, "error": reason}, option=NEWLINE)
+                              for line, reason in sorted(bad)))
 
 
 def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[tuple[int, str]]]:
     """Encode the whole chunk at once; if any row is invalid, encode row by row to separate the bad ones."""
     if not chunk.lines:
         return {}, [], []
-    pre = model.preprocessor
+    encode = PredictionService.encode
     try:
-        return pre.encode(chunk.instances), list(chunk.lines), []
+        return encode(model, chunk.instances), list(chunk.lines), []
     except InvalidInputError:
         pass
     good: list[int] = []
@@ -83,7 +110,7 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
     bad: list[tuple[int, str]] = []
     for line, instance in zip(chunk.lines, chunk.instances, strict=True):
         try:
-            pre.encode([instance])
+            encode(model, [instance])
             good.append(line)
             kept.append(instance)
         except InvalidInputError as exc:
@@ -91,4 +118,4 @@ def _encode(model: LoadedModel, chunk: Chunk) -> tuple[Tensors, list[int], list[
     if not kept:
         return {}, [], bad
     # Encoded again together: text models pad to the longest text of the batch.
-    return pre.encode(kept), good, bad
+    return encode(model, kept), good, bad

@@ -16,7 +16,8 @@ import os
 import sys
 
 from functions.batch.local import batch_threads
-from functions.batch.process import InputObject, Processor, data_bucket_factory
+from functions.batch.objects import InputObject, data_bucket_factory
+from functions.batch.process import Processor
 from functions.core.model_cache import ModelCache
 from functions.core.settings import get_settings
 from functions.core.store import open_store

@@ -47,6 +47,12 @@ class StoreUnavailableError(MaasError):
     code = "store_unavailable"
 
 
+class StoreTimeoutError(StoreUnavailableError):
+    """The store did not answer within the request budget."""
+
+    code = "store_timeout"
+
+
 class InvalidInputError(MaasError):
     """Client input that does not match the model's schema; `index` names the offending instance."""
 
@@ -138,6 +144,7 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     InvalidNameError: (404, 3),
     BuildFailedError: (500, 4),
     StoreUnavailableError: (503, 5),
+    StoreTimeoutError: (503, 5),
     ApiUnreachableError: (502, 5),
     AlreadyExistsError: (409, 6),
     IntegrityError: (503, 7),

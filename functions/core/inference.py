@@ -1,4 +1,4 @@
-"""Predictions from natural instances: preprocess, run, shape the result per task."""
+"""Decoding model outputs into JSON-ready predictions per task (the v1 codec's and the batch runner's decoder)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from functions.core.model_cache import LoadedModel
 
 
 def run_model(model: LoadedModel, instances: Sequence[Any]) -> npt.NDArray[np.float32]:
-    """Validate, encode and run; raises InvalidInputError naming the first bad instance."""
-    tensors = model.preprocessor.encode(instances)
-    output: npt.NDArray[np.float32] = model.session.run(None, tensors)[0]
-    return output
+    """Validate, encode and run through the prediction service; InvalidInputError names the first bad instance."""
+    from functions.core.service import PredictionService
+
+    return PredictionService.run(model, PredictionService.encode(model, instances))
 
 
 def class_labels(manifest: Manifest, classes: int) -> list[str]:

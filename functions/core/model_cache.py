@@ -30,7 +30,7 @@ from functions.core.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from functions.core.integrity import verify_bytes, verify_model_bytes
+from functions.core.integrity import verify_bytes, vet_onnx
 from functions.core.manifest import FileEntry, Manifest, Target, Variant
 from functions.core.names import check_alias, check_model_name, check_sha256, check_version
 from functions.core.preprocessing import Preprocessor, auxiliary_files, make_preprocessor
@@ -169,6 +169,23 @@ class ModelCache:
             name, _, alias = name.partition("@")
             self.get(name, version or None, alias or None)
 
+    def peek(self, name: str, version: str | None = None, alias: str | None = None) -> LoadedModel | None:
+        """The model if it is in memory and, for an alias, its resolution is still fresh; else None.
+
+        Never touches the store and never waits for a lock, so it may run on an event loop. The caller has
+        checked the names already.
+        """
+        if version is None:
+            cached = self._aliases.get((name, alias))
+            if cached is None or cached[1] <= self._clock():
+                return None
+            version = cached[0]
+        return self._models.get((name, version))
+
+    def forget_aliases(self) -> None:
+        """Drop every cached alias resolution, so the next lookup reads the store (e.g. after a restore)."""
+        self._aliases.clear()
+
     def _evict(self) -> None:
         budget = self.settings.model_memory_mb * 1024 * 1024
         while len(self._models) > 1 and sum(m.size_bytes for m in self._models.values()) > budget:
@@ -186,7 +203,7 @@ class ModelCache:
         prefix = catalog.version_prefix(name, version)
         try:
             data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
-            verify_model_bytes(data, manifest.file(variant.file), self.settings.allowed_op_domains)
+            vet_onnx(data, self.settings.allowed_op_domains, variant.file)  # checksum verified once, just above
             aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
                    for path in auxiliary_files(manifest.preprocessing)}
         except (NotFoundError, KeyError) as exc:
@@ -256,7 +273,7 @@ def graph_mismatch(manifest: Manifest, session: ort.InferenceSession) -> str | N
 
 def _count_stale(name: str, alias: str | None, version: str, reason: str) -> None:
     """One log line that is also an EMF record: a stale alias target answered while the store is unreachable."""
-    from functions.api.telemetry import NAMESPACE, log
+    from functions.core.telemetry import NAMESPACE, log
 
     log("warning", "store unreachable: serving the last known alias target", model=name, alias=alias or "default",
         version=version, reason=reason, StaleAliasTargets=1,

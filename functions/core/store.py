@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.core.errors import AlreadyExistsError, NotFoundError, StoreUnavailableError
 
@@ -31,7 +31,6 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
 
 log = logging.getLogger("maas.store")
-T = TypeVar("T")
 
 # Error messages name the key (relative to the store root) but never the store URI, bucket, endpoint or host
 # path: those go to this module's log, so API error bodies built from the messages reveal nothing.
@@ -311,20 +310,6 @@ def _make_s3_client(endpoint_url: str | None, budget_seconds: float | None = Non
     return client
 
 
-async def bounded(call: Callable[..., T], *args: Any, budget_seconds: float) -> T:
-    """Run a blocking store call in a worker thread and wait at most ``budget_seconds`` for it.
-
-    On timeout the caller gets StoreUnavailableError (the thread finishes on its own within the call bounds
-    derived from the same budget). For request paths: the event loop never blocks on the store.
-    """
-    import asyncio
-
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(call, *args), timeout=budget_seconds)
-    except TimeoutError:
-        raise StoreUnavailableError(f"the model store did not answer within {budget_seconds:g} s") from None
-
-
 def _not_found(uri: str, key: str) -> NotFoundError:
     log.info("not found: %s in %s", key, uri)
     return NotFoundError(f"{key} not found")
@@ -372,3 +357,8 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def make_s3_client(endpoint_url: str | None) -> S3Client:
+    """The S3 client stores use (timeouts, retries), for callers that address several buckets with one client."""
+    return _make_s3_client(endpoint_url)

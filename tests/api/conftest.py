@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from functions.api.app import create_app
+from functions.api.front import create_front
 from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
@@ -64,7 +65,14 @@ def settings(serving_store: LocalStore) -> Settings:
 
 @pytest.fixture(scope="session")
 def app(serving_store: LocalStore, settings: Settings, clock: FakeClock):  # type: ignore[no-untyped-def]
-    return create_app(settings, ModelCache(serving_store, settings, clock=clock))
+    """What Lambda and ``maas serve`` run: the fast front, with the FastAPI app behind it."""
+    return create_front(settings, ModelCache(serving_store, settings, clock=clock))
+
+
+@pytest.fixture(scope="session")
+def fastapi_app(app):  # type: ignore[no-untyped-def]
+    """The FastAPI app alone, over the same model cache as ``app``."""
+    return create_app(app.settings, app.cache)
 
 
 class LiveServer:

@@ -19,7 +19,8 @@ import pytest
 from botocore.stub import Stubber
 
 from functions.batch.dispatch import AwsBatchDispatcher
-from functions.batch.process import InputObject, Processor, data_bucket_factory
+from functions.batch.objects import InputObject, data_bucket_factory
+from functions.batch.process import Processor
 from functions.core.settings import Settings
 from tests.batch.conftest import DIABETES_ROW, DataBucket, npy_bytes
 

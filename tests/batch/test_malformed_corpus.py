@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from functions.batch.process import InputObject, Processor
+from functions.batch.objects import InputObject
+from functions.batch.process import Processor
 from tests.batch.conftest import DIABETES_FEATURES, DIABETES_ROW, DataBucket, csv_bytes, npy_bytes
 
 ROW = ",".join(map(str, DIABETES_ROW))

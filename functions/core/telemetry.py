@@ -1,11 +1,14 @@
 """Structured JSON logs and CloudWatch embedded-metric-format (EMF) records, written to stdout.
 
 Lambda ships stdout to CloudWatch Logs, which extracts EMF records into metrics without any API call.
-Payloads are never logged unless MAAS_LOG_PAYLOADS is set.
+EMF records are written only in Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or when ``MAAS_METRICS=1`` asks for
+them, so ``maas serve`` does not print a line per prediction. Payloads are never logged unless
+MAAS_LOG_PAYLOADS is set.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -13,7 +16,13 @@ from typing import Any
 import orjson
 
 NAMESPACE = "maas"
+ENV_METRICS = "MAAS_METRICS"
 _cold = True
+
+
+def metrics_enabled() -> bool:
+    """EMF records go to stdout in Lambda, or anywhere when MAAS_METRICS=1."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or os.environ.get(ENV_METRICS) == "1"
 
 
 def log(level: str, message: str, **fields: Any) -> None:
@@ -33,6 +42,8 @@ def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: 
     """An EMF record for one prediction request; the first one in a process carries ColdStart=1."""
     global _cold
     cold, _cold = _cold, False
+    if not metrics_enabled():
+        return
     metrics = _METRICS if load_ms is None else [*_METRICS, _LOAD_METRIC]
     record: dict[str, Any] = {
         "_aws": {"Timestamp": int(time.time() * 1000),
@@ -51,6 +62,8 @@ _BATCH_METRICS = [{"Name": "RowsOk", "Unit": "Count"}, {"Name": "RowsFailed", "U
 
 def emit_batch_metrics(model: str, version: str, rows_ok: int, rows_failed: int, seconds: float) -> None:
     """An EMF record for one finished batch input (the dashboard's batch rows)."""
+    if not metrics_enabled():
+        return
     record: dict[str, Any] = {
         "_aws": {"Timestamp": int(time.time() * 1000),
                  "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["model"]], "Metrics": _BATCH_METRICS}]},

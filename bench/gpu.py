@@ -1,0 +1,106 @@
+"""GPU worker figures (``make bench-gpu``): minilm-embed's fp16 variant on CUDA, as the AWS Batch worker runs
+it, against the CPU variant on the CPU and PyTorch fp16 eager on CUDA; batch 32 of 128-token texts, medians.
+
+Without CUDA (no onnxruntime CUDA provider or no ``torch.cuda``) it says so plainly and exits 0.
+
+    python -m bench.gpu [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MODEL = "minilm-embed"
+BATCH = 32
+
+
+def cuda_status() -> tuple[bool, str]:
+    """Whether CUDA is usable by both onnxruntime and PyTorch, and a plain sentence saying why not."""
+    import onnxruntime as ort
+
+    from functions.batch.worker import execution_providers
+
+    target, providers = execution_providers()
+    import torch
+
+    if target != "gpu":
+        return False, (f"no GPU is present: onnxruntime offers {', '.join(ort.get_available_providers())} "
+                       "(no CUDAExecutionProvider); the GPU benchmark was skipped")
+    if not torch.cuda.is_available():
+        return False, "no GPU is present for PyTorch (torch.cuda.is_available() is False); skipped"
+    return True, f"CUDA: {torch.cuda.get_device_name(0)}; onnxruntime providers {', '.join(providers)}"
+
+
+def _median_ms(run: Callable[[], Any], rounds: int) -> float:
+    for _ in range(3):
+        run()
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def measure(rounds: int) -> dict[str, Any]:
+    """Build minilm-embed, then time the three contenders on the same tokenized batch."""
+    import torch
+
+    from functions.batch.worker import execution_providers
+    from functions.core.model_cache import ModelCache
+    from functions.core.service import PredictionService
+    from functions.core.settings import Settings
+    from functions.core.store import LocalStore
+    from model_build.recipes import load_recipe
+    from model_build.recipes.minilm_embed import MiniLMEmbed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from model_build.pretrained import build_pretrained
+
+        store = LocalStore(Path(tmp) / "store")
+        recipe = load_recipe(MODEL)
+        manifest = build_pretrained(recipe, store)  # type: ignore[arg-type]
+        settings = Settings(store=store.uri)
+        _, providers = execution_providers()
+        gpu = ModelCache(store, settings, target="gpu", providers=providers).get(MODEL, manifest.version)
+        cpu = ModelCache(store, settings).get(MODEL, manifest.version)
+        texts = [MiniLMEmbed.SAMPLES[i % len(MiniLMEmbed.SAMPLES)] for i in range(BATCH)]
+        feeds = cpu.preprocessor.encode(texts)
+        encoder, _ = MiniLMEmbed().load()
+        module = encoder.half().cuda()
+        torch_feeds = {k: torch.from_numpy(v).cuda() for k, v in feeds.items()}
+
+        def torch_run() -> None:
+            with torch.inference_mode():
+                module(**torch_feeds)
+            torch.cuda.synchronize()
+
+        return {"gpu_variant": gpu.variant.name, "cpu_variant": cpu.variant.name, "batch": BATCH,
+                "worker fp16 on CUDA (ms)": _median_ms(lambda: PredictionService.run(gpu, feeds), rounds),
+                "CPU variant on the CPU (ms)": _median_ms(lambda: PredictionService.run(cpu, feeds), rounds),
+                "PyTorch fp16 eager on CUDA (ms)": _median_ms(torch_run, rounds)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=50)
+    args = parser.parse_args(argv)
+    present, message = cuda_status()
+    print(message, flush=True)
+    if not present:
+        return 0
+    result = measure(args.rounds)
+    for key, value in result.items():
+        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Plain HTTP over ASGI, shared by the fast front and the FastAPI app: request facts, bodies, replies.
+
+No FastAPI, Starlette or pydantic here: this module is on the cold path of every prediction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from functions.core.errors import RequestError
+
+__all__ = ["Call", "Reply", "RequestError", "json_reply", "request_id"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class Reply:
+    """A complete HTTP answer."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """ASGI header list: content type and length first, then the extra headers."""
+        return [(b"content-type", self.content_type.encode()), (b"content-length", str(len(self.body)).encode()),
+                *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())]
+
+    async def send(self, send: Send) -> None:
+        """Write the reply to an ASGI ``send``."""
+        await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers()})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_reply(body: Any, status: int = 200) -> Reply:
+    """A JSON answer serialized with orjson."""
+    return Reply(status, orjson.dumps(body))
+
+
+@dataclass
+class Call:
+    """What a route needs from one HTTP request, read from the ASGI scope."""
+
+    scope: Scope
+    receive: Receive
+    headers: dict[str, str]
+    request_id: str
+
+    @classmethod
+    def of(cls, scope: Scope, receive: Receive) -> Call:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        return cls(scope, receive, headers, request_id(scope, headers))
+
+    @property
+    def path(self) -> str:
+        return str(self.scope.get("path", ""))
+
+    def query(self, name: str) -> str | None:
+        """The last value of a query parameter, as Starlette reads it."""
+        raw = self.scope.get("query_string", b"")
+        if not raw:
+            return None
+        values = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+        return values.get(name)
+
+    def content_type(self, default: str = "") -> str:
+        """The media type without parameters, lower-cased."""
+        return self.headers.get("content-type", default).split(";")[0].strip().lower()
+
+    async def body(self, max_bytes: int) -> bytes:
+        """The raw body, refusing more than ``max_bytes`` (by header first, then by what actually arrives)."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise RequestError(413, "too_large",
+                               f"request body of {declared} bytes exceeds the {max_bytes}-byte limit")
+        chunks, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise RequestError(400, "disconnected", "the client went away before sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def request_id(scope: Scope, headers: dict[str, str]) -> str:
+    """The Lambda request id under Mangum, else the caller's X-Request-Id, else a fresh one."""
+    context = scope.get("aws.context")
+    if context is not None and getattr(context, "aws_request_id", None):
+        return str(context.aws_request_id)
+    return headers.get("x-request-id") or os.urandom(16).hex()

@@ -1,0 +1,128 @@
+"""The protocol-neutral prediction service (KServe's DataPlane is the model).
+
+resolve -> load -> validate/encode -> run -> decode -> count and emit metrics. The HTTP codecs (v1 JSON,
+v2 Open Inference Protocol, explanations next) parse their wire format, name the model with a ``ModelRef``
+and hand the service natural instances and a decoder; the batch runner and the GPU worker use the same
+``encode``/``run`` for whole chunks.
+
+Store access never runs on an event loop: ``model()`` answers from memory when the model and a fresh alias
+are cached, else loads in a worker thread bounded by the request budget, and a store that does not answer
+within it gives ``StoreTimeoutError`` (503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from functions.core.errors import (
+    MaasError,
+    ModelUnavailableError,
+    NotFoundError,
+    StoreTimeoutError,
+)
+from functions.core.model_cache import LoadedModel, ModelCache
+from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.preprocessing import Instances, Tensors
+from functions.core.settings import Settings
+from functions.core.telemetry import emit_prediction_metrics
+
+T = TypeVar("T")
+Output = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model named by a request: an explicit version, or an alias (None: prod, else the latest)."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    @classmethod
+    def checked(cls, name: str, version: str | None = None, alias: str | None = None) -> ModelRef:
+        """Validate every name once, before anything else looks at them."""
+        return cls(check_model_name(name), None if version is None else check_version(version),
+                   None if alias is None else check_alias(alias))
+
+
+def request_budget(settings: Settings) -> float:
+    """Seconds a request may wait for the store (``MAAS_REQUEST_BUDGET_SECONDS``)."""
+    return float(settings.request_budget_seconds)
+
+
+class PredictionService:
+    """Predictions over a model cache, for every protocol."""
+
+    def __init__(self, cache: ModelCache, settings: Settings | None = None) -> None:
+        self.cache = cache
+        self.settings = settings or cache.settings
+        self.budget = request_budget(self.settings)
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        """The loaded model (blocking: may read the store). A file missing from a version is a 503."""
+        version = ref.version or self.cache.resolve(ref.name, ref.alias)
+        self.cache.manifest(ref.name, version)  # NotFoundError here: the version does not exist
+        try:
+            return self.cache.get(ref.name, version)
+        except NotFoundError as exc:
+            raise ModelUnavailableError(f"model {ref.name} version {version} cannot be loaded: {exc.message}") \
+                from None
+
+    async def model(self, ref: ModelRef) -> LoadedModel:
+        """From memory without waiting, else loaded in a worker thread within the request budget."""
+        model = self.cache.peek(ref.name, ref.version, ref.alias)
+        if model is not None:
+            return model
+        return await self.off_loop(self.load, ref)
+
+    async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking store work in a thread; StoreTimeoutError if it outlasts the request budget."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, work, *args), self.budget)
+        except TimeoutError:
+            raise StoreTimeoutError(f"the model store did not answer within {self.budget:g} s") from None
+
+    @staticmethod
+    def encode(model: LoadedModel, instances: Instances) -> Tensors:
+        """Validate and encode natural instances; InvalidInputError names the first bad one."""
+        return model.preprocessor.encode(instances)
+
+    @staticmethod
+    def run(model: LoadedModel, tensors: Tensors) -> Output:
+        """One session run over encoded tensors (a request, or a whole batch chunk)."""
+        output: Output = model.session.run(None, tensors)[0]
+        return output
+
+    def predict(self, model: LoadedModel, instances: Sequence[Any], decode: Callable[[LoadedModel, Output], T],
+                request_id: str, started: float | None = None) -> T:
+        """Encode, run, decode with the codec's ``decode``, then count the request and emit its metrics."""
+        started = time.perf_counter() if started is None else started
+        result = decode(model, self.run(model, self.encode(model, instances)))
+        self.record(model, len(instances), started, request_id)
+        return result
+
+    @staticmethod
+    def record(model: LoadedModel, instances: int, started: float, request_id: str) -> None:
+        """Count one served request and emit its metrics (the first carries the model load time)."""
+        model.requests += 1
+        emit_prediction_metrics(model.name, model.version, model.variant.name,
+                                (time.perf_counter() - started) * 1000, instances,
+                                model.load_ms if model.requests == 1 else None, request_id)
+
+    def ready(self) -> bool:
+        """The store answers (blocking)."""
+        from functions.core import catalog
+
+        try:
+            catalog.list_models(self.cache.store)
+        except MaasError:
+            return False
+        return True
