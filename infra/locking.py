@@ -114,7 +114,7 @@ def imported_distributions(entry: str, root: Path = PROJECT_ROOT) -> set[str]:
         source = _module_file(module, root)
         if source is None:
             continue
-        for name in _imports(ast.parse(source.read_text()), module):
+        for name in module_imports(ast.parse(source.read_text()), module):
             top = name.split(".")[0]
             if top == "functions":
                 pending.append(name)
@@ -133,7 +133,8 @@ def _module_file(module: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(tree: ast.Module, module: str) -> list[str]:
+def module_imports(tree: ast.Module, module: str) -> list[str]:
+    """Modules a module imports (absolute names; lazy imports included, TYPE_CHECKING blocks not)."""
     skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
                for n in ast.walk(node)}
     names: list[str] = []

@@ -103,7 +103,7 @@ def _parse(module: str, root: Path) -> ast.Module | None:
 
 def reachable_modules(entry: str, root: Path = PROJECT_ROOT) -> dict[str, ast.Module]:
     """``functions`` modules the entry reaches through imports (lazy ones included)."""
-    from infra.locking import _imports
+    from infra.locking import module_imports
 
     found: dict[str, ast.Module] = {}
     pending = [entry]
@@ -115,7 +115,7 @@ def reachable_modules(entry: str, root: Path = PROJECT_ROOT) -> dict[str, ast.Mo
         if tree is None:
             continue
         found[module] = tree
-        for name in _imports(tree, module):
+        for name in module_imports(tree, module):
             if name.split(".")[0] == "functions":
                 parts = name.split(".")
                 pending += [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
