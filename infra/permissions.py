@@ -61,6 +61,8 @@ class Access:
     writes: tuple[str, ...] = ()  # ... and writes
     platform: frozenset[str] = field(default_factory=frozenset)  # actions the runtime uses (logs, X-Ray, SQS)
     services: tuple[str, ...] = ("s3", "batch", "sqs")  # services whose operations count as calls
+    # Other actions -> the resources (logical id prefixes) they must be allowed on, and only on.
+    targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 LAMBDA_PLATFORM = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
@@ -71,12 +73,19 @@ STORE = "ModelStoreBucket/models/*"
 INPUTS = "BatchEventsDataBucket/inputs/*"
 OUTPUTS = "BatchEventsDataBucket/outputs/*"
 
+BUCKETS = ("ModelStoreBucket", "BatchEventsDataBucket")
+KEY = "FoundationKey"
+DATA_TARGETS = {"s3:ListBucket": BUCKETS, "kms:GenerateDataKey": (KEY,)}
+
 FUNCTIONS: tuple[Access, ...] = (
     Access("api", "functions.api.handler", "lambda:functions.api.handler.handler", reads=(STORE,),
-           platform=LAMBDA_PLATFORM),
+           platform=LAMBDA_PLATFORM, targets={"s3:ListBucket": ("ModelStoreBucket",), "kms:Decrypt": (KEY,)}),
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),
-           writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"}),
-    Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,)),
+           writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"},
+           targets={**DATA_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
+                    "batch:SubmitJob": ("GpuBatchQueue", "GpuBatchWorker")}),
+    Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,),
+           targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
 )
 
 
@@ -306,6 +315,10 @@ def coverage_problems(access: Access, template: Mapping[str, Any], calls: Mappin
                        for g in allowed):
                 problems.append(f"{access.name}: {action} on {scope} is needed by {sorted(sites)[0]} "
                                 f"but {role} does not allow it")
+        for target in access.targets.get(action, ()):
+            if not any(_matches(g.action, action) and g.resource.startswith(target) for g in allowed):
+                problems.append(f"{access.name}: {action} on {target} is needed by {sorted(sites)[0]} "
+                                f"but {role} does not allow it")
         if not scopes and not any(_matches(g.action, action) for g in allowed):
             problems.append(f"{access.name}: {action} is needed by {sorted(sites)[0]} but {role} does not allow it")
     for grant in allowed:
@@ -315,6 +328,9 @@ def coverage_problems(access: Access, template: Mapping[str, Any], calls: Mappin
                             "which no call of its code needs")
         elif grant.resource == "*" and grant.action not in RESOURCELESS:
             problems.append(f"{access.name}: {grant.policy} allows {grant.action} on every resource")
+        elif grant.action in access.targets and not grant.resource.startswith(access.targets[grant.action]):
+            problems.append(f"{access.name}: {grant.policy} allows {grant.action} on {grant.resource}, "
+                            f"not one of {', '.join(access.targets[grant.action])}")
         elif grant.action.startswith(OBJECT_ACTIONS_PREFIX) and grant.action not in BUCKET_ACTIONS:
             scopes = _scopes_for(access, grant.action)
             if not any(_scope_matches(grant.resource, s) for s in scopes):

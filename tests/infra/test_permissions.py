@@ -83,3 +83,17 @@ def test_a_new_call_in_the_code_needs_its_permission(tmp_path: Path, dev: Synthe
     problems = coverage_problems(Access("api", "functions.api.handler", API.role, reads=API.reads,
                                         platform=API.platform), dev.template, calls)
     assert any("s3:DeleteObject" in p and "does not allow it" in p for p in problems)
+
+
+def test_non_object_actions_are_checked_on_their_resources(dev: Synthesized) -> None:
+    batch = next(a for a in FUNCTIONS if a.name == "batch")
+    template = copy.deepcopy(dev.template)
+    role = role_of(template, batch.role)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy" and role in str(resource["Properties"]["Roles"]):
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Action"] == "batch:SubmitJob":
+                    statement["Resource"] = [statement["Resource"][0], {"Ref": "SomeOtherJobDefinition"}]
+    problems = " | ".join(coverage_problems(batch, template, code_calls(batch.entry)))
+    assert "batch:SubmitJob on GpuBatchWorker is needed by functions.batch.dispatch" in problems
+    assert "allows batch:SubmitJob on SomeOtherJobDefinition, not one of GpuBatchQueue, GpuBatchWorker" in problems
