@@ -11,13 +11,18 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: venv serve demo-models test lint typecheck unit bench bench-gpu synth wrk clean
+.PHONY: venv serve demo-models test lint typecheck unit bench bench-gpu synth wrk clean lock
+
+## TORCH_INDEX=cpu takes PyTorch's CPU-only wheels from its own index (Linux machines whose default torch wheel is
+## the CUDA build); left empty (the default, and in CI) only PyPI and the pip configuration are used.
+TORCH_INDEX ?=
+TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url https://download.pytorch.org/whl/$(TORCH_INDEX))
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" $(TORCH_PIP_ARGS)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -58,6 +63,10 @@ serve: demo-models
 	@echo "  open http://$(HOST):$(PORT)/docs for the OpenAPI page"
 	@echo ""
 	$(VENV)/bin/maas serve --store $(STORE) --host $(HOST) --port $(PORT)
+
+## Refresh the hashed runtime locks under locks/ (Lambda per CPU and Python, GPU worker) from pyproject.toml.
+lock: $(STAMP)
+	$(PY) -m infra.locking
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,10 +8,12 @@ CDK as an ``ILocalBundling`` so ``cdk synth`` never needs a container engine.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,6 @@ from aws_cdk import ILocalBundling
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The CLI's terminal libraries: functions/ never imports them.
 NOT_AT_RUNTIME = frozenset({"click", "rich"})
-# Installed without their dependencies: tokenizers requires huggingface_hub (and hf-xet, requests, fsspec,
-# ~38 MB) only to download from a model hub, which the runtime never does; it imports none of them.
-WITHOUT_DEPENDENCIES = frozenset({"tokenizers"})
 # Folders of the dependencies that the runtime never imports: tests, tooling and build-time helpers.
 TRIMMED = (
     "onnxruntime/transformers", "onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/datasets",
@@ -33,6 +32,8 @@ TRIMMED = (
 TRIMMED_SUFFIXES = (".pyi", ".pxd", ".h", ".c", ".cpp")
 # botocore ships API models for every AWS service (~28 MB); the functions call only these.
 AWS_SERVICES_USED = frozenset({"s3", "sqs", "batch", "sts"})
+# What the bundle holds (names, versions, wheel hashes), written at its root.
+MANIFEST_NAME = "maas-bundle.json"
 
 
 class BundleError(RuntimeError):
@@ -81,9 +82,13 @@ def find_python(version: str) -> str | None:
 
 
 def source_hash(architecture: str, python_version: str, root: Path = PROJECT_ROOT) -> str:
-    """Changes whenever the bundle would: functions/, the requirements, the platform, this module."""
-    digest = hashlib.sha256(f"{architecture}|{python_version}|{runtime_requirements()}".encode())
+    """Changes whenever the bundle would: functions/, the lock, the platform, this module."""
+    from infra.locking import LockTarget
+
+    digest = hashlib.sha256(f"{architecture}|{python_version}".encode())
     digest.update(Path(__file__).read_bytes())  # how the bundle is made
+    lock = LockTarget({"arm64": "aarch64", "x86_64": "x86_64"}[architecture], python_version).path
+    digest.update(lock.read_bytes() if lock.is_file() else b"no lock")
     for path in sorted((root / "functions").rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
@@ -92,23 +97,25 @@ def source_hash(architecture: str, python_version: str, root: Path = PROJECT_ROO
 
 def build_bundle(output: Path, architecture: str = "arm64", python_version: str = "3.12",
                  budget_mb: int = 150, root: Path = PROJECT_ROOT) -> BundleReport:
-    """Install the runtime for ``manylinux_2_28_<arch>`` into ``output``, add ``functions/``, trim, compile,
+    """Install the locked runtime for ``manylinux_2_28_<arch>`` into ``output``, add ``functions/``, trim, compile,
     and check the unzipped size against ``budget_mb`` (raises ``BundleError`` when over)."""
+    from infra.locking import lambda_lock, read_lock
+
     machine = {"arm64": "aarch64", "x86_64": "x86_64"}[architecture]
+    lock = lambda_lock(architecture, python_version)
     output.mkdir(parents=True, exist_ok=True)
+    report = output.parent / f".{output.name}-pip-report.json"
+    # Exactly the locked files: hashes required, no resolution (the lock is the closure), wheels only.
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                "--no-warn-script-location", "--target", str(output), "--implementation", "cp",
-               "--python-version", python_version, "--only-binary=:all:", "--upgrade",
-               "--platform", f"manylinux_2_28_{machine}", "--platform", f"manylinux2014_{machine}"]
-    requirements = runtime_requirements(root / "pyproject.toml")
-    alone = [r for r in requirements if _requirement_name(r) in WITHOUT_DEPENDENCIES]
-    for extra, batch in (([], [r for r in requirements if r not in alone]), (["--no-deps"], alone)):
-        if not batch:
-            continue
-        result = subprocess.run([*command, *extra, *batch], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise BundleError(f"pip could not install the runtime for {architecture}: "
-                              f"{result.stderr.strip()[-2000:]}")
+               "--python-version", python_version, "--only-binary=:all:", "--upgrade", "--no-deps",
+               "--require-hashes", "--report", str(report),
+               "--platform", f"manylinux_2_28_{machine}", "--platform", f"manylinux2014_{machine}", "-r", str(lock)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BundleError(f"pip could not install {lock.name} for {architecture}: {result.stderr.strip()[-2000:]}")
+    write_manifest(output, lock, read_lock(lock), report, architecture, python_version)
+    report.unlink(missing_ok=True)
     shutil.copytree(root / "functions", output / "functions", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile"))
     trim(output)
@@ -121,6 +128,25 @@ def build_bundle(output: Path, architecture: str = "arm64", python_version: str 
             raise BundleError(f"compileall failed: {compiled.stdout[-2000:]}{compiled.stderr[-2000:]}")
     size, files = check_budget(output, architecture, budget_mb)
     return BundleReport(output, architecture, python_version, size, files, interpreter is not None)
+
+
+def write_manifest(bundle: Path, lock: Path, pins: Mapping[str, Any], pip_report: Path, architecture: str,
+                   python_version: str) -> None:
+    """``MANIFEST_NAME`` in the bundle: the lock it came from and each installed wheel's name, version,
+    file and sha256 (from pip's installation report)."""
+    installed = json.loads(pip_report.read_text())["install"]
+    packages = []
+    for item in installed:
+        metadata, archive = item["metadata"], item.get("download_info", {})
+        digest = archive.get("archive_info", {}).get("hashes", {}).get("sha256", "")
+        packages.append({"name": metadata["name"], "version": metadata["version"],
+                         "file": archive.get("url", "").rsplit("/", 1)[-1], "sha256": digest})
+    manifest = {"architecture": architecture, "python_version": python_version, "lock": lock.name,
+                "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+                "packages": sorted(packages, key=lambda p: p["name"].lower())}
+    if len(packages) != len(pins):
+        raise BundleError(f"pip installed {len(packages)} packages but {lock.name} locks {len(pins)}")
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def check_budget(bundle: Path, architecture: str, budget_mb: int) -> tuple[int, int]:

@@ -68,6 +68,9 @@ class StageConfig(_Camel):
     log_retention_days: Literal[1, 3, 7, 14, 30, 90, 180, 365] = 30
     bundle_budget_mb: int = Field(default=150, ge=1, le=250)
     retain_data: bool = True
+    # "functionUrl": a Lambda Function URL (IAM auth) instead of the HTTP API: no per-request fee, but no JWT
+    # authorizer, no stage throttling and no access logs (docs/cost.md).
+    front_door: Literal["httpApi", "functionUrl"] = "httpApi"
 
     @model_validator(mode="after")
     def _consistent(self) -> StageConfig:
@@ -76,6 +79,8 @@ class StageConfig(_Camel):
         if self.warm_start != "provisioned" and self.provisioned_concurrency:
             raise ValueError("provisionedConcurrency is set but warmStart is not 'provisioned' "
                              "(SnapStart and provisioned concurrency cannot be combined)")
+        if self.front_door == "functionUrl" and self.auth.type != "iam":
+            raise ValueError("frontDoor 'functionUrl' supports IAM auth only (a JWT authorizer needs the HTTP API)")
         if self.gpu_job_vcpus > self.gpu_max_vcpus:
             raise ValueError("gpuJobVcpus exceeds gpuMaxVcpus: no job could ever be placed")
         return self

@@ -14,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.batch_events import BatchEvents
+from infra.cost_widget import cost_widget
 from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
 from infra.prediction_api import PredictionApi
@@ -55,14 +56,13 @@ class Observability(Construct):
             f"{events.EventField.from_path('$.detail.statusReason')}")
         gpu_batch.failures.add_target(targets.SnsTopic(self.topic, dead_letter_queue=self.undelivered, message=message))
 
-        http = api.api
-        requests = http.metric_count(period=FIVE_MINUTES, statistic="Sum", label="requests")
-        server_errors = http.metric_server_error(period=FIVE_MINUTES, statistic="Sum", label="5xx")
+        requests = api.metric_requests()
+        server_errors = api.metric_server_errors()
         error_rate = cloudwatch.MathExpression(
             expression="IF(requests > 0, 100 * errors / requests, 0)", label="5xx rate (%)", period=FIVE_MINUTES,
             using_metrics={"requests": requests, "errors": server_errors})
-        latency_p50 = http.metric_latency(period=FIVE_MINUTES, statistic="p50", label="p50")
-        latency_p99 = http.metric_latency(period=FIVE_MINUTES, statistic="p99", label="p99")
+        latency_p50 = api.metric_latency("p50")
+        latency_p99 = api.metric_latency("p99")
         dead_letters = batch_events.dead_letters.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(1), statistic="Maximum", label="dead letters")
         job_failures = cloudwatch.Metric(
@@ -86,7 +86,7 @@ class Observability(Construct):
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="API latency (ms)", left=[latency_p50, latency_p99], width=8),
             cloudwatch.GraphWidget(title="API requests and errors", left=[requests, server_errors,
-                                   http.metric_client_error(period=FIVE_MINUTES, label="4xx")],
+                                   api.metric_client_errors()],
                                    right=[error_rate], width=8),
             cloudwatch.GraphWidget(title="Lambda errors and throttles", width=8, left=[
                 m for name, fn in functions.items() for m in (
@@ -104,6 +104,7 @@ class Observability(Construct):
                 dead_letters, job_failures]),
         )
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))
+        self.dashboard.add_widgets(cost_widget(config))
 
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str,
                evaluation_periods: int = 1, comparison: cloudwatch.ComparisonOperator = AT_LEAST) -> cloudwatch.Alarm:

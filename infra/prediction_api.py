@@ -75,6 +75,12 @@ class PredictionApi(Construct):
                 deployment_config=codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
                 auto_rollback=codedeploy.AutoRollbackConfig(failed_deployment=True, deployment_in_alarm=True))
 
+        self.api: apigw.HttpApi | None = None
+        self.function_url: lambda_.FunctionUrl | None = None
+        if config.front_door == "functionUrl":
+            # No per-request fee; IAM (SigV4) only, no stage throttling or access logs (docs/cost.md).
+            self.function_url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+            return
         integration = integrations.HttpLambdaIntegration("Integration", self.alias)
         self.api = apigw.HttpApi(self, "HttpApi", api_name=f"maas-{config.stage}", create_default_stage=False,
                                  default_authorizer=_authorizer(config.auth.type, config.auth.issuer,
@@ -94,7 +100,28 @@ class PredictionApi(Construct):
     @property
     def url(self) -> str:
         """The API's base URL."""
-        return self.stage.url
+        return self.function_url.url if self.function_url is not None else self.stage.url
+
+    def metric_requests(self) -> cloudwatch.IMetric:
+        """Requests through the front door (5-minute sums)."""
+        return self._metric("Count", "UrlRequestCount", "Sum", "requests")
+
+    def metric_server_errors(self) -> cloudwatch.IMetric:
+        return self._metric("5xx", "Url5xxCount", "Sum", "5xx")
+
+    def metric_client_errors(self) -> cloudwatch.IMetric:
+        return self._metric("4xx", "Url4xxCount", "Sum", "4xx")
+
+    def metric_latency(self, statistic: str) -> cloudwatch.IMetric:
+        return self._metric("Latency", "UrlRequestLatency", statistic, statistic)
+
+    def _metric(self, http_api_name: str, url_name: str, statistic: str, label: str) -> cloudwatch.IMetric:
+        period = Duration.minutes(5)
+        if self.api is not None:
+            return self.api.metric(http_api_name, period=period, statistic=statistic, label=label)
+        return cloudwatch.Metric(namespace="AWS/Lambda", metric_name=url_name, statistic=statistic, period=period,
+                                 label=label, dimensions_map={"FunctionName": self.function.function_name,
+                                                              "Resource": f"{self.function.function_name}:live"})
 
 
 def _authorizer(kind: str, issuer: str | None, audience: list[str]) -> apigw.IHttpRouteAuthorizer:

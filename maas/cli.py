@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "serve": "maas.serve:serve",
     "predict": "maas.predict:predict",
     "batch": "maas.batch:batch_command",
+    "cost": "maas.cost:command",
+    "capacity": "maas.capacity:command",
 }
 
 

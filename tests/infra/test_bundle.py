@@ -103,3 +103,18 @@ def test_x86_64_bundle_serves_a_prediction_on_the_lambda_python(
     predictions = json.loads(responses[1]["body"])["predictions"]
     assert len(predictions) == 1 and predictions[0]["label"] in ("malignant", "benign")
     assert lines[-1] == []  # nothing from the build side was imported
+
+
+def test_bundle_records_the_locked_wheels_it_holds(arm64_bundle: Path) -> None:
+    from infra.bundling import MANIFEST_NAME
+    from infra.locking import lambda_lock, read_lock
+
+    manifest = json.loads((arm64_bundle / MANIFEST_NAME).read_text())
+    pins = read_lock(lambda_lock("arm64", "3.12"))
+    assert manifest["lock"] == "lambda-aarch64-py3.12.txt" and manifest["architecture"] == "arm64"
+    held = {p["name"].lower().replace("_", "-"): p for p in manifest["packages"]}
+    assert set(held) == set(pins)
+    for name, pin in pins.items():
+        assert held[name]["version"] == pin.version
+        assert held[name]["sha256"] in pin.hashes, name  # the very wheel the lock allows
+        assert held[name]["file"].endswith(".whl")
