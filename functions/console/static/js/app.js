@@ -36,6 +36,7 @@ async function route() {
   }
   if (ticket !== current) return; // a newer navigation won
   main.replaceChildren(...view.childNodes);
+  main.dataset.route = window.location.hash || "#/"; // rendered: tests and scripts can wait for it
   const title = main.querySelector("h1");
   document.title = title ? `${title.textContent} · maas console` : "maas console";
 }
