@@ -84,7 +84,7 @@ def source_hash(architecture: str, python_version: str, root: Path = PROJECT_ROO
     """Changes whenever the bundle would: functions/, the requirements, the platform, this module."""
     digest = hashlib.sha256(f"{architecture}|{python_version}|{runtime_requirements()}".encode())
     digest.update(Path(__file__).read_bytes())  # how the bundle is made
-    for path in sorted((root / "functions").rglob("*.py")):
+    for path in sorted(p for p in (root / "functions").rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
