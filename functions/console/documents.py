@@ -67,7 +67,7 @@ def version_summary(cache: ModelCache, name: str, version: str) -> dict[str, Any
                    "threshold": g.threshold, "detail": g.detail} for g in manifest.gates],
         "reference_stats": {key: list(values) for key, values in manifest.reference_stats.items()},
         "provenance": _provenance(manifest),
-        "global_importance": _plain(getattr(manifest, "global_importance", None)),
+        "global_importance": _plain(getattr(manifest, "importance", None)),  # added by the explain build step
         "documents": sorted(documents(manifest)),
     }
 

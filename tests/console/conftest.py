@@ -106,3 +106,4 @@ def console_client(console_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=console_url, timeout=30) as client:
         yield client
 
+

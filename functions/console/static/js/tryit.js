@@ -72,7 +72,9 @@ function tokenItems(e) {
   const attr = attributionsOf(e);
   const tokens = e.tokens;
   if (Array.isArray(tokens) && Array.isArray(attr) && attr.every((v) => typeof v === "number")) {
-    return tokens.map((t, i) => ({ token: String(typeof t === "object" ? t.token ?? t.text : t), weight: attr[i] }));
+    return tokens.map((t, i) => (typeof t === "object"
+      ? { token: String(t.token ?? t.text), weight: attr[i], start: t.start, end: t.end }
+      : { token: String(t), weight: attr[i] }));
   }
   const source = Array.isArray(attr) ? attr : Array.isArray(tokens) ? tokens : null;
   if (!source) return null;
@@ -106,13 +108,22 @@ function explanationView(s, e, instance) {
   const top = Math.max(1e-12, ...tokens.map((t) => Math.abs(t.weight)));
   const ranked = tokens.map((t) => ({ name: t.token, value: t.weight }))
     .sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 8);
+  const mark = (t) => {
+    const span = h("mark.token", { title: `${t.token}: ${fmt(t.weight, 3)}` }, t.token);
+    span.style.background = weightColor(t.weight, top);
+    span.style.color = "inherit";
+    return span;
+  };
+  // With character offsets, highlight the words inside the text as written (punctuation kept); else list them.
+  const spans = typeof instance === "string" && tokens.every((t) => Number.isInteger(t.start) && t.end > t.start);
+  let at = 0;
+  const parts = spans ? tokens.flatMap((t) => {
+    const before = instance.slice(at, t.start);
+    at = t.end;
+    return [before, mark({ ...t, token: instance.slice(t.start, t.end) })];
+  }).concat(instance.slice(at)) : tokens.flatMap((t) => [mark(t), " "]);
   return h("div", head,
-    h("p.tokens#tokens", { "aria-label": "Tokens highlighted by weight" }, tokens.map((t) => {
-      const span = h("mark.token", { title: `${t.token}: ${fmt(t.weight, 3)}` }, t.token);
-      span.style.background = weightColor(t.weight, top);
-      span.style.color = "inherit";
-      return [span, " "];
-    })),
+    h("p.tokens#tokens", { "aria-label": "Tokens highlighted by weight" }, parts),
     h("h3.small", "Strongest tokens"), divergingBars(ranked, { label: "Token weights" }), legend());
 }
 
