@@ -107,3 +107,4 @@ def console_client(console_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+
