@@ -12,14 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from functions.api.errors import error_response
 from functions.api.schemas import ERROR_RESPONSES
-from functions.api.v1 import json_response
 from functions.console import STATIC_DIR
 from functions.console.documents import CARD_FILE, read_document, version_summary
 from functions.console.reports import drift_reports, open_outputs, recent_outputs
@@ -146,8 +147,6 @@ async def _console_asset(request: Request) -> Response:
 
 
 def _asset_response(name: str) -> Response:
-    from functions.api.errors import error_response
-
     path = _assets().get(name)
     if path is None:
         return error_response(404, "not_found", f"no console asset {name[:80]!r}")
@@ -169,6 +168,10 @@ async def _swagger_page(request: Request) -> Response:
                                swagger_ui_parameters={"validatorUrl": None})
     page.headers.update(_SECURITY)
     return page
+
+
+def json_response(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json", headers=_SECURITY)
 
 
 def _private_cache() -> dict[str, str]:
