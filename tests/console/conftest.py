@@ -18,6 +18,7 @@ import pytest
 from functions.core import catalog
 from functions.core.store import LocalStore
 
+ROOT = Path(__file__).resolve().parents[2]
 DRIFT_MODEL, DRIFT_VERSION = "cancer-mlp", "1"
 DRIFTED = {"mean radius": 0.31, "worst area": 0.17}  # PSI over the "act" and "watch" thresholds
 BATCH_ROWS = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n50,1,27.5,95,190,115,45,4,4.6,92\n40,x,20,80,150,100,50,3,4,80\n"
@@ -68,9 +69,8 @@ class MaasServe:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("maas")), "serve", "--store", store.uri, "--port", str(self.port),
-             *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [sys.executable, "-m", "maas", "serve", "--store", store.uri, "--port", str(self.port), *extra],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def __enter__(self) -> str:
         deadline = time.monotonic() + 60
