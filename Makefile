@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: venv serve demo-models test lint typecheck unit bench bench-gpu synth wrk clean lock
+.PHONY: venv serve demo-models test lint typecheck unit bench bench-gpu synth wrk clean lock chromium
 
 ## TORCH_INDEX=cpu takes PyTorch's CPU-only wheels from its own index (Linux machines whose default torch wheel is
 ## the CUDA build); left empty (the default, and in CI) only PyPI and the pip configuration are used.
@@ -60,7 +60,7 @@ serve: demo-models
 	@echo "  curl -s -X POST http://$(HOST):$(PORT)/v1/models/diabetes-mlp/predict -H 'content-type: application/json' -d '{\"instances\": [{\"age\": 50, \"sex\": 1, \"bmi\": 27.5, \"bp\": 95, \"s1\": 190, \"s2\": 115, \"s3\": 45, \"s4\": 4, \"s5\": 4.6, \"s6\": 92}]}'"
 	@echo "  curl -s -X POST http://$(HOST):$(PORT)/v2/models/diabetes-mlp/infer -H 'content-type: application/json' -d '{\"inputs\": [{\"name\": \"features\", \"shape\": [1, 10], \"datatype\": \"FP32\", \"data\": [50, 1, 27.5, 95, 190, 115, 45, 4, 4.6, 92]}]}'"
 	@echo "  $(VENV)/bin/maas predict digits-cnn --data '[[[0,0,5,13,9,1,0,0],[0,0,13,15,10,15,5,0],[0,3,15,2,0,11,8,0],[0,4,12,0,0,8,8,0],[0,5,8,0,0,9,8,0],[0,4,11,0,1,12,7,0],[0,2,14,5,10,12,0,0],[0,0,6,13,10,0,0,0]]]'"
-	@echo "  open http://$(HOST):$(PORT)/docs for the OpenAPI page"
+	@echo "  open http://$(HOST):$(PORT)/console for the web console, http://$(HOST):$(PORT)/docs for the OpenAPI page"
 	@echo ""
 	$(VENV)/bin/maas serve --store $(STORE) --host $(HOST) --port $(PORT)
 
@@ -75,7 +75,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy functions model_build maas infra
 
-test: $(STAMP) $(NODE_STAMP)
+## Debian's chromium for the console's browser tests (Playwright drives it; no browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || { sudo apt-get update -qq && sudo apt-get install -y -qq chromium; } \
+	  || echo "chromium could not be installed (apt-get install chromium): the console's browser tests will be skipped"
+
+test: $(STAMP) $(NODE_STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy functions model_build maas infra
 	$(PY) -m pytest -p no:cacheprovider tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc

@@ -89,7 +89,7 @@ def source_hash(architecture: str, python_version: str, root: Path = PROJECT_ROO
     digest.update(Path(__file__).read_bytes())  # how the bundle is made
     lock = LockTarget({"arm64": "aarch64", "x86_64": "x86_64"}[architecture], python_version).path
     digest.update(lock.read_bytes() if lock.is_file() else b"no lock")
-    for path in sorted((root / "functions").rglob("*.py")):
+    for path in sorted(p for p in (root / "functions").rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import socket
 
 import click
@@ -34,20 +35,25 @@ def bind(host: str, port: int) -> socket.socket:
 @store_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(store_uri: str | None, host: str, port: int) -> None:
-    """Serve the prediction API (the same ASGI app as Lambda) with uvicorn."""
+@click.option("--batch-outputs", default=None, metavar="DIR-or-URI",
+              help="Folder or s3://BUCKET/PREFIX whose batch outputs the console lists (else $MAAS_BATCH_OUTPUTS).")
+def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None) -> None:
+    """Serve the prediction API and the web console (/console; the same ASGI app as Lambda) with uvicorn."""
     sock = bind(host, port)
     import uvicorn
 
     from functions.api.front import create_front
-    from functions.core.settings import Settings
+    from functions.core.settings import ENV_BATCH_OUTPUTS, Settings
 
+    if batch_outputs:
+        os.environ[ENV_BATCH_OUTPUTS] = batch_outputs
     settings = Settings.from_env()
     if store_uri:
         settings = dataclasses.replace(settings, store=store_uri)
     app = create_front(settings)
     if settings.preload:
         app.cache.preload(settings.preload)
-    click.echo(f"serving {settings.store} on http://{host}:{port} (OpenAPI docs: http://{host}:{port}/docs)", err=True)
+    click.echo(f"serving {settings.store} on http://{host}:{port} (console: http://{host}:{port}/console, "
+               f"OpenAPI docs: http://{host}:{port}/docs)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     server.run(sockets=[sock])

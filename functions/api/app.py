@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from functions.api import v1, v2
+from functions.api import console, v1, v2
 from functions.api.errors import error_reply, reply_for
 from functions.api.http import Call
 from functions.api.routes import hidden_locations
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     """Build the app; the model cache is shared by every request of the process."""
     settings = settings or get_settings()
     cache = cache or model_cache_from(settings)
-    app = FastAPI(title="maas prediction API", version="1", docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="maas prediction API", version="1", docs_url=None, redoc_url=None,
                   description="Predictions from models published with `maas build`. v1 takes natural instances; "
                               "v2 is the Open Inference Protocol (KServe/Triton REST).")
     app.state.cache = cache
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     # every route tried before the match costs time on each request.
     routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
               *app.router.routes]
+    routes += [*console.make_router(cache, settings).routes, *console.static_routes()]  # /console, /docs
     app.state.documented_routes = list(routes)
     # Endpoints that take only the request are served as plain Starlette routes: FastAPI's per-request
     # dependency solving (tens of microseconds) buys them nothing. Their OpenAPI entries come from the

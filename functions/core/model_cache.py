@@ -254,6 +254,10 @@ class ModelCache:
         partial.replace(cached)
         return data
 
+    def fetch_file(self, name: str, version: str, entry: FileEntry) -> bytes:
+        """A file of a version, read through the verified fetch (size and sha256 against ``entry``)."""
+        return self._fetch_verified(f"{catalog.version_prefix(name, version)}/{entry.path}", entry)
+
 
 def graph_mismatch(manifest: Manifest, session: ort.InferenceSession) -> str | None:
     """Why the graph cannot serve what the manifest describes (inputs, outputs, label count), or None."""

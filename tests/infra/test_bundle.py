@@ -32,6 +32,7 @@ def test_bundle_holds_the_runtime_and_the_functions_only(arm64_bundle: Path) -> 
     assert not top & {"torch", "model_build", "click", "rich", "onnx", "sklearn", "tests", "infra", "transformers",
                       "huggingface_hub", "hf_xet"}
     assert not (arm64_bundle / "functions" / "batch" / "Dockerfile").exists()
+    assert (arm64_bundle / "functions" / "console" / "static" / "index.html").is_file()  # the web console
     assert not (arm64_bundle / "onnxruntime" / "transformers").exists()
     assert not list(arm64_bundle.glob("numpy/**/tests"))
     assert sorted(p.name for p in (arm64_bundle / "botocore" / "data").iterdir() if p.is_dir()) == [

@@ -1,0 +1,110 @@
+"""Fixtures for the console: the demo store with a drift report and a batch output, served by `maas serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from functions.core import catalog
+from functions.core.store import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIFT_MODEL, DRIFT_VERSION = "cancer-mlp", "1"
+DRIFTED = {"mean radius": 0.31, "worst area": 0.17}  # PSI over the "act" and "watch" thresholds
+BATCH_ROWS = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n50,1,27.5,95,190,115,45,4,4.6,92\n40,x,20,80,150,100,50,3,4,80\n"
+
+
+@pytest.fixture(scope="session")
+def console_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """The quick-built demo models, with one drift report next to cancer-mlp version 1 and a prod alias."""
+    root = tmp_path_factory.mktemp("console") / "store"
+    shutil.copytree(built_store.root, root)
+    store = LocalStore(root)
+    manifest = catalog.read_manifest(store, DRIFT_MODEL, DRIFT_VERSION)
+    features = manifest.preprocessing.features
+    report = {"created_at": "2026-11-25T20:00:00+00:00", "rows": 500,
+              "features": [{"feature": f, "psi": DRIFTED.get(f, 0.01)} for f in features],
+              "prediction": {"psi": 0.02}}
+    store.put_bytes(f"{catalog.version_prefix(DRIFT_MODEL, DRIFT_VERSION)}/drift/2026-11-25.json", orjson.dumps(report))
+    catalog.promote(store, "digits-cnn", "1", "prod")
+    return store
+
+
+@pytest.fixture(scope="session")
+def batch_outputs(console_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one `maas batch` output of diabetes-mlp: one good row, one bad row."""
+    from functions.batch.local import run_local
+    from functions.core.model_cache import ModelCache
+    from functions.core.settings import Settings
+
+    root = tmp_path_factory.mktemp("batch-outputs")
+    source = root.parent / "rows.csv"
+    source.write_text(BATCH_ROWS)
+    cache = ModelCache(console_store, Settings(store=console_store.uri))
+    run_local(cache, "diabetes-mlp", source, root / "diabetes-mlp" / "1" / "rows.csv")
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MaasServe:
+    """`maas serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, store: LocalStore, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "maas", "serve", "--store", store.uri, "--port", str(self.port), *extra],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def __enter__(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"maas serve exited: {stderr}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("maas serve did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if self.process.stderr:
+            self.process.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def console_url(console_store: LocalStore, batch_outputs: Path) -> Iterator[str]:
+    with MaasServe(console_store, "--batch-outputs", str(batch_outputs)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def console_client(console_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=console_url, timeout=30) as client:
+        yield client
+
+
+
