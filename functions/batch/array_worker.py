@@ -1,0 +1,54 @@
+"""AWS Batch array child: one part of a fanned-out input, picked by ``AWS_BATCH_JOB_ARRAY_INDEX``.
+
+    python -m functions.batch.array_worker --bucket B --key inputs/NAME/file.npy --etag E --version V
+
+It reads ``PREFIX/ranges.json`` (written by the split step), takes the entry at its array index, and runs
+the same part code as the Lambda children, on the GPU when there is one. Exit codes as the worker's:
+0 done, duplicate or failed part (its report is written; the merge reports it), 1 transient (Batch retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from functions.batch.local import batch_threads
+from functions.batch.merge import RANGES_FILE, read_ranges
+from functions.batch.part import PartItem, process_part
+from functions.batch.process import data_bucket_factory, output_prefix, parse_key
+from functions.core.model_cache import ModelCache
+from functions.core.settings import get_settings
+from functions.core.store import open_store
+
+ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("--bucket", "--key", "--etag", "--version"):
+        parser.add_argument(name, required=True)
+    args = parser.parse_args(argv)
+    index = int(os.environ.get(ENV_ARRAY_INDEX, "0"))
+    settings = get_settings()
+    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})
+    from functions.batch.worker import execution_providers
+
+    target, providers = execution_providers()
+    cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
+                       target=target, providers=providers)  # type: ignore[arg-type]
+    data = data_bucket_factory(settings.s3_endpoint_url)
+    ref = parse_key(args.key)
+    prefix = output_prefix(ref.name, args.version, ref.path, args.etag)
+    ranges = read_ranges(data(args.bucket).get_bytes(f"{prefix}/{RANGES_FILE}"))
+    if not 0 <= index < len(ranges):
+        print(f"array index {index} is outside the {len(ranges)} ranges", file=sys.stderr)
+        return 2
+    item = PartItem(args.bucket, args.key, args.etag, args.version, index, ranges[index])
+    result = process_part(cache, data, item, job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+    print(f"{args.key} part {index}: {result['status']} (providers {', '.join(providers)})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
