@@ -1,6 +1,9 @@
 """AWS Batch array child: one part of a fanned-out input, picked by ``AWS_BATCH_JOB_ARRAY_INDEX``.
 
-    python -m functions.batch.array_worker --bucket B --key inputs/NAME/file.npy --etag E --version V
+    python -m functions.batch.array_worker [--bucket B --key inputs/NAME/file.npy --etag E --version V]
+
+The state machine submits the array job with the input in the environment (MAAS_FANOUT_BUCKET, _KEY, _ETAG,
+_VERSION), which the flags default to.
 
 It reads ``PREFIX/ranges.json`` (written by the split step), takes the entry at its array index, and runs
 the same part code as the Lambda children, on the GPU when there is one. Exit codes as the worker's:
@@ -22,13 +25,19 @@ from functions.core.settings import get_settings
 from functions.core.store import open_store
 
 ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+ENV_PREFIX = "MAAS_FANOUT_"
+COMMAND = ["python", "-m", "functions.batch.array_worker"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("--bucket", "--key", "--etag", "--version"):
-        parser.add_argument(name, required=True)
+    for name in ("bucket", "key", "etag", "version"):
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        parser.add_argument(f"--{name}", default=os.environ.get(env_name), help=f"default: ${env_name}")
     args = parser.parse_args(argv)
+    missing = [name for name in ("bucket", "key", "etag", "version") if not getattr(args, name)]
+    if missing:
+        parser.error(f"missing {', '.join(missing)} (flags or {ENV_PREFIX}* variables)")
     index = int(os.environ.get(ENV_ARRAY_INDEX, "0"))
     settings = get_settings()
     settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})

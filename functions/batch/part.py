@@ -28,7 +28,7 @@ from functions.batch.process import output_prefix, parse_key
 from functions.batch.ranges import ByteRange, ByteSource, S3Source, materialize, renumber
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import DeadlineError, RunStats, run_batch
-from functions.core.errors import AlreadyExistsError, NotFoundError
+from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from functions.core.model_cache import LoadedModel, ModelCache
 from functions.core.names import check_version
 from functions.core.store import S3Store
@@ -58,8 +58,12 @@ class PartItem:
         part = event["part"]
         if isinstance(part, bool) or not isinstance(part, int) or part < 0:
             raise ValueError("part must be a non-negative integer")
-        return cls(str(event["bucket"]), str(event["key"]), str(event["etag"]).strip('"'),
-                   check_version(str(event["version"])), part, ByteRange.from_dict(event["range"]))
+        try:
+            version = check_version(str(event["version"]))
+        except InvalidNameError as exc:
+            raise ValueError(exc.message) from None
+        return cls(str(event["bucket"]), str(event["key"]), str(event["etag"]).strip('"'), version, part,
+                   ByteRange.from_dict(event["range"]))
 
     def as_event(self) -> dict[str, Any]:
         return {"mode": "part", "bucket": self.bucket, "key": self.key, "etag": self.etag, "version": self.version,

@@ -4,6 +4,7 @@ the ranges cover the data exactly, and every part keeps the whole file's line nu
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import boto3
@@ -27,7 +28,7 @@ def covered(ranges: list[ByteRange], data: bytes, fmt: str) -> None:
     start = ranges[0].start
     header = data[:ranges[0].header] if fmt == ".csv" else b""
     assert start == len(header)
-    for before, after in zip(ranges, ranges[1:], strict=False):
+    for before, after in itertools.pairwise(ranges):
         assert before.stop == after.start
         assert data[after.start - 1:after.start] == b"\n"
     assert ranges[-1].stop == len(data)
