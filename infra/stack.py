@@ -37,7 +37,8 @@ class MaasStack(Stack):
                                   batch_events=self.batch_events, gpu_batch=self.gpu_batch)
         self.fanout.enable_for(self.batch_events.function, config.batch_timeout_seconds, config.fanout_rows_per_part)
         self.observability = Observability(self, "Observability", foundation=foundation, api=self.api,
-                                           batch_events=self.batch_events, gpu_batch=self.gpu_batch)
+                                           batch_events=self.batch_events, gpu_batch=self.gpu_batch,
+                                           fanout=self.fanout)
 
         Aspects.of(self).add(ServicePrincipalConditions({
             (self.batch_events.queue_key.node.path, "s3.amazonaws.com"): self.batch_events.bucket.bucket_arn}))

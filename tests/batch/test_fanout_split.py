@@ -113,3 +113,15 @@ def test_range_objects_from_events_are_validated() -> None:
                                                                           "header": 0}):
         with pytest.raises(ValueError):
             ByteRange.from_dict(bad)
+
+
+def test_docs_show_the_event_shapes_the_tests_use() -> None:
+    import json
+
+    from tests.events import EVENTS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text(encoding="utf-8")
+    names = ["fanout-execution", "fanout-split", "fanout-ranges", "fanout-item-selector", "fanout-part",
+             "batch-array-child", "fanout-merge"]
+    for name in names:
+        assert json.dumps(json.loads((EVENTS / f"{name}.json").read_text())) in doc, name
