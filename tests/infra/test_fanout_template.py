@@ -24,6 +24,10 @@ def statements_of(synth: Synthesized, role: dict[str, Any]) -> list[dict[str, An
             for s in props["PolicyDocument"]["Statement"]]
 
 
+def state_machine_statements(synth: Synthesized) -> list[dict[str, Any]]:
+    return statements_of(synth, synth.one("AWS::StepFunctions::StateMachine")["RoleArn"])
+
+
 def function_with(synth: Synthesized, handler: str) -> dict[str, Any]:
     return next(f for f in synth.resources("AWS::Lambda::Function").values() if f["Handler"] == handler)
 
@@ -75,7 +79,7 @@ def test_state_machine_logs_everything_encrypted_and_traces(dev: Synthesized) ->
 
 
 def test_roles_name_each_resource(dev: Synthesized) -> None:
-    machine_statements = statements_of(dev, dev.one("AWS::StepFunctions::StateMachine")["RoleArn"])
+    machine_statements = state_machine_statements(dev)
     actions = {a for s in machine_statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "lambda:InvokeFunction" in actions and "batch:SubmitJob" in actions and "s3:GetObject" in actions
     assert not {a for a in actions if a.endswith("*") or a.startswith("s3:Put") or a.startswith("s3:Delete")}
@@ -106,3 +110,23 @@ def test_failed_executions_alarm_and_parts_on_the_dashboard(dev: Synthesized, pr
     body = json.dumps(dev.one("AWS::CloudWatch::Dashboard")["DashboardBody"])
     assert "Fan-out parts" in body and "ConcurrentExecutions" in body and "parts running" in body
     assert definition(prod)["States"]["Parts"]["MaxConcurrency"] == 500  # cdk.json prod: fanoutMaxConcurrency
+
+
+def test_state_machine_wildcards_are_only_cdks_run_time_names(dev: Synthesized) -> None:
+    """Resources CDK's Step Functions integrations cannot name at deploy time: function versions, objects
+    of the data bucket (ItemReader), job definition revisions, child executions; "*" only for log delivery
+    and X-Ray, which have no resource-level permissions."""
+    log_delivery = {"logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
+                    "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
+                    "logs:PutResourcePolicy", "logs:UpdateLogDelivery", "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets", "xray:PutTelemetryRecords", "xray:PutTraceSegments"}
+    for statement in state_machine_statements(dev):
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        assert not [a for a in actions if "*" in a]
+        if statement["Resource"] == "*":
+            assert set(actions) <= log_delivery, statement
+            continue
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+            text = json.dumps(resource)
+            assert "*" not in text or text.endswith(('", ":*"]]}', '"/*"]]}', ':job-definition/*"]]}', '"/*:*"]]}',
+                                                     '"]}]}, ":*"]]}')), text
