@@ -128,5 +128,5 @@ def test_state_machine_wildcards_are_only_cdks_run_time_names(dev: Synthesized) 
             continue
         for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
             text = json.dumps(resource)
-            assert "*" not in text or text.endswith(('", ":*"]]}', '"/*"]]}', ':job-definition/*"]]}', '"/*:*"]]}',
+            assert "*" not in text or text.endswith((', ":*"]]}', '"/*"]]}', ':job-definition/*"]]}', '"/*:*"]]}',
                                                      '"]}]}, ":*"]]}')), text
