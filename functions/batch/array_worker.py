@@ -13,6 +13,7 @@ the same part code as the Lambda children, on the GPU when there is one. Exit co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"missing {', '.join(missing)} (flags or {ENV_PREFIX}* variables)")
     index = int(os.environ.get(ENV_ARRAY_INDEX, "0"))
     settings = get_settings()
-    settings = settings.model_copy(update={"intra_op_threads": batch_threads(settings.batch_threads)})
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
     from functions.batch.worker import execution_providers
 
     target, providers = execution_providers()

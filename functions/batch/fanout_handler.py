@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,7 @@ def split_step(data: Callable[[str], S3Store], event: dict[str, Any]) -> dict[st
 
 
 _settings = get_settings()
-_settings = _settings.model_copy(update={"intra_op_threads": batch_threads(_settings.batch_threads)})
+_settings = dataclasses.replace(_settings, intra_op_threads=batch_threads(_settings.batch_threads))
 cache = model_cache_from(_settings)
 data = data_bucket_factory(_settings.s3_endpoint_url)
 

@@ -14,6 +14,7 @@ from functions.batch.local import batch_threads
 from functions.batch.objects import data_bucket_factory
 from functions.batch.process import Processor
 from functions.batch.routing import after_deadline, receive_count, router_from
+from functions.core.errors import DeadlineError
 from functions.core.model_cache import model_cache_from
 from functions.core.settings import Settings, get_settings
 from functions.core.telemetry import log

@@ -27,8 +27,8 @@ from functions.batch.formats import UnreadableInputError, input_format, read_chu
 from functions.batch.process import output_prefix, parse_key
 from functions.batch.ranges import ByteRange, ByteSource, S3Source, materialize, renumber
 from functions.batch.report import make_report, model_info
-from functions.batch.runner import DeadlineError, RunStats, run_batch
-from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
+from functions.batch.runner import RunStats, run_batch
+from functions.core.errors import AlreadyExistsError, DeadlineError, InvalidNameError, NotFoundError
 from functions.core.model_cache import LoadedModel, ModelCache
 from functions.core.names import check_version
 from functions.core.store import S3Store

@@ -4,6 +4,7 @@ Functions and AWS Batch run, with processes as the children; the output equals a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -51,7 +52,7 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
         raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
     model = cache.get(name, version, alias)
     threads = max(1, cache.settings.intra_op_threads // workers)  # the cores shared by the workers
-    settings = cache.settings.model_copy(update={"intra_op_threads": threads})
+    settings = dataclasses.replace(cache.settings, intra_op_threads=threads)
     started = time.perf_counter()
     source = FileSource(source_path)
     ranges = local_ranges(source, fmt, workers)
