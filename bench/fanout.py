@@ -31,7 +31,7 @@ SIZES_GB = (1, 50)
 
 
 def _cli(store: str, model: str, source: Path, output: Path, workers: int) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.peers.fanout_child", sys.executable, "-m", "model_build.cli", "batch",
+    command = [sys.executable, "-m", "bench.peers.fanout_child", sys.executable, "-m", "maas", "batch",
                model, "--input", str(source), "--output", str(output), "--workers", str(workers), "--store", store]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=1800)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
