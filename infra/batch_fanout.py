@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.access import grant_key
 from infra.batch_events import MAX_RECEIVE_COUNT, BatchEvents
-from infra.foundation import RETENTION, Foundation
+from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
 from infra.lambda_function import service_function
 from infra.model_store import ModelStore
@@ -81,9 +80,7 @@ class BatchFanout(Construct):
         route = sfn.Choice(self, "Route").when(sfn.Condition.string_equals("$.route", "batch"), array.next(merge)) \
             .otherwise(self.parts.next(merge))
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=RETENTION[config.log_retention_days],
-                                       encryption_key=foundation.key, removal_policy=foundation.removal)
-        self._allow_logs(foundation)
+        self.log_group = foundation.log_group(self, "Logs")  # encrypted with the stage key
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", definition_body=sfn.DefinitionBody.from_chainable(split.next(route)),
             tracing_enabled=True, timeout=Duration.hours(config.fanout_timeout_hours),
@@ -98,16 +95,6 @@ class BatchFanout(Construct):
                                   payload=sfn.TaskInput.from_object(payload), **options)  # type: ignore[arg-type]
         task.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(5), backoff_rate=2, max_attempts=3)
         return task
-
-    def _allow_logs(self, foundation: Foundation) -> None:
-        """CloudWatch Logs may use the key for this stack's log groups only."""
-        stack = Stack.of(self)
-        foundation.key.add_to_resource_policy(iam.PolicyStatement(
-            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
-                     "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")], resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"}}))
 
     def acknowledgments(self) -> dict[str, str]:
         """cdk-nag IAM5 findings of the state machine's role, one resource pattern at a time, with reasons."""

