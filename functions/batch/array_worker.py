@@ -16,14 +16,16 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import cast
 
 from functions.batch.local import batch_threads
 from functions.batch.merge import RANGES_FILE, read_ranges
+from functions.batch.objects import data_bucket_factory
 from functions.batch.part import PartItem, process_part
-from functions.batch.process import data_bucket_factory, output_prefix, parse_key
+from functions.batch.process import output_prefix, parse_key
 from functions.core.model_cache import ModelCache
 from functions.core.settings import get_settings
-from functions.core.store import open_store
+from functions.core.store import S3Store, open_store
 
 ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 ENV_PREFIX = "MAAS_FANOUT_"
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     data = data_bucket_factory(settings.s3_endpoint_url)
     ref = parse_key(args.key)
     prefix = output_prefix(ref.name, args.version, ref.path, args.etag)
-    ranges = read_ranges(data(args.bucket).get_bytes(f"{prefix}/{RANGES_FILE}"))
+    ranges = read_ranges(cast(S3Store, data(args.bucket)).get_bytes(f"{prefix}/{RANGES_FILE}"))
     if not 0 <= index < len(ranges):
         print(f"array index {index} is outside the {len(ranges)} ranges", file=sys.stderr)
         return 2

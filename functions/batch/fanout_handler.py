@@ -13,23 +13,23 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from functions.api.telemetry import log
 from functions.batch.formats import input_format
 from functions.batch.local import batch_threads
 from functions.batch.merge import RANGES_FILE, merge_s3, ranges_document, read_ranges
+from functions.batch.objects import data_bucket_factory
 from functions.batch.part import PartItem, process_part
-from functions.batch.process import data_bucket_factory, output_prefix, parse_key
+from functions.batch.process import output_prefix, parse_key
 from functions.batch.ranges import ByteRange, S3Source, split
 from functions.core.errors import AlreadyExistsError, NotFoundError
 from functions.core.model_cache import model_cache_from
 from functions.core.names import check_version
 from functions.core.settings import get_settings
-from functions.core.store import S3Store
+from functions.core.telemetry import log
 
 ARRAY_MIN = 2  # AWS Batch array jobs have at least two children
 
 
-def split_step(data: Callable[[str], S3Store], event: dict[str, Any]) -> dict[str, Any]:
+def split_step(data: Callable[[str], Any], event: dict[str, Any]) -> dict[str, Any]:
     """Split the object version into line-aligned ranges and write them write-once (a retry reuses them)."""
     bucket_name, key, etag = str(event["bucket"]), str(event["key"]), str(event["etag"]).strip('"')
     ref = parse_key(key)

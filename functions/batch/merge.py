@@ -20,7 +20,6 @@ from functions.batch.ranges import ByteRange
 from functions.batch.report import make_report
 from functions.batch.runner import RunStats
 from functions.core.errors import AlreadyExistsError, NotFoundError
-from functions.core.store import S3Store
 
 RANGES_FILE = "ranges.json"
 PLAN_FILE = "plan.json"
@@ -65,7 +64,7 @@ def merged_report(source: dict[str, Any], ranges: Sequence[ByteRange], reports: 
                        parts={"total": len(ranges), "ok": len(ranges) - len(failed), "failed": failed}, **extra)
 
 
-def merge_s3(data: Callable[[str], S3Store], event: dict[str, Any]) -> dict[str, Any]:
+def merge_s3(data: Callable[[str], Any], event: dict[str, Any]) -> dict[str, Any]:
     """The merge step against S3: reads ranges.json and every part report, writes report.json once."""
     bucket_name, key, etag, version = (str(event[k]) for k in ("bucket", "key", "etag", "version"))
     ref = parse_key(key)

@@ -88,7 +88,7 @@ def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, 
     return stats
 
 
-def process_part(cache: ModelCache, data: Callable[[str], S3Store], item: PartItem, size: int | None = None,
+def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, size: int | None = None,
                  out_of_time: Callable[[], bool] | None = None, job_id: str | None = None) -> dict[str, Any]:
     """Run one part against S3 and publish it; returns ``{"part", "status", "rows"?}`` (status ok, duplicate
     or failed). Raises on transient problems."""

@@ -10,12 +10,13 @@ failure report that says why; its message is not handed back to run out of time 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
+from functions.batch.objects import InputObject
 from functions.batch.plan import ENV_FANOUT_STATE_MACHINE, Limits, Plan, choose, estimate
-from functions.batch.process import InputObject, output_prefix, parse_key
+from functions.batch.process import output_prefix, parse_key
 from functions.batch.ranges import S3Source
 from functions.core.manifest import Manifest
 from functions.core.store import S3Store
@@ -112,7 +113,7 @@ def after_deadline(processor: Processor, item: InputObject, receives: int) -> st
     the batch); otherwise start the fan-out (``fanout``/``batch``) or write a failure report naming the plan
     and the receive count (``failed``)."""
     router: Router | None = getattr(processor, "router", None)
-    bucket = processor.data(item.bucket)
+    bucket = cast(S3Store, processor.data(item.bucket))  # the data buckets are S3 (ranged reads)
     ref = parse_key(item.key)
     version = ref.version or processor.cache.resolve(ref.name, ref.alias)
     manifest = processor.cache.manifest(ref.name, version)

@@ -19,8 +19,9 @@ import pytest
 
 from functions.batch.fanout_handler import split_step
 from functions.batch.merge import NO_REPORT, merge_s3
+from functions.batch.objects import InputObject
 from functions.batch.part import PartItem, process_part
-from functions.batch.process import InputObject, Processor
+from functions.batch.process import Processor
 from functions.core.settings import Settings
 from tests.batch.conftest import DIABETES_ROW, DataBucket, csv_bytes
 from tests.events import load_event

@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from functions.batch import handler as batch_handler
+from functions.batch.objects import InputObject
 from functions.batch.plan import Estimate, Limits, bytes_per_row, choose, estimate
-from functions.batch.process import InputObject, Processor
+from functions.batch.process import Processor
 from functions.batch.ranges import FileSource
 from functions.batch.routing import Router, StepFunctionsLauncher
 from tests.batch.conftest import DIABETES_ROW, DataBucket, csv_bytes
