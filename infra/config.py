@@ -71,6 +71,9 @@ class StageConfig(_Camel):
     # "functionUrl": a Lambda Function URL (IAM auth) instead of the HTTP API: no per-request fee, but no JWT
     # authorizer, no stage throttling and no access logs (docs/cost.md).
     front_door: Literal["httpApi", "functionUrl"] = "httpApi"
+    fanout_max_concurrency: int = Field(default=100, ge=1, le=10_000)
+    fanout_rows_per_part: int = Field(default=200_000, ge=1)
+    fanout_timeout_hours: int = Field(default=24, ge=1, le=8760)
 
     @model_validator(mode="after")
     def _consistent(self) -> StageConfig:

@@ -11,12 +11,15 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.bundling import PROJECT_ROOT
 from infra.foundation import Foundation
 
 RETRY_ATTEMPTS = 3
+ARRAY_COMMAND = ["python", "-m", "functions.batch.array_worker"]  # functions/batch/array_worker.py
 WORKER_TRANSIENT_EXIT = "1"  # functions.batch.worker: 1 = transient, 2 = permanent (a report was written)
 
 
@@ -71,3 +74,14 @@ class GpuBatch(Construct):
             self, "Failures", description="A maas GPU batch job failed",
             event_pattern=events.EventPattern(source=["aws.batch"], detail_type=["Batch Job State Change"],
                                               detail={"status": ["FAILED"], "jobQueue": [self.queue.job_queue_arn]}))
+
+
+    def array_job(self, scope: Construct, construct_id: str, *, size: float,
+                  environment: dict[str, str]) -> tasks.BatchSubmitJob:
+        """A state machine step that submits an array job of ``size`` children on this queue and definition
+        and waits for it (``.sync``); each child reads its range by AWS_BATCH_JOB_ARRAY_INDEX."""
+        return tasks.BatchSubmitJob(
+            scope, construct_id, job_name="maas-fanout", job_queue_arn=self.queue.job_queue_arn,
+            job_definition_arn=self.job_definition.job_definition_arn, array_size=size,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path=sfn.JsonPath.DISCARD,
+            container_overrides=tasks.BatchContainerOverrides(command=ARRAY_COMMAND, environment=environment))

@@ -66,4 +66,5 @@ def acknowledgments(stack: MaasStack) -> dict[str, str]:
         found[f"{IAM5}[Resource::<{logical_id}.Arn>/{prefix}/*]"] = OBJECT_WILDCARDS
     for policy, reason in MANAGED_POLICIES.items():
         found[f"{IAM4}[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]"] = reason
+    found.update(stack.fanout.acknowledgments())
     return found

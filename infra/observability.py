@@ -14,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.batch_events import BatchEvents
+from infra.batch_fanout import BatchFanout
 from infra.cost_widget import cost_widget
 from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
@@ -36,7 +37,7 @@ class Observability(Construct):
     """Dashboard ``maas-STAGE`` and the alarms: API 5xx rate, p99 latency, dead letters, GPU job failures."""
 
     def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, api: PredictionApi,
-                 batch_events: BatchEvents, gpu_batch: GpuBatch) -> None:
+                 batch_events: BatchEvents, gpu_batch: GpuBatch, fanout: BatchFanout | None = None) -> None:
         super().__init__(scope, construct_id)
         config = foundation.config
         if config.alarm_topic_arn:
@@ -78,6 +79,10 @@ class Observability(Construct):
                         comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD),
             self._alarm("GpuJobFailures", job_failures, 1, "An AWS Batch GPU job failed"),
         ]
+        if fanout is not None:
+            self.alarms.append(self._alarm(
+                "FanoutFailures", fanout.state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum"), 1,
+                "A batch fan-out execution failed (its input has no report.json)"))
         api.errors_alarm.add_alarm_action(actions.SnsAction(self.topic))
 
         functions = {"API": api.function, "batch": batch_events.function}
@@ -103,6 +108,8 @@ class Observability(Construct):
                                                                                  label="queued inputs"),
                 dead_letters, job_failures]),
         )
+        if fanout is not None:
+            self.dashboard.add_widgets(*fanout_widgets(fanout))
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))
         self.dashboard.add_widgets(cost_widget(config))
 
@@ -114,3 +121,19 @@ class Observability(Construct):
                                  alarm_description=description)
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         return alarm
+
+
+def fanout_widgets(fanout: BatchFanout) -> list[cloudwatch.IWidget]:
+    """Fan-out parts running and failing (the part function's concurrency and errors) and executions."""
+    machine, function = fanout.state_machine, fanout.function
+    return [
+        cloudwatch.GraphWidget(title="Fan-out parts", width=12, left=[
+            function.metric("ConcurrentExecutions", statistic="Maximum", period=Duration.minutes(1),
+                            label="parts running"),
+            function.metric_errors(period=Duration.minutes(1), label="part attempts failed")]),
+        cloudwatch.GraphWidget(title="Fan-out executions", width=12, left=[
+            machine.metric_started(period=FIVE_MINUTES, label="started"),
+            machine.metric_succeeded(period=FIVE_MINUTES, label="succeeded"),
+            machine.metric_failed(period=FIVE_MINUTES, label="failed"),
+            machine.metric_timed_out(period=FIVE_MINUTES, label="timed out")]),
+    ]

@@ -28,6 +28,7 @@ from infra.bundling import PROJECT_ROOT
 
 # botocore operation -> IAM action, where they differ (the rest are "service:Operation").
 IAM_ACTION = {
+    "stepfunctions:StartExecution": ("states:StartExecution",),  # the IAM prefix of Step Functions is states
     "s3:HeadObject": ("s3:GetObject",),
     "s3:ListObjectsV2": ("s3:ListBucket",),
     "s3:CreateMultipartUpload": ("s3:PutObject",),
@@ -83,7 +84,9 @@ FUNCTIONS: tuple[Access, ...] = (
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),
            writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"},
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
-                    "batch:SubmitJob": ("GpuBatchQueue", "GpuBatchWorker")}),
+                    "batch:SubmitJob": ("GpuBatchQueue", "GpuBatchWorker"),
+                    "states:StartExecution": ("BatchFanoutStateMachine",)},
+           services=("s3", "batch", "sqs", "stepfunctions")),
     Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,),
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
 )

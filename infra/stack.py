@@ -8,6 +8,7 @@ from aws_cdk import Aspects, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.batch_events import BatchEvents
+from infra.batch_fanout import BatchFanout
 from infra.config import StageConfig
 from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
@@ -32,8 +33,12 @@ class MaasStack(Stack):
         self.batch_events.grant_batch_io(self.gpu_batch.job_role)
         self.batch_events.enable_dispatch(self.gpu_batch.queue.job_queue_arn,
                                           self.gpu_batch.job_definition.job_definition_arn)
+        self.fanout = BatchFanout(self, "BatchFanout", foundation=foundation, store=self.store,
+                                  batch_events=self.batch_events, gpu_batch=self.gpu_batch)
+        self.fanout.enable_for(self.batch_events.function, config.batch_timeout_seconds, config.fanout_rows_per_part)
         self.observability = Observability(self, "Observability", foundation=foundation, api=self.api,
-                                           batch_events=self.batch_events, gpu_batch=self.gpu_batch)
+                                           batch_events=self.batch_events, gpu_batch=self.gpu_batch,
+                                           fanout=self.fanout)
 
         Aspects.of(self).add(ServicePrincipalConditions({
             (self.batch_events.queue_key.node.path, "s3.amazonaws.com"): self.batch_events.bucket.bucket_arn}))

@@ -46,9 +46,11 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
               help="Folder for predictions.jsonl, errors.jsonl and report.json (must not hold them already).")
 @click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Processes: split the input into line-aligned parts, run them in parallel, merge (same output).")
 @store_option
 def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
-                  store_uri: str | None) -> None:
+                  workers: int, store_uri: str | None) -> None:
     """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
     check_readable(input_path)
     from rich.console import Console
@@ -66,7 +68,13 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
           Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
                    TimeElapsedColumn(), console=Console(stderr=True)) as progress):
         task = progress.add_task(f"{name} <- {input_path.name}", total=None)
-        stats = run_local(cache, name, input_path, output_dir, model_version, alias,
-                          on_rows=lambda n: progress.advance(task, n))
+        if workers > 1:
+            from functions.batch.workers import run_parallel
+
+            stats = run_parallel(cache, name, input_path, output_dir, workers, model_version, alias,
+                                 on_rows=lambda n: progress.advance(task, n))
+        else:
+            stats = run_local(cache, name, input_path, output_dir, model_version, alias,
+                              on_rows=lambda n: progress.advance(task, n))
     click.echo(f"rows in {stats.rows_in}, predicted {stats.rows_ok}, failed {stats.rows_failed}; "
                f"{stats.seconds_total:.2f} s -> {output_dir}")

@@ -13,6 +13,8 @@ from functions.batch.events import PoisonMessageError, objects_in
 from functions.batch.local import batch_threads
 from functions.batch.objects import data_bucket_factory
 from functions.batch.process import Processor
+from functions.batch.routing import after_deadline, receive_count, router_from
+from functions.core.errors import DeadlineError
 from functions.core.model_cache import model_cache_from
 from functions.core.settings import Settings, get_settings
 from functions.core.telemetry import log
@@ -23,8 +25,9 @@ def build_processor(settings: Settings, dispatcher: Dispatcher | None = None) ->
     settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
     if dispatcher is None and settings.batch_job_queue and settings.batch_job_definition:
         dispatcher = AwsBatchDispatcher(settings.batch_job_queue, settings.batch_job_definition)
+    router = router_from(settings)  # routes by estimated work; replaces the bytes threshold when configured
     return Processor(model_cache_from(settings), data_bucket_factory(settings.s3_endpoint_url), dispatcher,
-                     settings.batch_dispatch_bytes)
+                     0 if router else settings.batch_dispatch_bytes, router=router)
 
 
 _settings = get_settings()
@@ -52,7 +55,13 @@ def handle_sqs(records: list[dict[str, Any]], context: Any) -> list[str]:
             continue
         try:
             for item in objects_in(orjson.loads(record.get("body") or "")):
-                outcome = processor.process(item, out_of_time)
+                try:
+                    outcome = processor.process(item, out_of_time)
+                except DeadlineError:  # handed back only if a fresh Lambda can finish it; else re-routed or reported
+                    rerouted = after_deadline(processor, item, receive_count(record))
+                    if rerouted is None:
+                        raise
+                    outcome = rerouted
                 log("INFO", "batch input processed", key=item.key, etag=item.etag, outcome=outcome,
                     message_id=message_id)
         except (PoisonMessageError, orjson.JSONDecodeError) as exc:

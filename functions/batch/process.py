@@ -68,8 +68,9 @@ class Processor:
     """Runs the batch runner for objects named by events; shared by the Lambda handler and the worker."""
 
     def __init__(self, cache: ModelCache, data: BucketFactory, dispatcher: Dispatcher | None = None,
-                 dispatch_bytes: int = 0, job_id: str | None = None) -> None:
+                 dispatch_bytes: int = 0, job_id: str | None = None, router: Any = None) -> None:
         self.cache = cache
+        self.router = router  # functions.batch.routing.Router: routes by estimated work (fan-out, AWS Batch)
         self.data = data
         self.dispatcher = dispatcher
         self.dispatch_bytes = dispatch_bytes
@@ -89,6 +90,10 @@ class Processor:
         prefix = output_prefix(ref.name, version, ref.path, item.etag)
         if bucket.exists(f"{prefix}/report.json"):
             return "duplicate"
+        if self.router is not None:
+            _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix)
+            if routed is not None:
+                return str(routed)
         if self.dispatcher is not None and self.dispatch_bytes and item.size > self.dispatch_bytes:
             return self._dispatch(bucket, item, source, prefix)
         model = self.cache.get(ref.name, version)

@@ -110,7 +110,8 @@ def test_only_inputs_trigger_batch_predictions(dev: Synthesized) -> None:
 def test_functions_are_arm64_python312_traced_with_their_own_log_groups(dev: Synthesized) -> None:
     ours = [f for f in dev.resources("AWS::Lambda::Function").values()
             if str(f.get("Handler", "")).startswith("functions.")]
-    assert {f["Handler"] for f in ours} == {"functions.api.handler.handler", "functions.batch.handler.handler"}
+    assert {f["Handler"] for f in ours} == {"functions.api.handler.handler", "functions.batch.handler.handler",
+                                            "functions.batch.fanout_handler.handler"}
     for function in ours:
         assert function["Architectures"] == ["arm64"]
         assert function["Runtime"] == "python3.12"
@@ -176,18 +177,23 @@ def test_gpu_compute_scales_from_zero_in_private_subnets_with_flow_logs(dev: Syn
 
 
 def test_submit_job_is_allowed_only_on_the_queue_and_job_definition(dev: Synthesized) -> None:
-    (submit,) = [s for s in _statements(dev) if "batch:SubmitJob" in _as_list(s["Action"])]
-    resources = json.dumps(submit["Resource"])
-    assert "*" not in resources and len(submit["Resource"]) == 2
-    assert "JobQueue" in resources or "Queue" in resources
+    submits = [s for s in _statements(dev) if "batch:SubmitJob" in _as_list(s["Action"])]
+    assert len(submits) == 2  # the batch function's dispatch and the fan-out state machine's array jobs
+    for submit in submits:
+        resources = json.dumps(submit["Resource"])
+        assert len(submit["Resource"]) == 2 and ("JobQueue" in resources or "Queue" in resources)
+        assert "*" not in resources or (resources.count("*") == 1 and ':job-definition/*"' in resources)
 
 
 def test_no_action_wildcards_and_resource_wildcards_only_where_nothing_can_be_named(dev: Synthesized) -> None:
     # Services without resource-level permissions, and CDK's own notification handler.
     unnamed = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken",
                "s3:PutBucketNotification"}
+    from tests.infra.test_fanout_template import state_machine_statements
+
+    fanout = state_machine_statements(dev)  # CDK's grants for Step Functions: tests/infra/test_fanout_template.py
     for statement in _statements(dev):
-        if statement["Effect"] != "Allow" or "Action" not in statement:
+        if statement["Effect"] != "Allow" or "Action" not in statement or statement in fanout:
             continue
         actions = _as_list(statement["Action"])
         assert not [a for a in actions if "*" in a], statement

@@ -1,0 +1,206 @@
+"""Split one input object into line-aligned byte ranges, and rebuild a range as a file the runner can read.
+
+A range is ``[start, stop)`` of the object's bytes. For ``.csv`` and ``.jsonl`` every range starts at the
+beginning of a line and ends just after a newline (or at the end of the object); ``.csv`` ranges start after
+the header, which each part gets prepended (``header`` is its length). For ``.npy`` ranges hold whole rows
+after the header (``header`` is the data offset); the part gets a fresh header for its rows.
+``first_line`` is the physical line number (``.npy``: row number) of the range's first row in the whole
+object, so a part's predictions carry the same line numbers as a single run over the whole file.
+
+Line numbers need the newlines before each range: they are counted once, range by range in parallel
+(reads at the speed of the source; for S3 many concurrent range GETs).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import numpy as np
+
+from functions.batch.formats import Chunk, UnreadableInputError, _npy_header
+
+BLOCK = 1 << 20
+HEAD_BYTES = 256 * 1024
+COUNT_THREADS = 16
+
+
+class ByteSource(Protocol):
+    """Reads byte ranges of one object (a local file, or one version of an S3 object)."""
+
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)``."""
+
+    def stream(self, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``[start, stop)`` in blocks."""
+
+
+class FileSource:
+    """A local file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+
+    def read(self, start: int, stop: int) -> bytes:
+        return b"".join(self.stream(start, stop))
+
+    def stream(self, start: int, stop: int) -> Iterator[bytes]:
+        with self.path.open("rb") as f:
+            f.seek(start)
+            left = max(0, min(stop, self.size) - start)
+            while left:
+                block = f.read(min(BLOCK, left))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
+
+
+class S3Source:
+    """One version (``etag``) of an S3 object, read by ranged GETs with ``If-Match``: a replaced object fails
+    the read (412) instead of mixing two versions."""
+
+    def __init__(self, client: Any, bucket: str, key: str, etag: str, size: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.etag = etag
+        self.size = size
+
+    def read(self, start: int, stop: int) -> bytes:
+        return b"".join(self.stream(start, stop))
+
+    def stream(self, start: int, stop: int) -> Iterator[bytes]:
+        stop = min(stop, self.size)
+        if stop <= start:
+            return
+        response = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{stop - 1}",
+                                          IfMatch=f'"{self.etag}"')
+        yield from response["Body"].iter_chunks(BLOCK)
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """One part of an input: bytes ``[start, stop)``, its first line number and the header to prepend."""
+
+    start: int
+    stop: int
+    first_line: int
+    header: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> ByteRange:
+        """From an event's ``range`` object; ValueError if it is not one."""
+        if not isinstance(value, dict):
+            raise ValueError("range must be an object with start, stop, first_line and header")
+        try:
+            found = cls(**{name: int(value[name]) for name in ("start", "stop", "first_line", "header")})
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("range must hold integers start, stop, first_line and header") from None
+        if not 0 <= found.start <= found.stop or found.first_line < 1 or found.header < 0:
+            raise ValueError(f"range {value} is not a valid byte range")
+        return found
+
+
+def split(source: ByteSource, fmt: str, part_bytes: int) -> list[ByteRange]:
+    """Line-aligned (``.npy``: row-aligned) ranges of about ``part_bytes`` each; always at least one."""
+    part_bytes = max(1, part_bytes)
+    if fmt == ".npy":
+        return _split_npy(source, part_bytes)
+    head = source.read(0, min(source.size, HEAD_BYTES))
+    header = 0
+    if fmt == ".csv":
+        header = _line_end(source, 0, head)
+    cuts = [header]
+    nominal = header + part_bytes
+    while nominal < source.size:
+        boundary = _line_end(source, nominal - 1)
+        if boundary > cuts[-1]:
+            cuts.append(boundary)
+        nominal = max(boundary, nominal) + part_bytes
+    if cuts[-1] < source.size or len(cuts) == 1:
+        cuts.append(source.size)
+    spans = list(itertools.pairwise(cuts))
+    with ThreadPoolExecutor(min(COUNT_THREADS, len(spans))) as pool:
+        newlines = list(pool.map(lambda span: _count_newlines(source, *span), spans))
+    first = 2 if fmt == ".csv" else 1
+    ranges = []
+    for (start, stop), count in zip(spans, newlines, strict=True):
+        ranges.append(ByteRange(start, stop, first, header))
+        first += count
+    return ranges
+
+
+def _line_end(source: ByteSource, at: int, head: bytes | None = None) -> int:
+    """The offset just after the first newline at or after ``at`` (the object's size if there is none)."""
+    position = at
+    while position < source.size:
+        window = head if head is not None and position == 0 else source.read(position, position + 64 * 1024)
+        head = None
+        if not window:
+            break
+        found = window.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(window)
+    return source.size
+
+
+def _count_newlines(source: ByteSource, start: int, stop: int) -> int:
+    return sum(block.count(b"\n") for block in source.stream(start, stop))
+
+
+def npy_layout(source: ByteSource) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """(shape, dtype, data offset) from the header of a ``.npy`` object; UnreadableInputError if unusable."""
+    head = source.read(0, min(source.size, HEAD_BYTES))
+    f = io.BytesIO(head)
+    shape, dtype = _npy_header(f, source.size)
+    if not shape:
+        raise UnreadableInputError(".npy holds a scalar, not rows")
+    return shape, dtype, f.tell()
+
+
+def _split_npy(source: ByteSource, part_bytes: int) -> list[ByteRange]:
+    shape, dtype, offset = npy_layout(source)
+    row_bytes = max(1, dtype.itemsize * math.prod(shape[1:]))
+    rows_per_part = max(1, part_bytes // row_bytes)
+    starts = range(0, shape[0], rows_per_part) if shape[0] else range(1)
+    return [ByteRange(offset + row * row_bytes, offset + min(shape[0], row + rows_per_part) * row_bytes, row + 1,
+                      offset) for row in starts]
+
+
+def materialize(source: ByteSource, fmt: str, part: ByteRange, dest: IO[bytes]) -> int:
+    """Write the range as a file the runner reads (header first); returns the line-number offset to add to
+    the runner's line numbers to get the whole object's."""
+    if fmt == ".npy":
+        shape, dtype, _ = npy_layout(source)
+        row_bytes = max(1, dtype.itemsize * math.prod(shape[1:]))
+        rows = (part.stop - part.start) // row_bytes
+        np.lib.format.write_array_header_2_0(dest, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                    "fortran_order": False, "shape": (rows, *shape[1:])})
+    elif part.header:
+        dest.write(source.read(0, part.header))
+    for block in source.stream(part.start, part.stop):
+        dest.write(block)
+    return part.first_line - (2 if fmt == ".csv" else 1)
+
+
+def renumber(chunks: Iterator[Chunk], offset: int) -> Iterator[Chunk]:
+    """Shift the line numbers of every row (good and bad) by ``offset``."""
+    for chunk in chunks:
+        if offset:
+            chunk.lines = [line + offset for line in chunk.lines]
+            chunk.bad = [(line + offset, reason) for line, reason in chunk.bad]
+        yield chunk

@@ -1,0 +1,100 @@
+"""``maas batch --workers N``: the fan-out on one machine. The same split, part and merge code as Step
+Functions and AWS Batch run, with processes as the children; the output equals a single worker's
+(predictions.jsonl and errors.jsonl are the parts' files concatenated in order, same report counts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from functions.batch.formats import input_format
+from functions.batch.local import OUTPUT_FILES
+from functions.batch.merge import merge_reports, ranges_document
+from functions.batch.part import PART_FILES, part_folder, run_part
+from functions.batch.ranges import ByteRange, FileSource, split
+from functions.batch.report import make_report, model_info
+from functions.batch.runner import RunStats
+from functions.core.errors import AlreadyExistsError
+from functions.core.model_cache import ModelCache
+from functions.core.settings import Settings
+from functions.core.store import open_store
+
+MAX_PART_BYTES = 256 * 1024 * 1024
+_worker_cache: dict[str, ModelCache] = {}
+
+
+def local_ranges(source: FileSource, fmt: str, workers: int) -> list[ByteRange]:
+    """About one range per worker (more for inputs over MAX_PART_BYTES per worker)."""
+    parts = max(workers, math.ceil(source.size / MAX_PART_BYTES))
+    return split(source, fmt, math.ceil(source.size / parts) or 1)
+
+
+def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, workers: int,
+                 version: str | None = None, alias: str | None = None,
+                 on_rows: Callable[[int], None] | None = None) -> RunStats:
+    """Split, run the parts in ``workers`` processes, merge into ``output`` (report.json last)."""
+    fmt = input_format(source_path.name)
+    if not source_path.is_file():
+        raise FileNotFoundError(f"input {source_path} does not exist")
+    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
+    if taken:
+        raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
+    model = cache.get(name, version, alias)
+    threads = max(1, cache.settings.intra_op_threads // workers)  # the cores shared by the workers
+    settings = dataclasses.replace(cache.settings, intra_op_threads=threads)
+    started = time.perf_counter()
+    source = FileSource(source_path)
+    ranges = local_ranges(source, fmt, workers)
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output, prefix=".maas-batch-") as tmp:
+        work = Path(tmp)
+        (work / "ranges.json").write_bytes(ranges_document(ranges))
+        jobs = [(settings, model.name, model.version, str(source_path), fmt, i, r.as_dict(),
+                 str(work / part_folder("", i).lstrip("/"))) for i, r in enumerate(ranges)]
+        reports: list[dict[str, Any] | None] = []
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork under ORT threads
+            for report in pool.map(_part_in_process, jobs):
+                reports.append(report)
+                if on_rows:
+                    on_rows(report["rows"]["in"])
+        for name_ in PART_FILES:
+            with (work / name_).open("wb") as merged:
+                for i in range(len(ranges)):
+                    with (work / part_folder("", i).lstrip("/") / name_).open("rb") as part:
+                        shutil.copyfileobj(part, merged)
+        totals = merge_reports(ranges, reports)
+        stats: RunStats = totals["stats"]
+        stats.seconds_total = time.perf_counter() - started
+        body = make_report("ok", {"path": str(source_path), "bytes": source.size, "format": fmt}, model_info(model),
+                           stats, {n: str(output / n) for n in PART_FILES}, workers=workers,
+                           parts={"total": len(ranges), "ok": len(ranges), "failed": []})
+        (work / "report.json").write_bytes(body)
+        for name_ in OUTPUT_FILES:  # report last: its presence marks a complete output
+            os.link(work / name_, output / name_)
+    return stats
+
+
+def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int], str]) -> dict[str, Any]:
+    """One part in a worker process (one model load per process); returns the part report."""
+    settings, name, version, path, fmt, index, range_, folder = job
+    cache = _worker_cache.get(settings.store)
+    if cache is None:
+        cache = _worker_cache[settings.store] = ModelCache(open_store(settings.store), settings)
+    model = cache.get(name, version)
+    work = Path(folder)
+    work.mkdir(parents=True)
+    stats = run_part(model, FileSource(Path(path)), fmt, ByteRange.from_dict(range_), work,
+                     settings.batch_chunk_rows, settings.batch_max_line_bytes)
+    return dict(orjson.loads(make_report("ok", {"part": index, "range": range_}, model_info(model), stats)))
