@@ -71,6 +71,11 @@ class StageConfig(_Camel):
     # "functionUrl": a Lambda Function URL (IAM auth) instead of the HTTP API: no per-request fee, but no JWT
     # authorizer, no stage throttling and no access logs (docs/cost.md).
     front_door: Literal["httpApi", "functionUrl"] = "httpApi"
+    capture_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    capture_retention_days: int = Field(default=90, ge=1, le=3650)
+    drift_schedule: str = Field(default="cron(30 0 * * ? *)", pattern=r"^(rate|cron)\(.+\)$")
+    drift_memory_mb: int = Field(default=1024, ge=256, le=10240)
+    drift_timeout_seconds: int = Field(default=900, ge=60, le=900)
 
     @model_validator(mode="after")
     def _consistent(self) -> StageConfig:
