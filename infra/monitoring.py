@@ -27,7 +27,7 @@ from infra.access import grant_key, grant_objects
 from infra.foundation import Foundation
 from infra.lambda_function import service_function
 from infra.model_store import MODELS, ModelStore
-from infra.observability import FIVE_MINUTES, METRIC_NAMESPACE, Observability
+from infra.observability import METRIC_NAMESPACE, Observability
 from infra.prediction_api import PredictionApi
 
 CAPTURE = "capture"
@@ -161,6 +161,6 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(title="Drift: features over threshold, captured records", width=8, period=day,
                                    left=[search("FeaturesOverThreshold", "features over 0.25")],
                                    right=[search("CapturedRecords", "captured records")]),
-            cloudwatch.AlarmWidget(title="Drift alarm", alarm=self.alarm, width=8, period=FIVE_MINUTES),
+            cloudwatch.AlarmWidget(title="Drift alarm", alarm=self.alarm, width=8),
         )
 
