@@ -134,3 +134,21 @@ def test_versions_without_a_profile_report_no_reference(monitor_store: LocalStor
     assert result.returncode == 0 and "no reference" in result.stdout
     missing = _maas(monitor_store, "drift", "cancer-mlp", "--input", str(tmp_path / "absent.csv"))
     assert missing.returncode == 10 and "absent.csv" in missing.stderr
+
+
+def test_batch_report_carries_the_drift_summary_of_its_rows(monitor_store: LocalStore, tmp_path: Path) -> None:
+    from functions.batch.local import run_local
+
+    names, shifted = _cancer(shift=True)
+    source = _csv(tmp_path / "rows.csv", names, shifted)
+    with source.open("a") as f:
+        f.write(",".join(["oops"] * len(names)) + "\n")  # a bad row: reported, not profiled
+    settings = Settings(store=monitor_store.uri, batch_chunk_rows=16)  # several chunks
+    run_local(ModelCache(monitor_store, settings), "cancer-mlp", source, tmp_path / "out")
+    report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
+    assert report["rows"] == {"in": len(shifted) + 1, "ok": len(shifted), "failed": 1}
+    assert report["drift"]["rows"] == len(shifted)
+    assert sorted(report["drift"]["features_over_threshold"]) == ["mean texture", "worst area"]
+    old = run_local(ModelCache(monitor_store, settings), "cancer-mlp", source, tmp_path / "old", version=OLD_VERSION)
+    assert old.rows_ok == len(shifted)
+    assert orjson.loads((tmp_path / "old" / "report.json").read_bytes())["drift"]["status"] == "no_reference"
