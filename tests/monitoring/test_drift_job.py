@@ -108,3 +108,12 @@ def test_unknown_model_in_capture_is_reported_without_stopping_the_others(deploy
     result: dict[str, Any] = drift_job.handler({"day": DAY}, None)
     statuses = {(v["model"], v["version"]): v["status"] for v in result["versions"]}
     assert statuses[("ghost-model", "1")] == "error" and statuses[("cancer-mlp", "1")] == "drift"
+
+
+def test_maas_drift_reads_a_capture_partition_from_s3(deployed: tuple[S3Store, str]) -> None:
+    from model_build.drift_command import drift_report, over_threshold
+
+    _, bucket = deployed
+    report = drift_report("cancer-mlp", f"s3://{bucket}/capture/cancer-mlp/1/{DAY}/", "1", None, None)
+    assert report["records"] == 172 and report["features_over_threshold"] == ["worst area"]
+    assert over_threshold(report, 0.25) and not over_threshold(report, 100.0)
