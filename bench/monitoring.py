@@ -105,6 +105,14 @@ def _write_capture(path: Path, count: int) -> int:
     return path.stat().st_size
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def drift_child(store_uri: str, capture_file: str) -> None:
     """Run in a fresh process: the drift job's reader and tracker over one gzipped capture object."""
     from functions.core import catalog
@@ -121,7 +129,7 @@ def drift_child(store_uri: str, capture_file: str) -> None:
     feeder.add_lines(file_lines([Path(capture_file)]))
     report = feeder.tracker.report()
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     print(json.dumps({"records": feeder.records, "seconds": seconds, "peak_rss_mb": peak_mb,
                       "status": report["status"]}))
 

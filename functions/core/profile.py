@@ -172,7 +172,7 @@ def input_matrix(spec: Preprocessing, instances: Sequence[Any] | npt.NDArray[Any
     if isinstance(spec, TabularPreprocessing):
         if isinstance(instances, np.ndarray) or not isinstance(instances[0], Mapping):
             return _numeric(instances, len(names))
-        return np.array([[_number(row.get(n)) for n in names] for row in instances], dtype=np.float64)
+        return _dict_rows(instances, names)
     rows: list[Mapping[str, Any]] = []
     raw = [i for i in instances if isinstance(i, str)]
     computed = iter(text_stats(preprocessor, raw)) if raw and preprocessor is not None else iter(())
@@ -181,7 +181,16 @@ def input_matrix(spec: Preprocessing, instances: Sequence[Any] | npt.NDArray[Any
             rows.append(instance)
         else:
             rows.append(next(computed, {}))
-    return np.array([[_number(row.get(n)) for n in names] for row in rows], dtype=np.float64)
+    return _dict_rows(rows, names)
+
+
+def _dict_rows(rows: Sequence[Mapping[str, Any]], names: list[str]) -> npt.NDArray[np.float64]:
+    """Feature dicts as a matrix: one conversion when every value is a number (missing ones NaN), else cell by
+    cell (hashed or non-numeric values become NaN)."""
+    try:
+        return np.array([[row.get(n, math.nan) for n in names] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([[_number(row.get(n)) for n in names] for row in rows], dtype=np.float64)
 
 
 def _number(value: Any) -> float:
