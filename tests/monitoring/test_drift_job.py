@@ -111,7 +111,7 @@ def test_unknown_model_in_capture_is_reported_without_stopping_the_others(deploy
 
 
 def test_maas_drift_reads_a_capture_partition_from_s3(deployed: tuple[S3Store, str]) -> None:
-    from model_build.drift_command import drift_report, over_threshold
+    from maas.drift import drift_report, over_threshold
 
     _, bucket = deployed
     report = drift_report("cancer-mlp", f"s3://{bucket}/capture/cancer-mlp/1/{DAY}/", "1", None, None)

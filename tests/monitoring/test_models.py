@@ -99,7 +99,7 @@ def test_text_model_flags_out_of_domain_text(monitor_store: LocalStore) -> None:
 
 def _maas(store: LocalStore, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MAAS_STORE": store.uri}
-    return subprocess.run([sys.executable, "-m", "model_build.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "maas", *args], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
 
 
