@@ -89,6 +89,9 @@ def parse_masks(text: str | None) -> dict[str, MaskRules]:
     return masks
 
 
+NO_RULES = MaskRules()
+
+
 class Sink(Protocol):
     def write(self, record: dict[str, Any], line: bytes) -> None:
         """Deliver one serialized record (may raise: the caller counts it as dropped)."""
@@ -148,7 +151,9 @@ class Capture:
     dropped: int = 0
 
     def rules(self, model: str) -> MaskRules:
-        return self.masks.get(model) or self.masks.get("*") or MaskRules()
+        if not self.masks:
+            return NO_RULES
+        return self.masks.get(model) or self.masks.get("*") or NO_RULES
 
 
 _state = Capture()
@@ -207,12 +212,24 @@ def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: An
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
                 capture: Capture) -> dict[str, Any]:
     """The capture record: model, version, day, time, request id, masked inputs and compact outputs."""
-    now = datetime.now(UTC)
+    day, stamp = _clock()
     rules = capture.rules(model.name)
-    return {MARKER: 1, "model": model.name, "version": model.version, "day": now.strftime("%Y-%m-%d"),
-            "time": now.isoformat(timespec="milliseconds"), "request_id": request_id,
-            "inputs": masked_inputs(model, instances, rules, capture.hash_key),
+    return {MARKER: 1, "model": model.name, "version": model.version, "day": day, "time": stamp,
+            "request_id": request_id, "inputs": masked_inputs(model, instances, rules, capture.hash_key),
             "outputs": compact_outputs(model, output)}
+
+
+_second: list[Any] = [-1, "", ""]
+
+
+def _clock() -> tuple[str, str]:
+    """(UTC day, ISO time with milliseconds); the date part is formatted once per second."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        moment = datetime.fromtimestamp(second, UTC)
+        _second[:] = [second, moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m-%dT%H:%M:%S")]
+    return _second[1], f"{_second[2]}.{int((now - second) * 1000):03d}Z"
 
 
 def masked_inputs(model: LoadedModel, instances: Sequence[Any] | np.ndarray, rules: MaskRules, key: bytes) -> list[Any]:
@@ -222,8 +239,12 @@ def masked_inputs(model: LoadedModel, instances: Sequence[Any] | np.ndarray, rul
     kind = spec.kind
     if kind == "tabular":
         names: list[str] = spec.features  # type: ignore[union-attr]
-        rows = []
+        masking = bool(rules.drop or rules.hash)
+        rows: list[Any] = []
         for instance in instances:
+            if not masking and isinstance(instance, Mapping):
+                rows.append(instance)  # serialized at once: no copy needed
+                continue
             row = dict(instance) if isinstance(instance, Mapping) else dict(zip(names, _plain(instance), strict=False))
             for name in rules.drop:
                 row.pop(name, None)
@@ -256,13 +277,16 @@ def _hashed(value: Any, key: bytes) -> str:
 
 def compact_outputs(model: LoadedModel, output: Any) -> list[dict[str, Any]]:
     """Classifiers: label and its probability; regressors: value; embedding models: the embedding (rounded)."""
-    array = np.asarray(output)
     task = model.manifest.task
     if task == "classification":
-        labels = model.manifest.labels or [str(i) for i in range(array.shape[1])]
-        best = array.argmax(axis=1)
-        top = array[np.arange(len(array)), best].astype(np.float64).round(4)
-        return [{"label": labels[i], "probability": p} for i, p in zip(best.tolist(), top.tolist(), strict=True)]
+        rows = output.tolist() if isinstance(output, np.ndarray) else list(output)
+        labels = model.manifest.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
+        shaped = []
+        for row in rows:
+            best = max(range(len(row)), key=row.__getitem__)
+            shaped.append({"label": labels[best], "probability": round(row[best], 4)})
+        return shaped
+    array = np.asarray(output)
     if task == "regression":
         return [{"value": v} for v in array.reshape(len(array), -1)[:, 0].astype(np.float64).tolist()]
     return [{"embedding": row} for row in array.astype(np.float64).round(EMBEDDING_DIGITS).tolist()]
