@@ -12,6 +12,8 @@ from infra.config import StageConfig
 from tests.infra.conftest import Synthesized, synthesize
 
 DEFAULTS = StageConfig()
+OBJECT_PREFIX_ENDINGS = ('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}', '/capture/*"]]}', '/capture-errors/*"]]}',
+                         '/drift/*"]]}')
 
 
 def _statements(synth: Synthesized) -> list[dict[str, Any]]:
@@ -197,7 +199,7 @@ def test_no_action_wildcards_and_resource_wildcards_only_where_nothing_can_be_na
         else:
             for resource in _as_list(statement.get("Resource", [])):
                 text = json.dumps(resource)
-                assert "*" not in text or text.endswith(('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}')), text
+                assert "*" not in text or text.endswith(OBJECT_PREFIX_ENDINGS), text
 
 
 def test_dashboard_and_alarms(dev: Synthesized) -> None:
