@@ -74,6 +74,11 @@ class StageConfig(_Camel):
     fanout_max_concurrency: int = Field(default=100, ge=1, le=10_000)
     fanout_rows_per_part: int = Field(default=200_000, ge=1)
     fanout_timeout_hours: int = Field(default=24, ge=1, le=8760)
+    capture_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    capture_retention_days: int = Field(default=90, ge=1, le=3650)
+    drift_schedule: str = Field(default="cron(30 0 * * ? *)", pattern=r"^(rate|cron)\(.+\)$")
+    drift_memory_mb: int = Field(default=1024, ge=256, le=10240)
+    drift_timeout_seconds: int = Field(default=900, ge=60, le=900)
 
     @model_validator(mode="after")
     def _consistent(self) -> StageConfig:

@@ -14,6 +14,7 @@ from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
 from infra.key_conditions import ServicePrincipalConditions
 from infra.model_store import ModelStore
+from infra.monitoring import Monitoring
 from infra.observability import Observability
 from infra.prediction_api import PredictionApi
 
@@ -39,6 +40,9 @@ class MaasStack(Stack):
         self.observability = Observability(self, "Observability", foundation=foundation, api=self.api,
                                            batch_events=self.batch_events, gpu_batch=self.gpu_batch,
                                            fanout=self.fanout)
+        self.monitoring = Monitoring(self, "Monitoring", foundation=foundation, api=self.api,
+                                     data_bucket=self.batch_events.bucket, store=self.store)
+        self.monitoring.add_to(self.observability)
 
         Aspects.of(self).add(ServicePrincipalConditions({
             (self.batch_events.queue_key.node.path, "s3.amazonaws.com"): self.batch_events.bucket.bucket_arn}))

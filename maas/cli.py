@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "batch": "maas.batch:batch_command",
     "cost": "maas.cost:command",
     "capacity": "maas.capacity:command",
+    "drift": "maas.drift:drift_command",
 }
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import os
 import socket
+from pathlib import Path
 
 import click
 
@@ -37,9 +38,15 @@ def bind(host: str, port: int) -> socket.socket:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--batch-outputs", default=None, metavar="DIR-or-URI",
               help="Folder or s3://BUCKET/PREFIX whose batch outputs the console lists (else $MAAS_BATCH_OUTPUTS).")
-def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None) -> None:
+@click.option("--capture", "capture_dir", default=None, type=click.Path(path_type=Path),
+              help="Write sampled prediction records (MAAS_CAPTURE_RATE, default all) as JSON lines under DIR.")
+def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None, capture_dir: Path | None) -> None:
     """Serve the prediction API and the web console (/console; the same ASGI app as Lambda) with uvicorn."""
     sock = bind(host, port)
+    if capture_dir is not None:
+        from functions.core import capture
+
+        capture.configure(directory=capture_dir)
     import uvicorn
 
     from functions.api.front import create_front

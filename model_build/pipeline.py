@@ -24,7 +24,7 @@ from functions.core.names import check_model_name
 from functions.core.preprocessing import make_preprocessor
 from functions.core.settings import get_settings
 from functions.core.store import Store
-from model_build import card, evaluate, gates, provenance, tail, variants
+from model_build import card, evaluate, gates, profile_build, provenance, tail, variants
 from model_build.contracts import Dataset, Fitted, Recipe
 from model_build.export import OUTPUT_NAMES, ServingHead, export_onnx, torch_predict
 from model_build.reporting import Reporter as Reporter
@@ -96,6 +96,8 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
         )
         plots = _plots(work, recipe, history, draft, outputs[selection.targets["cpu"]], data.y_test)
         files = tail.shipped_files(candidates, selection, work, plots, fitted.files)
+        files[profile_build.PROFILE_FILE] = profile_build.write_profile(work, recipe, fitted, data,
+                                                                        outputs[selection.targets["cpu"]])
         return tail.publish(store, draft, files, work, data.source, plots, reporter, started)
 
 

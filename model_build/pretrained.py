@@ -29,7 +29,7 @@ from functions.core.names import check_model_name
 from functions.core.preprocessing import TokenizerPreprocessor
 from functions.core.settings import get_settings
 from functions.core.store import Store
-from model_build import card, evaluate, gates, provenance, tail
+from model_build import card, evaluate, gates, profile_build, provenance, tail
 from model_build.contracts import PretrainedEncoder as PretrainedEncoder
 from model_build.reporting import Reporter
 from model_build.variants import Candidate
@@ -124,6 +124,8 @@ def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = F
         card.plot_variants(draft, work / card.VARIANTS_PLOT)
         plots = [card.VARIANTS_PLOT]
         files = tail.shipped_files(candidates, selection, work, plots, {TOKENIZER_FILE: tokenizer_json})
+        files[profile_build.PROFILE_FILE] = profile_build.write_pretrained_profile(work, spec, tokenizer_json, texts,
+                                                                                   fp32_out)
         return tail.publish(store, draft, files, work, recipe.source, plots, reporter, started)
 
 

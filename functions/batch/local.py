@@ -12,6 +12,7 @@ from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
 from functions.core.errors import AlreadyExistsError
 from functions.core.model_cache import ModelCache
+from functions.drift.batch import batch_drift
 
 OUTPUT_FILES = ("predictions.jsonl", "errors.jsonl", "report.json")
 
@@ -38,7 +39,8 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
         with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
             chunks = read_chunks(source, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
                                  settings.batch_max_line_bytes)
-            stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows)
+            stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows,
+                              drift=batch_drift(cache.store, model))
         (work / "report.json").write_bytes(make_report(
             "ok", {"path": str(source), "bytes": source.stat().st_size, "format": fmt}, model_info(model), stats,
             {name: str(output / name) for name in OUTPUT_FILES[:2]}))

@@ -31,6 +31,7 @@ from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
 from functions.core.store import check_key
 from functions.core.telemetry import emit_batch_metrics
+from functions.drift.batch import batch_drift
 
 FAILED = "outputs/_failed"
 MAX_KEY_BYTES = 1024
@@ -112,7 +113,8 @@ class Processor:
                 try:
                     chunks = read_chunks(local, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
                                          settings.batch_max_line_bytes)
-                    stats = run_batch(model, chunks, predictions, errors, out_of_time)
+                    stats = run_batch(model, chunks, predictions, errors, out_of_time,
+                                      drift=batch_drift(self.cache.store, model))
                 except UnreadableInputError as exc:
                     return self._fail(bucket, item, source, exc.message)
             outputs = {name: f"{prefix}/{name}" for name in ("predictions.jsonl", "errors.jsonl")}

@@ -29,4 +29,6 @@ def make_report(status: str, source: dict[str, Any], model: dict[str, Any] | Non
                                 "total": round(stats.seconds_total, 4), "inference": round(stats.seconds_inference, 4)},
                             "outputs": outputs, "error": error,
                             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), **extra}
+    if stats is not None and "drift" in stats.extra:
+        body["drift"] = stats.extra["drift"]
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)

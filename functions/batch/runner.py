@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from functions.core.errors import DeadlineError, InvalidInputError
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
 from functions.core.service import PredictionService
+
+if TYPE_CHECKING:
+    from functions.drift.batch import BatchDrift
 
 NEWLINE = orjson.OPT_APPEND_NEWLINE
 PENDING = 2
@@ -47,7 +50,7 @@ class RunStats:
 
 def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes], errors: IO[bytes],
               out_of_time: Callable[[], bool] | None = None,
-              on_chunk: Callable[[int], None] | None = None) -> RunStats:
+              on_chunk: Callable[[int], None] | None = None, drift: BatchDrift | None = None) -> RunStats:
     """Predict every readable, valid row; report every other row. Raises DeadlineError between chunks.
 
     Writing overlaps inference: while the session runs chunk N (onnxruntime releases the GIL), one writer
@@ -71,6 +74,8 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
                     infer_started = time.perf_counter()
                     output = PredictionService.run(model, tensors)
                     stats.seconds_inference += time.perf_counter() - infer_started
+                    if drift is not None:
+                        drift.add_chunk(chunk, good_lines, output)
                 while len(pending) >= PENDING:
                     pending.popleft().result()
                 pending.append(writer.submit(_write, model, output, good_lines, bad, predictions, errors))
@@ -84,6 +89,8 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
             for future in pending:
                 future.cancel()
     stats.seconds_total = time.perf_counter() - started
+    if drift is not None:
+        stats.extra["drift"] = drift.summary()
     return stats
 
 

@@ -184,3 +184,15 @@ def _valid_alias(alias: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+def drift_report_key(name: str, version: str, day: str) -> str:
+    """Where the drift job writes a version's report for ``day`` (YYYY-MM-DD)."""
+    return f"{version_prefix(name, version)}/drift/{day}.json"
+
+
+def put_drift_report(store: Store, name: str, version: str, day: str, report: bytes) -> str:
+    """Write (or rewrite, when a day is run again) a drift report next to the version; returns its key."""
+    key = drift_report_key(name, version, day)
+    store.put_bytes(key, report)
+    return key

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from functions.core import capture
 from functions.core.errors import (
     MaasError,
     ModelUnavailableError,
@@ -105,7 +106,9 @@ class PredictionService:
                 request_id: str, started: float | None = None) -> T:
         """Encode, run, decode with the codec's ``decode``, then count the request and emit its metrics."""
         started = time.perf_counter() if started is None else started
-        result = decode(model, self.run(model, self.encode(model, instances)))
+        output = self.run(model, self.encode(model, instances))
+        result = decode(model, output)
+        capture.record(model, instances, output, request_id)
         self.record(model, len(instances), started, request_id)
         return result
 

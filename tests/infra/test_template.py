@@ -12,6 +12,8 @@ from infra.config import StageConfig
 from tests.infra.conftest import Synthesized, synthesize
 
 DEFAULTS = StageConfig()
+OBJECT_PREFIX_ENDINGS = ('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}', '/capture/*"]]}', '/capture-errors/*"]]}',
+                         '/drift/*"]]}')
 
 
 def _statements(synth: Synthesized) -> list[dict[str, Any]]:
@@ -61,7 +63,7 @@ def test_every_bucket_and_queue_refuses_plain_http(dev: Synthesized) -> None:
 
     bucket_policies = list(dev.resources("AWS::S3::BucketPolicy").values())
     queue_policies = list(dev.resources("AWS::SQS::QueuePolicy").values())
-    assert len(bucket_policies) == 3 and len(queue_policies) == 3
+    assert len(bucket_policies) == 3 and len(queue_policies) == 4  # + the drift schedule's failed runs
     assert all(denies_insecure(p["PolicyDocument"]) for p in bucket_policies + queue_policies)
     model_store_tls = [s for p in bucket_policies for s in p["PolicyDocument"]["Statement"]
                        if "s3:TlsVersion" in json.dumps(s)]
@@ -74,8 +76,8 @@ def test_only_the_publisher_role_may_write_models(dev: Synthesized) -> None:
     assert len(denies) == 1
     assert "aws:PrincipalArn" in denies[0]["Condition"]["ArnNotEquals"]
     writers = [s for s in _statements(dev) if "s3:PutObject" in _as_list(s["Action"])
-               and "/models/*" in json.dumps(s["Resource"])]
-    assert len(writers) == 1  # the publisher's policy only
+               and "/models/*" in json.dumps(s["Resource"]) and "/drift/" not in json.dumps(s["Resource"])]
+    assert len(writers) == 1  # the publisher's policy only (the drift job writes reports only: test_monitoring)
 
 
 def test_queue_has_dlq_visibility_and_encryption(dev: Synthesized) -> None:
@@ -111,7 +113,8 @@ def test_functions_are_arm64_python312_traced_with_their_own_log_groups(dev: Syn
     ours = [f for f in dev.resources("AWS::Lambda::Function").values()
             if str(f.get("Handler", "")).startswith("functions.")]
     assert {f["Handler"] for f in ours} == {"functions.api.handler.handler", "functions.batch.handler.handler",
-                                            "functions.batch.fanout_handler.handler"}
+                                            "functions.batch.fanout_handler.handler",
+                                            "functions.drift.handler.handler"}
     for function in ours:
         assert function["Architectures"] == ["arm64"]
         assert function["Runtime"] == "python3.12"
@@ -202,7 +205,7 @@ def test_no_action_wildcards_and_resource_wildcards_only_where_nothing_can_be_na
         else:
             for resource in _as_list(statement.get("Resource", [])):
                 text = json.dumps(resource)
-                assert "*" not in text or text.endswith(('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}')), text
+                assert "*" not in text or text.endswith(OBJECT_PREFIX_ENDINGS), text
 
 
 def test_dashboard_and_alarms(dev: Synthesized) -> None:

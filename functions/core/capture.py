@@ -1,0 +1,303 @@
+"""Sampled prediction capture: a request's (masked) inputs and outputs as one JSON record, off the request path.
+
+``record(...)`` is called by every prediction; when capture is off it returns after one attribute check. When on,
+a share ``MAAS_CAPTURE_RATE`` of requests (0.0 to 1.0) is kept. Sinks:
+
+- in Lambda: one JSON line on stdout carrying ``"maas_capture": 1`` (no network call); a CloudWatch Logs
+  subscription filter routes those lines to Firehose, which partitions them by model/version/day into the data
+  bucket (``infra/monitoring.py``);
+- locally (``maas serve --capture DIR`` or ``MAAS_CAPTURE_DIR``): JSON lines in ``DIR/NAME/VERSION/DAY.jsonl``,
+  written by a background thread behind a bounded queue.
+
+A failing or missing sink never fails or slows a prediction: every error is caught and counted in ``dropped``.
+
+Masking (``MAAS_CAPTURE_MASK``: JSON, or ``@FILE`` holding it): an object of model name (or ``"*"`` for every
+model) to rules ``{"drop": [features], "hash": [features], "raw_text": false}``. Dropped features are left out,
+hashed ones replaced by ``"hmac:"`` + the first 16 hex digits of HMAC-SHA256 keyed with ``MAAS_CAPTURE_HASH_KEY``
+(set a secret key: unkeyed hashes of low-cardinality values can be reversed by trying every value). Raw text
+is never stored unless ``raw_text`` is true: only its length and token statistics are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import orjson
+
+if TYPE_CHECKING:
+    from functions.core.model_cache import LoadedModel
+
+ENV_CAPTURE_RATE = "MAAS_CAPTURE_RATE"
+ENV_CAPTURE_DIR = "MAAS_CAPTURE_DIR"
+ENV_CAPTURE_MASK = "MAAS_CAPTURE_MASK"
+ENV_CAPTURE_HASH_KEY = "MAAS_CAPTURE_HASH_KEY"
+MARKER = "maas_capture"
+MAX_RECORD_BYTES = 200_000  # CloudWatch Logs events are at most 256 KiB
+QUEUE_RECORDS = 10_000
+EMBEDDING_DIGITS = 4
+
+
+class CaptureConfigError(ValueError):
+    """A capture setting that cannot be used (raised at start-up, never during a request)."""
+
+
+@dataclass(frozen=True)
+class MaskRules:
+    """What to keep of one model's inputs."""
+
+    drop: frozenset[str] = frozenset()
+    hash: frozenset[str] = frozenset()
+    raw_text: bool = False
+
+
+def parse_masks(text: str | None) -> dict[str, MaskRules]:
+    """``MAAS_CAPTURE_MASK``: JSON text, or ``@PATH`` of a JSON file."""
+    if not text:
+        return {}
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CaptureConfigError(f"{ENV_CAPTURE_MASK} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CaptureConfigError(f"{ENV_CAPTURE_MASK} must be an object of model name -> rules")
+    masks = {}
+    for model, rules in raw.items():
+        if not isinstance(rules, dict) or set(rules) - {"drop", "hash", "raw_text"}:
+            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: rules are drop, hash and raw_text")
+        lists = {key: rules.get(key, []) for key in ("drop", "hash")}
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists.values()):
+            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: drop and hash are lists of feature names")
+        if not isinstance(rules.get("raw_text", False), bool):
+            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: raw_text is true or false")
+        masks[str(model)] = MaskRules(frozenset(lists["drop"]), frozenset(lists["hash"]),
+                                      bool(rules.get("raw_text", False)))
+    return masks
+
+
+NO_RULES = MaskRules()
+
+
+class Sink(Protocol):
+    def write(self, record: dict[str, Any], line: bytes) -> None:
+        """Deliver one serialized record (may raise: the caller counts it as dropped)."""
+
+
+class StdoutSink:
+    """One line on stdout; in Lambda, CloudWatch Logs takes it from there."""
+
+    def write(self, record: dict[str, Any], line: bytes) -> None:
+        sys.stdout.write(line.decode())
+
+
+class DirectorySink:
+    """``DIR/NAME/VERSION/DAY.jsonl``, appended by one background thread; a full queue drops records."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.queue: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue(maxsize=QUEUE_RECORDS)
+        self.failed = 0
+        self.written = 0
+        self._thread = threading.Thread(target=self._drain, name="maas-capture", daemon=True)
+        self._thread.start()
+
+    def write(self, record: dict[str, Any], line: bytes) -> None:
+        self.queue.put_nowait((record, line))  # queue.Full is a drop
+
+    def _drain(self) -> None:
+        while True:
+            record, line = self.queue.get()
+            try:
+                folder = self.root / record["model"] / record["version"]
+                folder.mkdir(parents=True, exist_ok=True)
+                with (folder / f"{record['day']}.jsonl").open("ab") as f:
+                    f.write(line)
+                self.written += 1
+            except Exception:  # a dead sink must never reach a request
+                self.failed += 1
+            finally:
+                self.queue.task_done()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until queued records are written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+@dataclass
+class Capture:
+    """The process's capture settings and counters."""
+
+    rate: float = 0.0
+    sink: Sink | None = None
+    masks: dict[str, MaskRules] = field(default_factory=dict)
+    hash_key: bytes = b""
+    captured: int = 0
+    dropped: int = 0
+
+    def rules(self, model: str) -> MaskRules:
+        if not self.masks:
+            return NO_RULES
+        return self.masks.get(model) or self.masks.get("*") or NO_RULES
+
+
+_state = Capture()
+
+
+def configure(rate: float | None = None, directory: Path | None = None, masks: str | None = None,
+              env: Mapping[str, str] | None = None) -> Capture:
+    """Set capture up from arguments, else the environment; returns the new state. Bad settings raise here, at
+    start-up. In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) the sink is stdout; elsewhere a directory, if any."""
+    global _state
+    env = os.environ if env is None else env
+    directory = directory or (Path(env[ENV_CAPTURE_DIR]) if env.get(ENV_CAPTURE_DIR) else None)
+    if rate is None:
+        default = 1.0 if directory is not None else 0.0
+        try:
+            rate = float(env.get(ENV_CAPTURE_RATE) or default)
+        except ValueError:
+            raise CaptureConfigError(f"{ENV_CAPTURE_RATE} must be a number from 0 to 1") from None
+    if not 0.0 <= rate <= 1.0:
+        raise CaptureConfigError(f"{ENV_CAPTURE_RATE} must be a number from 0 to 1, got {rate}")
+    sink: Sink | None = None
+    if directory is not None:
+        sink = DirectorySink(directory)
+    elif env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        sink = StdoutSink()
+    _state = Capture(rate=rate if sink is not None else 0.0, sink=sink,
+                     masks=parse_masks(masks if masks is not None else env.get(ENV_CAPTURE_MASK)),
+                     hash_key=env.get(ENV_CAPTURE_HASH_KEY, "").encode())
+    return _state
+
+
+def state() -> Capture:
+    return _state
+
+
+def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str) -> None:
+    """Capture one prediction request, sampled; never raises and costs one attribute check when off."""
+    capture = _state
+    if not capture.rate:
+        return
+    try:
+        if capture.rate < 1.0 and random.random() >= capture.rate:
+            return
+        assert capture.sink is not None
+        document = make_record(model, instances, output, request_id, capture)
+        line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        if len(line) > MAX_RECORD_BYTES:
+            document = _truncated(document, len(line))
+            line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        capture.sink.write(document, line)
+        capture.captured += 1
+    except Exception:  # capture must never fail a prediction
+        capture.dropped += 1
+
+
+def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
+                capture: Capture) -> dict[str, Any]:
+    """The capture record: model, version, day, time, request id, masked inputs and compact outputs."""
+    day, stamp = _clock()
+    rules = capture.rules(model.name)
+    return {MARKER: 1, "model": model.name, "version": model.version, "day": day, "time": stamp,
+            "request_id": request_id, "inputs": masked_inputs(model, instances, rules, capture.hash_key),
+            "outputs": compact_outputs(model, output)}
+
+
+_second: list[Any] = [-1, "", ""]
+
+
+def _clock() -> tuple[str, str]:
+    """(UTC day, ISO time with milliseconds); the date part is formatted once per second."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        moment = datetime.fromtimestamp(second, UTC)
+        _second[:] = [second, moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m-%dT%H:%M:%S")]
+    return _second[1], f"{_second[2]}.{int((now - second) * 1000):03d}Z"
+
+
+def masked_inputs(model: LoadedModel, instances: Sequence[Any] | np.ndarray, rules: MaskRules, key: bytes) -> list[Any]:
+    """Inputs as stored: tabular rows as feature dicts with dropped and hashed features applied, texts as
+    statistics (plus the text only when ``raw_text``), images as they came."""
+    spec = model.manifest.preprocessing
+    kind = spec.kind
+    if kind == "tabular":
+        names: list[str] = spec.features  # type: ignore[union-attr]
+        masking = bool(rules.drop or rules.hash)
+        rows: list[Any] = []
+        for instance in instances:
+            if not masking and isinstance(instance, Mapping):
+                rows.append(instance)  # serialized at once: no copy needed
+                continue
+            row = dict(instance) if isinstance(instance, Mapping) else dict(zip(names, _plain(instance), strict=False))
+            for name in rules.drop:
+                row.pop(name, None)
+            for name in rules.hash & row.keys():
+                row[name] = _hashed(row[name], key)
+            rows.append(row)
+        return rows
+    if kind in ("text_vocab", "tokenizer"):
+        from functions.core.profile import text_stats
+
+        texts = [str(t) for t in instances]
+        stats: list[dict[str, Any]] = list(text_stats(model.preprocessor, texts))
+        if rules.raw_text:
+            for row, text in zip(stats, texts, strict=True):
+                row["text"] = text
+        return stats
+    if "image" in rules.drop:
+        return [None] * len(instances)
+    return [_plain(instance) for instance in instances]
+
+
+def _plain(instance: Any) -> Any:
+    return instance.tolist() if isinstance(instance, np.ndarray) else instance
+
+
+def _hashed(value: Any, key: bytes) -> str:
+    digest = hmac.new(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), hashlib.sha256).hexdigest()
+    return f"hmac:{digest[:16]}"
+
+
+def compact_outputs(model: LoadedModel, output: Any) -> list[dict[str, Any]]:
+    """Classifiers: label and its probability; regressors: value; embedding models: the embedding (rounded)."""
+    task = model.manifest.task
+    if task == "classification":
+        rows = output.tolist() if isinstance(output, np.ndarray) else list(output)
+        labels = model.manifest.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
+        shaped = []
+        for row in rows:
+            best = max(range(len(row)), key=row.__getitem__)
+            shaped.append({"label": labels[best], "probability": round(row[best], 4)})
+        return shaped
+    array = np.asarray(output)
+    if task == "regression":
+        return [{"value": v} for v in array.reshape(len(array), -1)[:, 0].astype(np.float64).tolist()]
+    return [{"embedding": row} for row in array.astype(np.float64).round(EMBEDDING_DIGITS).tolist()]
+
+
+def _truncated(document: dict[str, Any], size: int) -> dict[str, Any]:
+    """Keep the leading instances that fit under MAX_RECORD_BYTES; say how many were left out."""
+    count = len(document["inputs"])
+    keep = max(1, int(count * MAX_RECORD_BYTES / size * 0.9))
+    return {**document, "inputs": document["inputs"][:keep], "outputs": document["outputs"][:keep],
+            "truncated": count - keep}
+
+
+configure()
