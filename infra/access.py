@@ -15,11 +15,12 @@ WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUp
 
 
 def grant_objects(grantee: iam.IGrantable, bucket: s3.IBucket, key: kms.IKey, prefix: str, *,
-                  write: bool = False) -> None:
+                  write: bool = False, delete: bool = True) -> None:
     """Read (or read and write) objects under ``prefix/`` and list the bucket (a HEAD of a missing key
     answers 404 instead of 403 only with ``s3:ListBucket``)."""
     grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
-        actions=list(WRITE if write else READ), resources=[bucket.arn_for_objects(f"{prefix}/*")]))
+        actions=[a for a in (WRITE if write else READ) if delete or a != "s3:DeleteObject"],
+        resources=[bucket.arn_for_objects(f"{prefix}/*")]))
     grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
         actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
     grant_key(grantee, key, encrypt=write)

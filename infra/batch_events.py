@@ -60,10 +60,10 @@ class BatchEvents(Construct):
             self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True,
             max_concurrency=config.batch_max_concurrency))
 
-    def grant_batch_io(self, grantee: iam.IGrantable) -> None:
-        """Read inputs; read, write and delete (the dispatch marker) outputs."""
+    def grant_batch_io(self, grantee: iam.IGrantable, *, delete: bool = True) -> None:
+        """Read inputs; read, write and (for the dispatch marker, unless ``delete`` is off) delete outputs."""
         grant_objects(grantee, self.bucket, self.key, INPUTS)
-        grant_objects(grantee, self.bucket, self.key, OUTPUTS, write=True)
+        grant_objects(grantee, self.bucket, self.key, OUTPUTS, write=True, delete=delete)
 
     def enable_dispatch(self, job_queue_arn: str, job_definition_arn: str) -> None:
         """Inputs over the threshold become AWS Batch jobs: SubmitJob on exactly this queue and definition."""

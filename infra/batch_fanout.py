@@ -53,7 +53,7 @@ class BatchFanout(Construct):
             timeout=Duration.seconds(config.batch_timeout_seconds), ephemeral_storage_size=Size.gibibytes(4),
             environment={"MAAS_STORE": store.uri})
         store.grant_read(self.function)
-        batch_events.grant_batch_io(self.function)
+        batch_events.grant_batch_io(self.function, delete=False)  # parts and reports are write-once
 
         split = self._invoke("Split", {"mode": "split", "route.$": "$.route", "part_bytes.$": "$.part_bytes"},
                              result_selector={"ranges_key": sfn.JsonPath.string_at("$.Payload.ranges_key"),

@@ -73,6 +73,8 @@ SQS_EVENT_SOURCE = frozenset({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:Ch
 STORE = "ModelStoreBucket/models/*"
 INPUTS = "BatchEventsDataBucket/inputs/*"
 OUTPUTS = "BatchEventsDataBucket/outputs/*"
+CAPTURE = "BatchEventsDataBucket/capture/*"
+DRIFT_REPORTS = "ModelStoreBucket/models/*/versions/*/drift/*"
 
 BUCKETS = ("ModelStoreBucket", "BatchEventsDataBucket")
 KEY = "FoundationKey"
@@ -89,6 +91,11 @@ FUNCTIONS: tuple[Access, ...] = (
            services=("s3", "batch", "sqs", "stepfunctions")),
     Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,),
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+    Access("fanout", "functions.batch.fanout_handler", "lambda:functions.batch.fanout_handler.handler",
+           reads=(STORE, INPUTS), writes=(OUTPUTS,), platform=LAMBDA_PLATFORM,
+           targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+    Access("drift", "functions.drift.handler", "lambda:functions.drift.handler.handler", reads=(STORE, CAPTURE),
+           writes=(DRIFT_REPORTS,), platform=LAMBDA_PLATFORM, targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
 )
 
 
@@ -299,11 +306,18 @@ def _matches(pattern: str, value: str) -> bool:
 
 
 def _scope_matches(grant_resource: str, scope: str) -> bool:
-    """Does a granted object resource ("ModelStoreBucket9405F36E/models/*") equal a declared scope
-    ("ModelStoreBucket/models/*") up to CDK's logical id hash?"""
+    """Does a granted object resource ("ModelStoreBucket9405F36E/models/*") lie within a declared scope
+    ("ModelStoreBucket/models/*"), up to CDK's logical id hash? (Equal paths, or a narrower grant.)"""
     bucket, _, path = scope.partition("/")
     granted_bucket, _, granted_path = grant_resource.partition("/")
-    return granted_bucket.startswith(bucket) and granted_path == path
+    return granted_bucket.startswith(bucket) and _matches(path, granted_path)
+
+
+def _grant_covers(grant_resource: str, scope: str) -> bool:
+    """Does a granted object resource cover every key of a declared scope (a drift report under models/*)?"""
+    bucket, _, path = scope.partition("/")
+    granted_bucket, _, granted_path = grant_resource.partition("/")
+    return granted_bucket.startswith(bucket) and _matches(granted_path, path)
 
 
 def coverage_problems(access: Access, template: Mapping[str, Any], calls: Mapping[str, set[str]]) -> list[str]:
@@ -314,7 +328,7 @@ def coverage_problems(access: Access, template: Mapping[str, Any], calls: Mappin
     for action, sites in sorted(calls.items()):
         scopes = _scopes_for(access, action)
         for scope in scopes:
-            if not any(_matches(g.action, action) and (g.resource == "*" or _scope_matches(g.resource, scope))
+            if not any(_matches(g.action, action) and (g.resource == "*" or _grant_covers(g.resource, scope))
                        for g in allowed):
                 problems.append(f"{access.name}: {action} on {scope} is needed by {sorted(sites)[0]} "
                                 f"but {role} does not allow it")
