@@ -190,6 +190,10 @@ class Manifest(_Record):
     reference_stats: dict[str, list[float]]
     files: list[FileEntry]
     provenance: Provenance
+    importance: dict[str, float] | None = None
+    """Global importance: mean |SHAP attribution| per input over held-out instances (optional)."""
+    evaluation: dict[str, Any] | None = None
+    """Test-split per-class precision/recall/F1 and macro averages (+ ROC AUC), or MAE and R² (optional)."""
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Manifest:
