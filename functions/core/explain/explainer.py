@@ -22,7 +22,7 @@ from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import TabularPreprocessor, TextVocabPreprocessor, TokenizerPreprocessor
 from functions.core.settings import ENV_EXPLAIN_MAX_EVALUATIONS, ENV_EXPLAIN_MAX_INSTANCES, Settings
 
-TARGET_COALITIONS = {"tabular": 2048, "image": 1024, "text": 512}
+TARGET_COALITIONS = {"tabular": 2048, "image": 256, "text": 512}
 """Coalitions per instance aimed at (exact below this), before the evaluation cap."""
 CHUNK_ROWS = {"tabular": 16384, "image": 4096, "text": 64}
 """Model rows per ``session.run`` call."""
