@@ -121,7 +121,7 @@ def test_evaluations_over_the_cap_are_a_422_naming_the_limit(built_store: LocalS
         body = response.json()
         assert body["code"] == "explain_limit" and "MAAS_EXPLAIN_MAX_EVALUATIONS" in body["error"]
         assert body["instance"] == 0
-        words = " ".join(["rain"] * 600)  # 600 words need 1,202 evaluations
+        words = " ".join(["a"] * 600)  # 600 words (1,199 characters) need 1,202 evaluations
         response = http.post("/v1/models/text-lstm/explain", json={"instances": [words]})
         assert response.status_code == 422 and "MAAS_EXPLAIN_MAX_EVALUATIONS" in response.json()["error"]
 
