@@ -3,6 +3,7 @@ held-out instances, explained with the serving code itself) and its plot, plus t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,8 @@ def add_explanations(draft: Manifest, data: Dataset, fitted: Fitted, model_path:
     importance = global_importance(draft, fitted, model_path, {name: content},
                                    list(data.x_test)[: IMPORTANCE_INSTANCES[quick]])
     plot_importance(importance, fitted, work / IMPORTANCE_PLOT)
-    manifest = draft.model_copy(update={
-        "importance": importance,
-        "evaluation": quality.evaluation(draft.task, outputs, data.y_test, draft.labels)})
+    manifest = dataclasses.replace(draft, importance=importance,
+                                   evaluation=quality.evaluation(draft.task, outputs, data.y_test, draft.labels))
     return ExplainArtifacts(manifest, {name: work / name}, [IMPORTANCE_PLOT])
 
 
