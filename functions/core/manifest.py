@@ -195,6 +195,14 @@ class Manifest(_Record):
     evaluation: dict[str, Any] | None = None
     """Test-split per-class precision/recall/F1 and macro averages (+ ROC AUC), or MAE and R² (optional)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """As written on disk; the optional explanation fields only when set, so older manifests round-trip."""
+        plain = to_plain(self)
+        for name in ("importance", "evaluation"):
+            if plain[name] is None:
+                del plain[name]
+        return plain
+
     @classmethod
     def from_json(cls, data: bytes | str) -> Manifest:
         """Parse and fully validate a manifest document (RecordError names the first problem)."""

@@ -42,7 +42,8 @@ def test_every_kind_is_explained_additively(explain_client: httpx.Client, name: 
         if "value" in prediction:
             assert answer["output"] == pytest.approx(prediction["value"], abs=1e-3)
         else:
-            assert answer["output"] == pytest.approx(prediction["probabilities"][prediction["label"]], abs=1e-5)
+            # the same probability, from a batch of another size (float32 kernels differ in the last digits)
+            assert answer["output"] == pytest.approx(prediction["probabilities"][prediction["label"]], abs=1e-4)
     first = body["explanations"][0]
     if name == "digits-cnn":
         assert np.asarray(first["attributions"]).shape == (8, 8)
@@ -135,7 +136,7 @@ def test_versions_without_a_background_answer_no_background(built_store: LocalSt
         manifest = orjson.loads((version / "manifest.json").read_bytes())
         manifest["files"] = [f for f in manifest["files"] if f["path"] != file]
         for optional in ("importance", "evaluation"):
-            manifest.pop(optional)
+            manifest.pop(optional, None)
         (version / "manifest.json").write_bytes(orjson.dumps(manifest))
         (version / file).unlink()
     store = LocalStore(root)
