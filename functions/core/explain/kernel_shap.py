@@ -110,6 +110,10 @@ def solve(design: Design, values: Floats, base: float, full: float) -> Floats:
     last = masks[:, -1:]
     target = (values - base) - last[:, 0] * total
     features = masks[:, :-1] - last
-    root = np.sqrt(design.weights)[:, None]
-    head, *_ = np.linalg.lstsq(features * root, target * root[:, 0], rcond=None)
+    weighted = features * design.weights[:, None]
+    try:  # normal equations: an (M-1) x (M-1) system, far cheaper than an SVD of the whole design
+        head = np.linalg.solve(weighted.T @ features, weighted.T @ target)
+    except np.linalg.LinAlgError:
+        root = np.sqrt(design.weights)[:, None]
+        head, *_ = np.linalg.lstsq(features * root, target * root[:, 0], rcond=None)
     return np.append(head, total - head.sum())

@@ -47,13 +47,17 @@ class Masker(Protocol):
 
 @dataclass
 class NumericMasker:
-    """Raw numeric columns grouped into players; masked columns come from the background rows."""
+    """Numeric columns grouped into players; masked columns come from the background rows.
 
-    preprocessor: Preprocessor
-    instance: npt.NDArray[np.float64]  # [F] raw values
-    background: npt.NDArray[np.float64]  # [B, F] raw values
+    The instance and the background are encoded once: tabular standardization and image scaling act on each
+    value alone, so picking encoded values per column gives exactly the encoding of the composed raw row."""
+
+    input_name: str
+    instance: npt.NDArray[np.float32]  # [F] encoded values
+    background: npt.NDArray[np.float32]  # [B, F] encoded values
     groups: npt.NDArray[np.int64]  # [F] player of each column
     shape: tuple[int, ...]  # one instance's natural shape, e.g. (8, 8) or (F,)
+    row_shape: tuple[int, ...]  # one model input row, e.g. (1, 8, 8) or (F,)
 
     @property
     def players(self) -> int:
@@ -66,7 +70,7 @@ class NumericMasker:
     def inputs(self, masks: npt.NDArray[np.bool_]) -> Tensors:
         columns = masks[:, self.groups][:, None, :]
         rows = np.where(columns, self.instance, self.background[None, :, :])
-        return self.preprocessor.encode(rows.reshape(-1, *self.shape))
+        return {self.input_name: rows.reshape(-1, *self.row_shape)}
 
 
 def superpixel_groups(shape: Sequence[int], size: int = SUPERPIXEL) -> npt.NDArray[np.int64]:
@@ -90,7 +94,10 @@ def numeric_masker(preprocessor: Preprocessor, instance: Any, background: npt.ND
         raw = np.asarray(values, dtype=np.float64).reshape(-1)
         shape = (len(raw),)
         groups = np.arange(len(raw), dtype=np.int64)
-    return NumericMasker(preprocessor, raw, background.reshape(len(background), -1), groups, shape)
+    encoded = preprocessor.encode(np.concatenate([raw[None, :], background.reshape(len(background), -1)])
+                                  .reshape(-1, *shape))[preprocessor.input_name]
+    flat = encoded.reshape(len(encoded), -1)
+    return NumericMasker(preprocessor.input_name, flat[0], flat[1:], groups, shape, tuple(encoded.shape[1:]))
 
 
 @dataclass(frozen=True)
