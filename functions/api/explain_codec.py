@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from functions.api.body import instances_of, read_json
+from functions.api.http import Call
 from functions.api.schemas import ERROR_RESPONSES
 from functions.api.v1 import PREDICT_ALIAS, PREDICT_VERSION, json_response
 from functions.core.model_cache import ModelCache
@@ -28,7 +29,7 @@ def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
     async def _explain(request: Request, name: str, version: str | None, alias: str | None) -> Response:
         from functions.core.explain.explainer import explain
 
-        payload = await read_json(request, settings.max_body_bytes)
+        payload = await read_json(Call.of(request.scope, request.receive), settings.max_body_bytes)
         check_model_name(name)
         instances = instances_of(payload, settings.max_instances)
         model = cache.get(name, version, alias)
