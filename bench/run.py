@@ -16,7 +16,8 @@ from bench import charts, machine
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-BENCHMARKS = ["build", "serving", "batch", "infra", "transformer", "http", "load", "fanout", "monitoring"]
+BENCHMARKS = ["build", "serving", "batch", "infra", "transformer", "http", "load", "fanout", "monitoring",
+              "explain"]
 
 
 def main() -> None:

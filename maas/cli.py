@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "cost": "maas.cost:command",
     "capacity": "maas.capacity:command",
     "drift": "maas.drift:drift_command",
+    "explain": "maas.explain:explain_command",
 }
 
 

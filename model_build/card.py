@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from functions.core.manifest import Manifest, Task
+from model_build import quality
 from model_build.train import History
 
 TRAINING_PLOT = "training.png"
@@ -133,6 +134,7 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
               "## Gates", "", "| gate | variant | value | threshold | result | detail |", "|---|---|---|---|---|---|"]
     lines += [f"| {g.name} | {g.variant} | {g.value:.4g} | {g.threshold:.4g} | {'pass' if g.passed else 'FAIL'} "
               f"| {g.detail} |" for g in manifest.gates]
+    lines += quality.card_lines(manifest)
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     p = manifest.provenance
     lines += ["", "## Provenance", "", f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",

@@ -24,7 +24,7 @@ from functions.core.names import check_model_name
 from functions.core.preprocessing import make_preprocessor
 from functions.core.settings import get_settings
 from functions.core.store import Store
-from model_build import card, evaluate, gates, profile_build, provenance, tail, variants
+from model_build import card, evaluate, explain_build, gates, profile_build, provenance, tail, variants
 from model_build.contracts import Dataset, Fitted, Recipe
 from model_build.export import OUTPUT_NAMES, ServingHead, export_onnx, torch_predict
 from model_build.reporting import Reporter as Reporter
@@ -94,10 +94,15 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
                                                                      data.y_val, data.x_test, data.y_test),
                                   seed=recipe.seed, quick=quick, build_seconds=0.0),
         )
-        plots = _plots(work, recipe, history, draft, outputs[selection.targets["cpu"]], data.y_test)
+        selected = selection.targets["cpu"]
+        plots = _plots(work, recipe, history, draft, outputs[selected], data.y_test)
+        extras = explain_build.add_explanations(draft, data, fitted, work / f"model.{selected}.onnx", outputs[selected],
+                                                work, recipe.seed, quick)
+        draft, plots = extras.manifest, plots + extras.plots
         files = tail.shipped_files(candidates, selection, work, plots, fitted.files)
         files[profile_build.PROFILE_FILE] = profile_build.write_profile(work, recipe, fitted, data,
                                                                         outputs[selection.targets["cpu"]])
+        files.update(extras.files)
         return tail.publish(store, draft, files, work, data.source, plots, reporter, started)
 
 

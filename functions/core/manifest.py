@@ -190,6 +190,18 @@ class Manifest(_Record):
     reference_stats: dict[str, list[float]]
     files: list[FileEntry]
     provenance: Provenance
+    importance: dict[str, float] | None = None
+    """Global importance: mean |SHAP attribution| per input over held-out instances (optional)."""
+    evaluation: dict[str, Any] | None = None
+    """Test-split per-class precision/recall/F1 and macro averages (+ ROC AUC), or MAE and R² (optional)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As written on disk; the optional explanation fields only when set, so older manifests round-trip."""
+        plain = to_plain(self)
+        for name in ("importance", "evaluation"):
+            if plain[name] is None:
+                del plain[name]
+        return plain
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Manifest:

@@ -30,6 +30,7 @@ from functions.core.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
+from functions.core.explain.background import background_files
 from functions.core.integrity import verify_bytes, vet_onnx
 from functions.core.manifest import FileEntry, Manifest, Target, Variant
 from functions.core.names import check_alias, check_model_name, check_sha256, check_version
@@ -56,6 +57,8 @@ class LoadedModel:
     load_ms: float
     providers: list[str] = field(default_factory=list)
     requests: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Verified auxiliary files kept for explanations (the background sample)."""
 
     @property
     def name(self) -> str:
@@ -205,7 +208,7 @@ class ModelCache:
             data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
             vet_onnx(data, self.settings.allowed_op_domains, variant.file)  # checksum verified once, just above
             aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
-                   for path in auxiliary_files(manifest.preprocessing)}
+                   for path in [*auxiliary_files(manifest.preprocessing), *background_files(manifest)]}
         except (NotFoundError, KeyError) as exc:
             missing = exc.args[0] if isinstance(exc, KeyError) else "a file"
             raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: {missing} is missing "
@@ -222,7 +225,8 @@ class ModelCache:
             raise ModelUnavailableError(f"model {name} version {version} cannot be loaded: {mismatch}")
         return LoadedModel(manifest=manifest, variant=variant, session=session, preprocessor=preprocessor,
                            size_bytes=len(data) * 2, load_ms=(time.perf_counter() - started) * 1000,
-                           providers=list(session.get_providers()))
+                           providers=list(session.get_providers()),
+                           files={path: aux[path] for path in background_files(manifest)})
 
     def _fetch_verified(self, key: str, entry: FileEntry) -> bytes:
         """Bytes of a store object checked against its manifest entry (size, then sha256).

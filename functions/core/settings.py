@@ -27,6 +27,8 @@ ENV_BATCH_SAFETY_MS = "MAAS_BATCH_SAFETY_MS"
 ENV_BATCH_MAX_LINE_BYTES = "MAAS_BATCH_MAX_LINE_BYTES"
 ENV_REQUEST_BUDGET_SECONDS = "MAAS_REQUEST_BUDGET_SECONDS"
 ENV_BATCH_OUTPUTS = "MAAS_BATCH_OUTPUTS"  # where the console reads batch outputs (folder or s3://); not a setting
+ENV_EXPLAIN_MAX_EVALUATIONS = "MAAS_EXPLAIN_MAX_EVALUATIONS"
+ENV_EXPLAIN_MAX_INSTANCES = "MAAS_EXPLAIN_MAX_INSTANCES"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -58,6 +60,9 @@ class Settings:
     request_budget_seconds: float = 20.0
     """The longest a request may wait on the model store; S3 timeouts and retries derive from it (must stay
     below the API function's 29 s timeout, see docs/reliability.md)."""
+    explain_max_evaluations: int = 262_144
+    """model rows (coalitions x background rows) per explained instance"""
+    explain_max_instances: int = 16
 
     def __post_init__(self) -> None:
         if not self.store.startswith(("file://", "s3://")):
@@ -98,6 +103,7 @@ _ENV_FIELDS = {
     ENV_BATCH_DISPATCH_BYTES: "batch_dispatch_bytes", ENV_BATCH_JOB_QUEUE: "batch_job_queue",
     ENV_BATCH_JOB_DEFINITION: "batch_job_definition", ENV_BATCH_SAFETY_MS: "batch_safety_ms",
     ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes", ENV_REQUEST_BUDGET_SECONDS: "request_budget_seconds",
+    ENV_EXPLAIN_MAX_EVALUATIONS: "explain_max_evaluations", ENV_EXPLAIN_MAX_INSTANCES: "explain_max_instances",
 }
 _ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
 _BOUNDS: dict[str, tuple[float, float | None]] = {
@@ -105,6 +111,7 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "alias_ttl_seconds": (0, None), "model_memory_mb": (1, None), "batch_chunk_rows": (1, None),
     "batch_threads": (0, None), "batch_dispatch_bytes": (0, None), "batch_safety_ms": (0, None),
     "batch_max_line_bytes": (16, None), "request_budget_seconds": (1, 900),
+    "explain_max_evaluations": (1, None), "explain_max_instances": (1, None),
 }
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}

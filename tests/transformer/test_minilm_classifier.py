@@ -64,3 +64,22 @@ def test_serves_labels_with_probabilities_from_raw_text(classifier: tuple[LocalS
     bad = json.dumps({"instances": ["fine", ""]}).encode()
     response = handler(http_api_event("POST", "/v1/models/minilm-classifier/predict", bad), LambdaContext())
     assert response["statusCode"] == 422 and "empty text" in json.loads(response["body"])["error"]
+
+
+def test_explains_each_word_as_written_with_the_models_own_tokenizer(classifier: tuple[LocalStore, Manifest]) -> None:
+    """One attribution per word of the raw text (offsets into it), additive to the explained probability."""
+    from mangum import Mangum
+
+    store, _ = classifier
+    settings = Settings(store=store.uri)
+    handler = Mangum(create_app(settings, ModelCache(store, settings)), lifespan="off")
+    text = "The goalkeeper saved a penalty, café crowd cheered."
+    body = json.dumps({"instances": [text]}).encode()
+    response = handler(http_api_event("POST", "/v1/models/minilm-classifier/explain", body), LambdaContext())
+    assert response["statusCode"] == 200, response["body"]
+    [answer] = json.loads(response["body"])["explanations"]
+    assert [t["text"] for t in answer["tokens"]][:3] == ["The", "goalkeeper", "saved"]
+    assert all(text[t["start"]:t["end"]] == t["text"] for t in answer["tokens"])
+    assert len(answer["attributions"]) == len(answer["tokens"])
+    assert abs(answer["base_value"] + sum(answer["attributions"]) - answer["output"]) < 1e-4
+    assert answer["output"] == pytest.approx(answer["probabilities"][answer["label"]], abs=1e-4)

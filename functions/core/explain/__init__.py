@@ -1,0 +1,1 @@
+"""Explanations: Kernel SHAP attributions per instance (numpy only), background samples, players per input kind."""

@@ -1,0 +1,104 @@
+"""``maas explain NAME --data JSON-or-@FILE [--url URL]``: call the explain route and print each instance's
+attributions as a ranked bar chart in the terminal (green pushes the explained output up, red down)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError
+
+TOP = 12
+BAR_WIDTH = 30
+
+
+@click.command("explain")
+@click.argument("name")
+@click.option("--data", required=True, help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.')
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
+              help="Base URL of the API (or $MAAS_URL).")
+@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
+@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@click.option("--top", default=TOP, show_default=True, type=click.IntRange(1), help="Bars shown per instance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON response instead of the chart.")
+def explain_command(name: str, data: str, url: str, model_version: str | None, alias: str | None, top: int,
+                    as_json: bool) -> None:
+    """Explain model NAME's predictions for the given instances (Kernel SHAP, see docs/explanations.md)."""
+    import json
+
+    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    if not isinstance(payload, dict):
+        payload = {"instances": payload}
+    body = call_explain(url, name, model_version, alias, payload)
+    if as_json:
+        click.echo(json.dumps(body))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{body['model']}[/] version {body['version']} ({body['variant']})")
+    for index, answer in enumerate(body["explanations"]):
+        for line in render(index, answer, top):
+            console.print(line)
+
+
+def call_explain(url: str, name: str, version: str | None, alias: str | None, payload: Any) -> dict[str, Any]:
+    """POST the explain route; the project's API errors on failure."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    quoted = urllib.parse.quote(name, safe="")
+    path = f"/v1/models/{quoted}/versions/{urllib.parse.quote(version, safe='')}/explain" if version \
+        else f"/v1/models/{quoted}/explain" + (f"?alias={urllib.parse.quote(alias)}" if alias else "")
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        error = ApiRejectedError if exc.code < 500 else ApiFailedError
+        raise error(exc.code, f"HTTP {exc.code}: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise ApiUnreachableError(f"cannot reach {url}: {exc.reason}") from None
+
+
+def ranked(answer: dict[str, Any]) -> list[tuple[str, float]]:
+    """(name, attribution) pairs, largest magnitude first: features, words (with their offsets) or pixels."""
+    values = answer["attributions"]
+    if isinstance(values, dict):
+        pairs = [(str(k), float(v)) for k, v in values.items()]
+    elif "tokens" in answer:
+        pairs = [(f"{t['text']!r} @{t['start']}", float(v)) for t, v in zip(answer["tokens"], values, strict=True)]
+    else:
+        pairs = [(f"pixel r{r}c{c}", float(v)) for r, row in enumerate(values) for c, v in enumerate(row)]
+    return sorted(pairs, key=lambda kv: -abs(kv[1]))
+
+
+def render(index: int, answer: dict[str, Any], top: int) -> list[str]:
+    """Rich markup lines: the prediction, output = base + sum, then one bar per attribution."""
+    prediction = f"label {answer['label']}" if "label" in answer else f"value {answer['value']:.4g}"
+    pairs = ranked(answer)
+    total = sum(v for _, v in pairs)
+    lines = [f"\n[bold]instance {index}[/]: {prediction}; explained output {answer['output']:.4g} = "
+             f"base {answer['base_value']:.4g} + attributions {total:+.4g} ({answer['method']}, "
+             f"{answer['evaluations']} evaluations)"]
+    shown = pairs[:top]
+    scale = max((abs(v) for _, v in shown), default=0.0) or 1.0
+    width = max((len(n) for n, _ in shown), default=0)
+    for name, value in shown:
+        bar = "█" * max(1, round(abs(value) / scale * BAR_WIDTH)) if value else ""
+        color = "green" if value > 0 else "red"
+        lines.append(f"  {name.ljust(width)} [{color}]{bar}[/] {value:+.4g}")
+    if len(pairs) > top:
+        lines.append(f"  ... {len(pairs) - top} more")
+    return lines
