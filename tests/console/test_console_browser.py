@@ -140,7 +140,9 @@ def test_model_card_is_rendered_with_its_plots(console: Console) -> None:
     assert card.locator("table").count() >= 2
     images = card.locator("img")
     assert images.count() >= 2
-    expect(images.last).to_have_js_property("complete", True)
+    for index in range(images.count()):  # plots load lazily: bring each into view, then it must be decoded
+        images.nth(index).scroll_into_view_if_needed()
+        expect(images.nth(index)).to_have_js_property("complete", True)
     assert all(page.evaluate("[...document.querySelectorAll('article img')].map((i) => i.naturalWidth > 0)"))
     assert all(src.startswith("blob:") for src in images.evaluate_all("(els) => els.map((e) => e.src)"))
     console.shot("version-card")
