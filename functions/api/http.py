@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from functions.core.errors import RequestError
+from functions.core.names import shown
 
 __all__ = ["Call", "Reply", "RequestError", "json_reply", "request_id"]
 
@@ -74,6 +75,18 @@ class Call:
             return None
         values = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
         return values.get(name)
+
+    def only_query(self, allowed: tuple[str, ...]) -> None:
+        """422 for a query parameter the route does not take (``?version=`` would otherwise be ignored)."""
+        raw = self.scope.get("query_string", b"")
+        if not raw:
+            return
+        for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if name not in allowed:
+                hint = " (for a version, use .../versions/VERSION/... in the path)" if name == "version" else ""
+                takes = f"this route takes {', '.join(allowed)}" if allowed else "this route takes none"
+                raise RequestError(422, "unknown_parameter",
+                                   f"unknown query parameter {shown(name)!r}{hint}; {takes}")
 
     def content_type(self, default: str = "") -> str:
         """The media type without parameters, lower-cased."""
