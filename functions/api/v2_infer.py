@@ -85,8 +85,8 @@ def _check_tensor(tensor: dict[str, Any], values: Any, expected: dict[str, Any],
     if tensor["name"] != expected["name"]:
         raise InvalidInputError(f"unknown input {tensor['name']!r}; this model takes {expected['name']!r}")
     if tensor["datatype"] != expected["datatype"]:  # strict, as Triton: no silent casts
-        raise RequestError(400, "invalid_datatype", f"input {expected['name']!r} has datatype "
-                           f"{shown(str(tensor['datatype']))}; this model takes {expected['datatype']}")
+        raise InvalidInputError(f"input {expected['name']!r} must have datatype {expected['datatype']}, "
+                                f"got {shown(str(tensor['datatype']))}")
     shape = tensor["shape"]
     if len(shape) != len(expected["shape"]) or shape[1:] != expected["shape"][1:]:
         raise InvalidInputError(f"input {expected['name']!r}: shape {shape} does not match {expected['shape']}")
