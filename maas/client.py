@@ -82,6 +82,12 @@ class Client:
             body["id_column"] = id_column
         return self.call("POST", self.model_path(name, "jobs", version, alias), body)
 
+    def upload(self, upload: dict[str, Any], data: bytes) -> None:
+        """Send a job's input to the upload URL ``submit_job`` answered (its token is in the URL: no credentials)."""
+        method = str(upload.get("method", "PUT"))
+        headers = {str(k): str(v) for k, v in (upload.get("headers") or {}).items()}
+        self._send(urllib.request.Request(str(upload["url"]), data=data, method=method, headers=headers))
+
     def job(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/jobs/ID``: status, row counts and download URLs once done."""
         return self.call("GET", f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}")
