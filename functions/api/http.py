@@ -23,6 +23,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 JSON_TYPE = "application/json"
+JOBS_HINT = "; send large inputs as a batch job: POST /v1/models/NAME/jobs"
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Call:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise RequestError(413, "too_large",
-                               f"request body of {declared} bytes exceeds the {max_bytes}-byte limit")
+                               f"request body of {declared} bytes exceeds the {max_bytes}-byte limit{JOBS_HINT}")
         chunks, size = [], 0
         while True:
             message = await self.receive()
@@ -106,7 +107,7 @@ class Call:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
-                raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit")
+                raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit{JOBS_HINT}")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -88,3 +88,10 @@ def test_json_tensor_with_a_binary_section_is_400(http: httpx.Client) -> None:
                        headers={"content-type": "application/octet-stream",
                                 "inference-header-content-length": str(len(header))})
     assert answer.status_code == 400
+
+
+def test_413_names_the_jobs_endpoint(http: httpx.Client) -> None:
+    answer = http.post("/v1/models/cancer-mlp/predict", content=b"[" + b"1," * 40000 + b"1]",
+                       headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert "POST /v1/models/NAME/jobs" in answer.json()["error"]
