@@ -66,7 +66,8 @@ def _base(request: Request) -> str:
 
 
 def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["jobs (local)"])
+    # Left out of the OpenAPI document (documented in docs/api.md): local-only routes of `maas serve`.
+    router = APIRouter(prefix="/v1", tags=["jobs (local)"], include_in_schema=False)
 
     async def submit(request: Request, name: str, version: str | None, alias: str | None) -> Response:
         call = Call.of(request.scope, request.receive)
