@@ -48,13 +48,22 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Processes: split the input into line-aligned parts, run them in parallel, merge (same output).")
+@click.option("--id-column", default=None, metavar="COLUMN",
+              help="A CSV column (or JSON-lines field) copied as \"id\" into every prediction and error row.")
 @store_option
 def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
-                  workers: int, store_uri: str | None) -> None:
+                  workers: int, id_column: str | None, store_uri: str | None) -> None:
     """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
     check_readable(input_path)
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from functions.batch.local import batch_threads, run_local
     from functions.core.model_cache import ModelCache
@@ -64,17 +73,28 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
     settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads),
                                    store=store_uri or settings.store)
     cache = ModelCache(open_store(settings.store), settings)
+    rows = [0]
+
+    def advance(n: int) -> None:
+        rows[0] += n
+        progress.update(task, rows=rows[0])
+
+    # The bar measures bytes read over the file size (known up front for every format), so it has a total
+    # and an ETA; the row count done is shown beside it.
     with (removed_on_failure(output_dir),
-          Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-                   TimeElapsedColumn(), console=Console(stderr=True)) as progress):
-        task = progress.add_task(f"{name} <- {input_path.name}", total=None)
+          Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                   TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=Console(stderr=True)) as progress):
+        task = progress.add_task(f"{name} <- {input_path.name}", total=input_path.stat().st_size, rows=0)
         if workers > 1:
             from functions.batch.workers import run_parallel
 
+            if id_column:
+                raise click.UsageError("--id-column runs with --workers 1")
             stats = run_parallel(cache, name, input_path, output_dir, workers, model_version, alias,
-                                 on_rows=lambda n: progress.advance(task, n))
+                                 on_rows=advance)
         else:
-            stats = run_local(cache, name, input_path, output_dir, model_version, alias,
-                              on_rows=lambda n: progress.advance(task, n))
+            stats = run_local(cache, name, input_path, output_dir, model_version, alias, on_rows=advance,
+                              id_column=id_column, on_bytes=lambda done: progress.update(task, completed=done))
     click.echo(f"rows in {stats.rows_in}, predicted {stats.rows_ok}, failed {stats.rows_failed}; "
                f"{stats.seconds_total:.2f} s -> {output_dir}")

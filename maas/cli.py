@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "serve": "maas.serve:serve",
     "predict": "maas.predict:predict",
     "batch": "maas.batch:batch_command",
+    "jobs": "maas.jobs:jobs",
     "cost": "maas.cost:command",
     "capacity": "maas.capacity:command",
     "drift": "maas.drift:drift_command",

@@ -1,8 +1,23 @@
-"""``maas predict``: call the v1 predict route of a running API and print the JSON answer."""
+"""``maas predict``: call the v1 predict route of a running API (through ``maas.client``) and print the answer."""
 
 from __future__ import annotations
 
 import click
+
+auth_options = [
+    click.option("--auth", type=click.Choice(["auto", "iam", "none"]), default="auto", show_default=True,
+                 help="iam: sign with SigV4 (AWS credential chain); auto: sign AWS endpoint URLs "
+                      "(*.execute-api.*.amazonaws.com, *.lambda-url.*.on.aws) unless a token is given."),
+    click.option("--token", default=None, envvar="MAAS_TOKEN",
+                 help="Bearer token (JWT) for a JWT-protected API (or $MAAS_TOKEN)."),
+]
+
+
+def with_auth(command: click.decorators.FC) -> click.decorators.FC:
+    """The --auth and --token options (shared by the commands that call the API)."""
+    for option in reversed(auth_options):
+        command = option(command)
+    return command
 
 
 @click.command()
@@ -12,15 +27,14 @@ import click
               help="Base URL of the API (or $MAAS_URL).")
 @click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
-def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None) -> None:
+@with_auth
+def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, auth: str,
+            token: str | None) -> None:
     """Call the prediction API for model NAME and print the JSON response."""
     import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
     from pathlib import Path
 
-    from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError
+    from maas.client import Client
 
     text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
     try:
@@ -29,16 +43,5 @@ def predict(name: str, data: str, url: str, model_version: str | None, alias: st
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
     if not isinstance(payload, dict):
         payload = {"instances": payload}
-    quoted = urllib.parse.quote(name, safe="")
-    path = f"/v1/models/{quoted}/versions/{urllib.parse.quote(model_version, safe='')}/predict" if model_version \
-        else f"/v1/models/{quoted}/predict" + (f"?alias={urllib.parse.quote(alias)}" if alias else "")
-    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            click.echo(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        message = f"HTTP {exc.code}: {exc.read().decode(errors='replace')}"
-        raise (ApiRejectedError if exc.code < 500 else ApiFailedError)(exc.code, message) from None
-    except urllib.error.URLError as exc:
-        raise ApiUnreachableError(f"cannot reach {url}: {exc.reason}") from None
+    client = Client(url, auth=auth, token=token)  # type: ignore[arg-type]
+    click.echo(client.send("POST", Client.model_path(name, "predict", model_version, alias), payload).decode())

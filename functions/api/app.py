@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,6 +41,11 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
               *explain_codec.make_router(cache, settings).routes, *app.router.routes]
     routes += [*console.make_router(cache, settings).routes, *console.static_routes()]  # /console, /docs
+    if settings.store.startswith("file://"):  # asynchronous jobs for maas serve, run in this process
+        from functions.api import local_jobs
+
+        jobs = local_jobs.LocalJobs(Path(settings.cache_dir) / "jobs")
+        routes += local_jobs.make_router(service, jobs).routes
     app.state.documented_routes = list(routes)
     # Endpoints that take only the request are served as plain Starlette routes: FastAPI's per-request
     # dependency solving (tens of microseconds) buys them nothing. Their OpenAPI entries come from the

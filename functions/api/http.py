@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from functions.core.errors import RequestError
+from functions.core.names import shown
 
 __all__ = ["Call", "Reply", "RequestError", "json_reply", "request_id"]
 
@@ -22,6 +23,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 JSON_TYPE = "application/json"
+JOBS_HINT = "; send large inputs as a batch job: POST /v1/models/NAME/jobs"
 
 
 @dataclass
@@ -75,6 +77,18 @@ class Call:
         values = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
         return values.get(name)
 
+    def only_query(self, allowed: tuple[str, ...]) -> None:
+        """422 for a query parameter the route does not take (``?version=`` would otherwise be ignored)."""
+        raw = self.scope.get("query_string", b"")
+        if not raw:
+            return
+        for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if name not in allowed:
+                hint = " (for a version, use .../versions/VERSION/... in the path)" if name == "version" else ""
+                takes = f"this route takes {', '.join(allowed)}" if allowed else "this route takes none"
+                raise RequestError(422, "unknown_parameter",
+                                   f"unknown query parameter {shown(name)!r}{hint}; {takes}")
+
     def content_type(self, default: str = "") -> str:
         """The media type without parameters, lower-cased."""
         return self.headers.get("content-type", default).split(";")[0].strip().lower()
@@ -84,7 +98,7 @@ class Call:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise RequestError(413, "too_large",
-                               f"request body of {declared} bytes exceeds the {max_bytes}-byte limit")
+                               f"request body of {declared} bytes exceeds the {max_bytes}-byte limit{JOBS_HINT}")
         chunks, size = [], 0
         while True:
             message = await self.receive()
@@ -93,7 +107,7 @@ class Call:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
-                raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit")
+                raise RequestError(413, "too_large", f"request body exceeds the {max_bytes}-byte limit{JOBS_HINT}")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

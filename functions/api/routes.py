@@ -18,22 +18,28 @@ from functions.core.service import PredictionService
 from functions.core.telemetry import log
 
 READY_TTL_SECONDS = 5.0
+ALIAS_QUERY = ("alias",)
+KSERVE_PREDICT = ":predict"
 Handler = Callable[[PredictionService, Call, dict[str, str]], Awaitable[Reply]]
 
 
 async def predict_alias(service: PredictionService, call: Call, params: dict[str, str]) -> Reply:
+    call.only_query(ALIAS_QUERY)
     return await v1_predict.predict(service, call, params["name"], None, call.query("alias"))
 
 
 async def predict_version(service: PredictionService, call: Call, params: dict[str, str]) -> Reply:
+    call.only_query(())
     return await v1_predict.predict(service, call, params["name"], params["version"], None)
 
 
 async def infer_default(service: PredictionService, call: Call, params: dict[str, str]) -> Reply:
+    call.only_query(())
     return await v2_infer.infer(service, call, params["name"], None)
 
 
 async def infer_version(service: PredictionService, call: Call, params: dict[str, str]) -> Reply:
+    call.only_query(())
     return await v2_infer.infer(service, call, params["name"], params["version"])
 
 
@@ -90,6 +96,9 @@ def match(method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
     parts = path.split("/")
     if method == "POST":
         n = len(parts)
+        if n == 4 and parts[1] == "v1" and parts[2] == "models" and parts[0] == "" \
+                and parts[3].endswith(KSERVE_PREDICT) and len(parts[3]) > len(KSERVE_PREDICT):
+            return predict_alias, {"name": parts[3][:-len(KSERVE_PREDICT)]}  # KServe v1: /v1/models/NAME:predict
         if n == 5 and parts[2] == "models" and parts[3] and parts[0] == "":
             if parts[1] == "v1" and parts[4] == "predict":
                 return predict_alias, {"name": parts[3]}

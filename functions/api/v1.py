@@ -77,6 +77,11 @@ def make_router(service: PredictionService) -> APIRouter:
         """Predict with an explicit version."""
         return await version_endpoint(request)
 
+    @router.post("/models/{name}:predict", openapi_extra=PREDICT_ALIAS, responses=PREDICT_RESPONSES)
+    async def predict_kserve(request: Request) -> Response:
+        """KServe v1 route: the same as ``/v1/models/{name}/predict``."""
+        return await alias_endpoint(request)
+
     return router
 
 

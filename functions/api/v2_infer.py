@@ -1,7 +1,7 @@
 """The v2 infer codec (Open Inference Protocol, KServe / Triton REST): typed tensors in and out.
 
-Tensors are the model's natural inputs: raw features ``[N, F]`` (FP32/FP64/INT*) for tabular models,
-``[N, 8, 8]`` images, ``[N]`` BYTES strings for text models. Outputs: ``probabilities`` (FP32) and
+Tensors are the model's natural inputs: raw features ``[N, F]`` (FP32) for tabular models,
+``[N, 8, 8]`` FP32 images, ``[N]`` BYTES strings for text models. Outputs: ``probabilities`` (FP32) and
 ``label`` (BYTES) for classifiers, ``value`` (FP32) for regressors, ``embedding`` for encoders.
 """
 
@@ -17,6 +17,7 @@ from functions.api.oip_codec import HEADER_LENGTH, decode_tensor, encode_outputs
 from functions.core.errors import InvalidInputError
 from functions.core.manifest import ImagePreprocessing, Manifest, TabularPreprocessing
 from functions.core.model_cache import LoadedModel
+from functions.core.names import shown
 from functions.core.service import ModelRef, Output, PredictionService
 
 INFER_TYPES = ("application/json", "application/octet-stream")
@@ -60,7 +61,10 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
         raise InvalidInputError(f"expected exactly one input tensor {expected['name']!r}, "
                                 f"got {len(header['inputs'])}")
     tensor = header["inputs"][0]
-    values, _ = decode_tensor(tensor, binary, 0)
+    values, end = decode_tensor(tensor, binary, 0)
+    if end != len(binary):
+        raise RequestError(400, "malformed_request", f"{len(binary) - end} bytes follow the binary tensors; "
+                           "binary_data_size must account for the whole binary section")
     _check_tensor(tensor, values, expected, service.settings.max_instances)
 
     def decode(loaded: LoadedModel, output: Output) -> tuple[bytes, int | None]:
@@ -80,9 +84,9 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
 def _check_tensor(tensor: dict[str, Any], values: Any, expected: dict[str, Any], max_instances: int) -> None:
     if tensor["name"] != expected["name"]:
         raise InvalidInputError(f"unknown input {tensor['name']!r}; this model takes {expected['name']!r}")
-    is_bytes = tensor["datatype"] == "BYTES"
-    if is_bytes != (expected["datatype"] == "BYTES"):
-        raise InvalidInputError(f"input {expected['name']!r} must have datatype {expected['datatype']}")
+    if tensor["datatype"] != expected["datatype"]:  # strict, as Triton: no silent casts
+        raise InvalidInputError(f"input {expected['name']!r} must have datatype {expected['datatype']}, "
+                                f"got {shown(str(tensor['datatype']))}")
     shape = tensor["shape"]
     if len(shape) != len(expected["shape"]) or shape[1:] != expected["shape"][1:]:
         raise InvalidInputError(f"input {expected['name']!r}: shape {shape} does not match {expected['shape']}")

@@ -5,8 +5,9 @@ read (bad UTF-8, ragged CSV rows, non-numeric cells, malformed JSON, over-long l
 with a reason, never raised. A file that cannot be read at all (unknown extension, missing CSV columns,
 corrupt or non-numeric .npy) raises UnreadableInputError.
 
-Line numbers are 1-based physical lines for .csv (the header is line 1) and .jsonl; for .npy they are
-1-based row numbers.
+Line numbers are 1-based physical lines for .csv (the header is line 1; a record with quoted newlines has
+the number of the line it starts on) and .jsonl; for .npy they are 1-based row numbers. CSV is read by
+Python's csv parser on the stream (RFC 4180 quoting: commas, quotes and newlines inside quoted fields).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Chunk:
     lines: list[int] = field(default_factory=list)
     instances: list[Any] | np.ndarray = field(default_factory=list)
     bad: list[tuple[int, str]] = field(default_factory=list)
+    ids: dict[int, Any] = field(default_factory=dict)
+    offset: int = 0  # bytes of the input read once this chunk was complete (for progress)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.bad)
@@ -47,25 +50,38 @@ def input_format(key: str) -> str:
     return suffix
 
 
-def read_chunks(path: Path, fmt: str, spec: Preprocessing, chunk_rows: int, max_line_bytes: int) -> Iterator[Chunk]:
-    """Chunks of at most ``chunk_rows`` rows (good and bad together)."""
+def read_chunks(path: Path, fmt: str, spec: Preprocessing, chunk_rows: int, max_line_bytes: int,
+                id_column: str | None = None) -> Iterator[Chunk]:
+    """Chunks of at most ``chunk_rows`` rows (good and bad together).
+
+    With ``id_column``, each row's value of that CSV column (or JSON-lines field, removed from the instance)
+    is kept in ``Chunk.ids`` by line number; .npy inputs have no columns to take it from.
+    """
     if fmt == ".npy":
+        if id_column:
+            raise UnreadableInputError("an id column needs .csv or .jsonl input; .npy rows have no columns")
         yield from _npy_chunks(path, spec, chunk_rows)
         return
     with path.open("rb") as f:
-        lines = _lines(f, max_line_bytes)
-        rows = _csv_rows(lines, spec) if fmt == ".csv" else _jsonl_rows(lines)
+        if fmt == ".csv":
+            rows = _csv_rows(_csv_records(_PhysicalLines(f, max_line_bytes)), spec, id_column)
+        else:
+            rows = _jsonl_rows(_lines(f, max_line_bytes), id_column)
         chunk = Chunk()
-        for line, value, ok in rows:
+        for line, value, ok, row_id in rows:
             if ok:
                 chunk.lines.append(line)
                 chunk.instances.append(value)  # type: ignore[union-attr]
             else:
                 chunk.bad.append((line, value))
+            if row_id is not None:
+                chunk.ids[line] = row_id
             if len(chunk) >= chunk_rows:
+                chunk.offset = f.tell()
                 yield chunk
                 chunk = Chunk()
         if len(chunk):
+            chunk.offset = f.tell()
             yield chunk
 
 
@@ -93,38 +109,128 @@ def _lines(f: IO[bytes], max_line_bytes: int) -> Iterator[tuple[int, str | None,
             yield number, None, f"not valid UTF-8 at byte {exc.start}"
 
 
-def _jsonl_rows(lines: Iterator[tuple[int, str | None, str]]) -> Iterator[tuple[int, Any, bool]]:
+Row = tuple[int, Any, bool, Any]
+
+
+def _jsonl_rows(lines: Iterator[tuple[int, str | None, str]], id_column: str | None) -> Iterator[Row]:
     for number, text, reason in lines:
         if text is None:
-            yield number, reason, False
+            yield number, reason, False, None
             continue
         try:
-            yield number, orjson.loads(text), True
+            value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            yield number, f"not valid JSON: {exc}", False
+            yield number, f"not valid JSON: {exc}", False, None
+            continue
+        if id_column is None:
+            yield number, value, True, None
+        elif not isinstance(value, dict) or id_column not in value:
+            yield number, f"no {id_column!r} field for the id column (instances must be objects)", False, None
+        else:
+            row_id = value.pop(id_column)
+            yield number, value, True, row_id
 
 
-def _csv_rows(lines: Iterator[tuple[int, str | None, str]], spec: Preprocessing) -> Iterator[tuple[int, Any, bool]]:
+class _RecordTooLongError(Exception):
+    """A CSV record (quoted newlines included) grew past the size cap."""
+
+
+class _PhysicalLines:
+    """Decoded physical lines of a byte stream for ``csv.reader``, counting them and the current record's bytes.
+
+    A line that is over-long or not UTF-8 is replaced by an empty line and remembered as the record's problem;
+    a record longer than the cap in total raises ``_RecordTooLongError`` (a stray quote cannot swallow the file).
+    """
+
+    def __init__(self, f: IO[bytes], max_bytes: int) -> None:
+        self.f = f
+        self.max_bytes = max_bytes
+        self.number = 0
+        self.record_bytes = 0
+        self.problem = ""
+
+    def __iter__(self) -> _PhysicalLines:
+        return self
+
+    def start_record(self) -> int:
+        """Reset the per-record state; the number of the line the next record starts on."""
+        self.record_bytes = 0
+        self.problem = ""
+        return self.number + 1
+
+    def __next__(self) -> str:
+        raw = self.f.readline(self.max_bytes + 1)
+        if not raw:
+            raise StopIteration
+        self.number += 1
+        if self.number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if len(raw) > self.max_bytes and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line in bounded reads
+                raw = self.f.readline(self.max_bytes + 1)
+            self.problem = self.problem or f"line longer than {self.max_bytes} bytes"
+            return "\n"
+        self.record_bytes += len(raw)
+        if self.record_bytes > self.max_bytes:
+            raise _RecordTooLongError
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.problem = self.problem or f"not valid UTF-8 at byte {exc.start}"
+            return "\n"
+
+
+def _csv_records(source: _PhysicalLines) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line the record starts on, cells or None, reason) for each non-blank CSV record.
+
+    ``csv.reader`` parses quoted fields with commas, quotes and newlines; after a malformed or over-long
+    record, reading goes on with a fresh reader at the next physical line.
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), source.max_bytes))  # a cell may be as long as a record
+    while True:
+        reader = csv.reader(source)
+        while True:
+            start = source.start_record()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except _RecordTooLongError:
+                yield start, None, f"record longer than {source.max_bytes} bytes (an unclosed quote?)"
+                break
+            except csv.Error as exc:
+                yield start, None, f"malformed CSV: {exc}"
+                break
+            if source.problem:
+                yield start, None, source.problem
+            elif cells and any(cell.strip() for cell in cells):
+                yield start, cells, ""
+
+
+def _csv_rows(records: Iterator[tuple[int, list[str] | None, str]], spec: Preprocessing,
+              id_column: str | None) -> Iterator[Row]:
     header: list[str] | None = None
-    for number, text, reason in lines:
-        if text is None:
+    id_index = -1
+    for number, cells, reason in records:
+        if cells is None:
             if header is None:
                 raise UnreadableInputError(f"CSV header (line {number}) is unreadable: {reason}")
-            yield number, reason, False
-            continue
-        try:
-            cells = next(csv.reader([text]))
-        except csv.Error as exc:
-            yield number, f"malformed CSV: {exc}", False
+            yield number, reason, False, None
             continue
         if header is None:
             header = [c.strip() for c in cells]
             columns = _columns(header, spec)
+            if id_column is not None:
+                if id_column not in header:
+                    raise UnreadableInputError(f"CSV header lacks the id column {id_column[:64]!r}")
+                id_index = header.index(id_column)
             continue
         if len(cells) != len(header):
-            yield number, f"expected {len(header)} cells, got {len(cells)}", False
+            yield number, f"expected {len(header)} cells, got {len(cells)}", False, \
+                cells[id_index] if 0 <= id_index < len(cells) else None
             continue
-        yield _csv_value(number, cells, header, columns, spec)
+        line, value, ok = _csv_value(number, cells, header, columns, spec)
+        yield line, value, ok, cells[id_index] if id_index >= 0 else None
 
 
 def _columns(header: list[str], spec: Preprocessing) -> list[int]:
@@ -168,7 +274,7 @@ def _npy_chunks(path: Path, spec: Preprocessing, chunk_rows: int) -> Iterator[Ch
         for start in range(0, shape[0], chunk_rows):
             rows = min(chunk_rows, shape[0] - start)
             block = np.fromfile(f, dtype=dtype, count=rows * width).astype(np.float64).reshape(rows, width)
-            yield Chunk(lines=list(range(start + 1, start + 1 + rows)), instances=block)
+            yield Chunk(lines=list(range(start + 1, start + 1 + rows)), instances=block, offset=f.tell())
 
 
 def _npy_header(f: IO[bytes], size: int) -> tuple[tuple[int, ...], np.dtype[Any]]:

@@ -18,11 +18,15 @@ from functions.core.inference import class_labels, shape_predictions
 from functions.core.model_cache import LoadedModel
 
 
-def prediction_lines(model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int]) -> bytes:
-    """The model's output for the rows at ``lines`` as JSON lines."""
+def prediction_lines(model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
+                     ids: dict[int, Any] | None = None) -> bytes:
+    """The model's output for the rows at ``lines`` as JSON lines; with ``ids``, each row's "id" after "line"."""
     if model.manifest.task == "classification" and output.ndim == 2:
-        return classification_lines(lines, class_labels(model.manifest, output.shape[1]), output)
-    return json_lines(shape_predictions(model, output, lines))
+        return classification_lines(lines, class_labels(model.manifest, output.shape[1]), output, ids)
+    rows = shape_predictions(model, output, lines)
+    if ids:
+        rows = [{"line": row["line"], "id": ids.get(row["line"]), **row} for row in rows]
+    return json_lines(rows)
 
 
 def json_lines(rows: list[dict[str, Any]]) -> bytes:
@@ -36,7 +40,8 @@ def json_lines(rows: list[dict[str, Any]]) -> bytes:
     return orjson.dumps(rows)[1:-1].replace(b'},{"line":', b'}\n{"line":') + b"\n"
 
 
-def classification_lines(lines: Sequence[int], labels: Sequence[str], probabilities: npt.NDArray[Any]) -> bytes:
+def classification_lines(lines: Sequence[int], labels: Sequence[str], probabilities: npt.NDArray[Any],
+                         ids: dict[int, Any] | None = None) -> bytes:
     """``{"line": N, "label": L, "probabilities": {label: p, ...}}`` per row, without a dict per row.
 
     The numbers come from one orjson call over the rounded matrix; the fixed JSON between them ("glue") is
@@ -49,8 +54,12 @@ def classification_lines(lines: Sequence[int], labels: Sequence[str], probabilit
     numbers = orjson.dumps(rounded, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].replace(b"],[", b",").split(b",")
     keys = [orjson.dumps(label) for label in labels]
     best = probabilities.argmax(axis=1).tolist()
-    heads = [b'}}\n{"line":%d,"label":%s,"probabilities":{%s:' % (line, keys[i], keys[0])
-             for line, i in zip(lines, best, strict=True)]
+    if ids:
+        heads = [b'}}\n{"line":%d,"id":%s,"label":%s,"probabilities":{%s:'
+                 % (line, orjson.dumps(ids.get(line)), keys[i], keys[0]) for line, i in zip(lines, best, strict=True)]
+    else:
+        heads = [b'}}\n{"line":%d,"label":%s,"probabilities":{%s:' % (line, keys[i], keys[0])
+                 for line, i in zip(lines, best, strict=True)]
     heads[0] = heads[0][3:]
     glue: list[bytes] = [b""] * (rows * width + 1)
     glue[0::width] = [*heads, b"}}\n"]

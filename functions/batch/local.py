@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from functions.batch.formats import input_format, read_chunks
+from functions.batch.formats import Chunk, input_format, read_chunks
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
 from functions.core.errors import AlreadyExistsError
@@ -23,8 +23,12 @@ def batch_threads(configured: int) -> int:
 
 
 def run_local(cache: ModelCache, name: str, source: Path, output: Path, version: str | None = None,
-              alias: str | None = None, on_rows: Callable[[int], None] | None = None) -> RunStats:
-    """Predict ``source`` with model ``name`` into ``output``/{predictions,errors}.jsonl and report.json."""
+              alias: str | None = None, on_rows: Callable[[int], None] | None = None,
+              id_column: str | None = None, on_bytes: Callable[[int], None] | None = None) -> RunStats:
+    """Predict ``source`` with model ``name`` into ``output``/{predictions,errors}.jsonl and report.json.
+
+    ``on_rows`` gets the rows of each chunk done, ``on_bytes`` how far into the input (bytes) it was.
+    """
     fmt = input_format(source.name)
     if not source.is_file():
         raise FileNotFoundError(f"input {source} does not exist")
@@ -38,7 +42,9 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
         work = Path(tmp)
         with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
             chunks = read_chunks(source, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
-                                 settings.batch_max_line_bytes)
+                                 settings.batch_max_line_bytes, id_column)
+            if on_bytes is not None:
+                chunks = _reporting(chunks, on_bytes)
             stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows,
                               drift=batch_drift(cache.store, model))
         (work / "report.json").write_bytes(make_report(
@@ -47,3 +53,10 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
         for name in OUTPUT_FILES:  # report last: its presence marks a complete output
             os.link(work / name, output / name)
     return stats
+
+
+def _reporting(chunks: Iterator[Chunk], on_bytes: Callable[[int], None]) -> Iterator[Chunk]:
+    """The chunks, telling ``on_bytes`` the input offset of the one before as each next one is asked for."""
+    for chunk in chunks:
+        yield chunk
+        on_bytes(chunk.offset)

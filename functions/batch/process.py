@@ -112,7 +112,7 @@ class Processor:
                     (work / "errors.jsonl").open("wb") as errors:
                 try:
                     chunks = read_chunks(local, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
-                                         settings.batch_max_line_bytes)
+                                         settings.batch_max_line_bytes, id_column_of(item.key))
                     stats = run_batch(model, chunks, predictions, errors, out_of_time,
                                       drift=batch_drift(self.cache.store, model))
                 except UnreadableInputError as exc:
@@ -164,3 +164,12 @@ def failure_report_key(key: str, etag: str) -> str:
     digest = hashlib.sha256(f"{key}\x00{etag}".encode()).hexdigest()
     return f"{FAILED}/_unsafe/{digest}/report.json"
 
+
+_ID_SUFFIX = re.compile(r"@id=([A-Za-z0-9_.-]{1,64})\.(?:csv|jsonl)$")
+
+
+def id_column_of(key: str) -> str | None:
+    """The id column an input key names by the suffix ``@id=COLUMN`` before its extension
+    (``inputs/iris/scores@id=customer_id.csv``), or None."""
+    found = _ID_SUFFIX.search(key.rsplit("/", 1)[-1])
+    return found.group(1) if found else None

@@ -78,7 +78,8 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
                         drift.add_chunk(chunk, good_lines, output)
                 while len(pending) >= PENDING:
                     pending.popleft().result()
-                pending.append(writer.submit(_write, model, output, good_lines, bad, predictions, errors))
+                pending.append(writer.submit(_write, model, output, good_lines, bad, predictions, errors,
+                                             chunk.ids))
                 stats.rows_ok += len(good_lines)
                 stats.rows_failed += len(bad)
                 if on_chunk:
@@ -95,11 +96,13 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
 
 
 def _write(model: LoadedModel, output: Any, good_lines: list[int], bad: list[tuple[int, str]],
-           predictions: IO[bytes], errors: IO[bytes]) -> None:
+           predictions: IO[bytes], errors: IO[bytes], ids: dict[int, Any] | None = None) -> None:
+    """Append a chunk's predictions and errors; with ``ids`` (an id column), each row carries its "id"."""
     if output is not None:
-        predictions.write(prediction_lines(model, output, good_lines))
+        predictions.write(prediction_lines(model, output, good_lines, ids or None))
     if bad:
-        errors.write(b"".join(orjson.dumps({"line": line, "error": reason}, option=NEWLINE)
+        errors.write(b"".join(orjson.dumps({"line": line, "id": ids.get(line), "error": reason} if ids
+                                           else {"line": line, "error": reason}, option=NEWLINE)
                               for line, reason in sorted(bad)))
 
 

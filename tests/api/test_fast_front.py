@@ -43,8 +43,10 @@ GOOD: list[Request] = [
           {"id": "r1", "inputs": [_tensor(shape=(2, 10), data=DIABETES * 2)]}),
     _post("/v2/models/text-lstm/infer",
           {"inputs": [_tensor("text", (2,), "BYTES", TEXTS)], "outputs": [{"name": "label"}]}),
-    _post("/v2/models/digits-cnn/infer", {"inputs": [_tensor("image", (1, 8, 8), "INT32", DIGIT_ZERO)]}),
+    _post("/v2/models/digits-cnn/infer", {"inputs": [_tensor("image", (1, 8, 8), "FP32", DIGIT_ZERO)]}),
     _binary_infer("/v2/models/diabetes-mlp/infer", [DIABETES]),
+    _post("/v1/models/cancer-mlp:predict", {"instances": [CANCER_ROW]}),
+    _post("/v1/models/cancer-mlp:predict?alias=prod", {"instances": [CANCER_ROW]}),
     ("GET", "/v2/health/live", {}, b""),
     ("GET", "/v2/health/ready", {}, b""),
 ]
@@ -74,6 +76,15 @@ EXTRA_BAD: list[Request] = [
     ("POST", "/v2/health/live", JSON, b"{}"),
     ("GET", "/v2/health/live/", {}, b""),
     ("POST", "/v1/models/diabetes-mlp/predict", {**JSON, "x-request-id": "r-1"}, b'{"instances": [[]]}'),
+    _post("/v1/models/cancer-mlp/predict?version=2", {"instances": [CANCER_ROW]}),
+    _post("/v1/models/cancer-mlp/versions/1/predict?alias=prod", {"instances": [CANCER_ROW]}),
+    _post("/v2/models/diabetes-mlp/infer?x=1", {"inputs": [_tensor()]}),
+    _post("/v1/models/:predict", {"instances": [CANCER_ROW]}),
+    _post("/v1/models/no-such:predict", {"instances": [CANCER_ROW]}),
+    _post("/v1/models/cancer-mlp:explain", {"instances": [CANCER_ROW]}),
+    _post("/v2/models/digits-cnn/infer", {"inputs": [_tensor("image", (1, 8, 8), "INT32", DIGIT_ZERO)]}),
+    _post("/v2/models/diabetes-mlp/infer", {"inputs": [_tensor(datatype="FP64")]}),
+    _post("/v1/models/" + "a" * 5000 + "/predict", {"instances": [CANCER_ROW]}),
 ]
 REQUESTS = [*GOOD, *[(m, p, h, c) for m, p, h, c, *_ in CASES], *EXTRA_BAD]
 

@@ -1,0 +1,170 @@
+"""Asynchronous batch jobs for a local file store (``maas serve``): the deployed flow's routes, without AWS.
+
+``POST /v1/models/{name}/jobs`` (``?alias=`` or ``/versions/{v}/jobs``) with ``{"format", "bytes",
+"id_column"?}`` answers a job id, an upload URL on this server (``PUT /v1/jobs/{id}/input?token=...``: the
+token is single-use and the body may not exceed the declared size) and a status URL. The upload runs the
+batch runner in a background thread; ``GET /v1/jobs/{id}`` answers pending, running, succeeded or failed,
+the report's row counts and download URLs (``GET /v1/jobs/{id}/files/{predictions.jsonl|errors.jsonl}``).
+Jobs live in a folder beside the model cache and last as long as it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, Response
+
+from functions.api.http import Call
+from functions.core.errors import InvalidInputError, NotFoundError, RequestError
+from functions.core.names import shown
+from functions.core.service import ModelRef, PredictionService
+
+FORMATS = ("csv", "jsonl", "npy")
+MAX_JOB_BYTES = 10 * 1024**3
+OUTPUTS = ("predictions.jsonl", "errors.jsonl", "report.json")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class LocalJobs:
+    """Job records as JSON files under ``root``/ID/, with the input and the runner's outputs beside them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lock = threading.Lock()
+
+    def folder(self, job_id: str) -> Path:
+        if len(job_id) != 32 or not all(c in "0123456789abcdef" for c in job_id):
+            raise NotFoundError(f"no job {shown(job_id)!r}")
+        folder = self.root / job_id
+        if not (folder / "job.json").is_file():
+            raise NotFoundError(f"no job {job_id!r}")
+        return folder
+
+    def read(self, job_id: str) -> dict[str, Any]:
+        record: dict[str, Any] = orjson.loads((self.folder(job_id) / "job.json").read_bytes())
+        return record
+
+    def write(self, record: dict[str, Any]) -> None:
+        folder = self.root / record["id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "job.json.tmp"
+        tmp.write_bytes(orjson.dumps(record))
+        tmp.replace(folder / "job.json")
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
+    # Left out of the OpenAPI document (documented in docs/api.md): local-only routes of `maas serve`.
+    router = APIRouter(prefix="/v1", tags=["jobs (local)"], include_in_schema=False)
+
+    async def submit(request: Request, name: str, version: str | None, alias: str | None) -> Response:
+        call = Call.of(request.scope, request.receive)
+        call.only_query(("alias",) if version is None else ())
+        try:
+            body = orjson.loads(await call.body(64 * 1024))
+        except orjson.JSONDecodeError:
+            raise RequestError(400, "malformed_json", "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidInputError('body must be {"format": "csv|jsonl|npy", "bytes": N, "id_column": ...}')
+        fmt, size, id_column = body.get("format"), body.get("bytes"), body.get("id_column")
+        if fmt not in FORMATS:
+            raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_JOB_BYTES:
+            raise InvalidInputError(f"bytes must be an integer from 1 to {MAX_JOB_BYTES}")
+        if id_column is not None and (not isinstance(id_column, str) or not 0 < len(id_column) <= 64):
+            raise InvalidInputError("id_column must be a column name of 1 to 64 characters")
+        ref = ModelRef.checked(name, version, alias)
+        resolved = version or await service.off_loop(service.cache.resolve, ref.name, ref.alias)
+        job_id, token = os.urandom(16).hex(), os.urandom(16).hex()
+        jobs.write({"id": job_id, "status": "pending", "model": name, "version": resolved, "format": fmt,
+                    "bytes": size, "id_column": id_column, "token": token})
+        base = _base(request)
+        return _json({"job_id": job_id, "status_url": f"{base}/v1/jobs/{job_id}",
+                      "upload": {"method": "PUT", "url": f"{base}/v1/jobs/{job_id}/input?token={token}",
+                                 "max_bytes": size}}, 201)
+
+    @router.post("/models/{name}/jobs", status_code=201)
+    async def submit_alias(request: Request, name: str) -> Response:
+        """Create a batch job on the version ``alias`` names; answers the upload URL and the status URL."""
+        return await submit(request, name, None, request.query_params.get("alias"))
+
+    @router.post("/models/{name}/versions/{version}/jobs", status_code=201)
+    async def submit_version(request: Request, name: str, version: str) -> Response:
+        """Create a batch job on an explicit version."""
+        return await submit(request, name, version, None)
+
+    @router.put("/jobs/{job_id}/input")
+    async def upload(request: Request, job_id: str) -> Response:
+        """The job's input (once, with the upload token, at most the declared bytes); starts the run."""
+        call = Call.of(request.scope, request.receive)
+        with jobs.lock:
+            record = jobs.read(job_id)
+            token = call.query("token") or ""
+            if record["status"] != "pending" or not hmac.compare_digest(token, record["token"]):
+                raise RequestError(403, "forbidden", "the upload token is wrong or was already used")
+            record["status"] = "uploading"
+            jobs.write(record)
+        try:
+            data = await call.body(record["bytes"])
+        except RequestError:
+            record["status"] = "pending"
+            jobs.write(record)
+            raise
+        source = jobs.folder(job_id) / f"input.{record['format']}"
+        source.write_bytes(data)
+        record["status"] = "running"
+        jobs.write(record)
+        threading.Thread(target=_run, args=(service, jobs, record, source), daemon=True,
+                         name=f"maas-job-{job_id[:8]}").start()
+        return _json({"job_id": job_id, "status": "running"}, 202)
+
+    @router.get("/jobs/{job_id}")
+    async def status(request: Request, job_id: str) -> Response:
+        """pending, running, succeeded or failed; row counts and download URLs once done."""
+        record = jobs.read(job_id)
+        answer = {k: record.get(k) for k in ("id", "status", "model", "version", "format", "rows", "error")}
+        if record["status"] == "succeeded":
+            base = f"{_base(request)}/v1/jobs/{job_id}/files"
+            answer["outputs"] = {"predictions": f"{base}/predictions.jsonl", "errors": f"{base}/errors.jsonl",
+                                 "report": f"{base}/report.json"}
+        return _json(answer)
+
+    @router.get("/jobs/{job_id}/files/{file}")
+    async def output(job_id: str, file: str) -> Response:
+        """An output file of a succeeded job."""
+        path = jobs.folder(job_id) / "out" / file
+        if file not in OUTPUTS or not path.is_file():
+            raise NotFoundError(f"no output {shown(file)!r} for job {job_id}")
+        return FileResponse(path, media_type="application/json" if file.endswith(".json") else
+                            "application/x-ndjson")
+
+    return router
+
+
+def _run(service: PredictionService, jobs: LocalJobs, record: dict[str, Any], source: Path) -> None:
+    """The batch runner on the uploaded input (the same code as ``maas batch``); the outcome in the record."""
+    from functions.batch.local import run_local
+    from functions.core.errors import MaasError
+
+    try:
+        stats = run_local(service.cache, record["model"], source, source.parent / "out", record["version"],
+                          id_column=record["id_column"])
+        record.update(status="succeeded", rows={"in": stats.rows_in, "ok": stats.rows_ok,
+                                                "failed": stats.rows_failed})
+    except MaasError as exc:
+        record.update(status="failed", error=exc.message)
+    except Exception as exc:  # a bug: the job fails with its type, the server goes on
+        record.update(status="failed", error=f"internal error ({type(exc).__name__})")
+    jobs.write(record)

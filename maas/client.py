@@ -1,0 +1,164 @@
+"""A small Python client for the maas prediction API; ``maas predict`` uses the same code.
+
+    from maas.client import Client
+
+    client = Client("https://abc123.execute-api.eu-west-1.amazonaws.com")   # signed with SigV4
+    client.predict("iris-mlp", [{"sepal_length": 5.1, ...}])["predictions"]
+    Client("https://api.example.com", token="eyJ...").predict("iris-mlp", [[5.1, 3.5, 1.4, 0.2]], alias="prod")
+
+Authentication (``auth``):
+
+- ``"auto"`` (default): a bearer ``token`` when one is given; else SigV4 when the URL is an AWS endpoint
+  (``*.execute-api.REGION.amazonaws.com``: service ``execute-api``; ``*.lambda-url.REGION.on.aws``: service
+  ``lambda``); else nothing (``maas serve`` on loopback).
+- ``"iam"``: always SigV4, with credentials from the standard AWS chain (environment, profile, SSO, instance
+  role) through botocore; the region comes from the host name, else the AWS configuration.
+- ``"none"``: send no credentials.
+
+A 4xx raises ``ApiRejectedError`` (a 401/403 says how to authenticate), a 5xx ``ApiFailedError``, a
+connection failure ``ApiUnreachableError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Literal
+
+from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError, MaasError
+
+Auth = Literal["auto", "iam", "none"]
+_AWS_HOSTS = (
+    (re.compile(r"^[^.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$"), "execute-api"),
+    (re.compile(r"^[^.]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$"), "lambda"),
+)
+AUTH_HINT = ("the API wants credentials: for the IAM default pass --auth iam (or use its AWS URL) with AWS "
+             "credentials allowed to invoke it (execute-api:Invoke / lambda:InvokeFunctionUrl); for JWT, pass "
+             "--token or set MAAS_TOKEN")
+
+
+def aws_endpoint(url: str) -> tuple[str, str] | None:
+    """(service, region) when ``url`` is an API Gateway HTTP API or Lambda Function URL, else None."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    for pattern, service in _AWS_HOSTS:
+        found = pattern.match(host)
+        if found:
+            return service, found.group(1)
+    return None
+
+
+class Client:
+    """Calls a maas API: predictions, explanations and batch jobs, signed or with a bearer token."""
+
+    def __init__(self, url: str, auth: Auth = "auto", token: str | None = None, timeout: float = 60.0,
+                 region: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.auth = auth
+        self.token = token
+        self.timeout = timeout
+        endpoint = aws_endpoint(self.url)
+        self.service = endpoint[0] if endpoint else "execute-api"
+        self.region = region or (endpoint[1] if endpoint else None)
+        self.sign = auth == "iam" or (auth == "auto" and token is None and endpoint is not None)
+
+    def predict(self, name: str, instances: list[Any], version: str | None = None,
+                alias: str | None = None) -> dict[str, Any]:
+        """``POST /v1/models/NAME[/versions/V]/predict`` with ``{"instances": ...}``; the JSON answer."""
+        return self.call("POST", self.model_path(name, "predict", version, alias), {"instances": instances})
+
+    def explain(self, name: str, instances: list[Any], version: str | None = None,
+                alias: str | None = None) -> dict[str, Any]:
+        """``POST /v1/models/NAME[/versions/V]/explain`` (where the API offers explanations)."""
+        return self.call("POST", self.model_path(name, "explain", version, alias), {"instances": instances})
+
+    def submit_job(self, name: str, fmt: str, size: int, id_column: str | None = None,
+                   version: str | None = None, alias: str | None = None) -> dict[str, Any]:
+        """``POST /v1/models/NAME/jobs``: a job id, an upload URL for the input and a status URL."""
+        body: dict[str, Any] = {"format": fmt, "bytes": size}
+        if id_column:
+            body["id_column"] = id_column
+        return self.call("POST", self.model_path(name, "jobs", version, alias), body)
+
+    def upload(self, upload: dict[str, Any], data: bytes) -> None:
+        """Send a job's input to the upload URL ``submit_job`` answered (its token is in the URL: no credentials)."""
+        method = str(upload.get("method", "PUT"))
+        headers = {str(k): str(v) for k, v in (upload.get("headers") or {}).items()}
+        self._send(urllib.request.Request(str(upload["url"]), data=data, method=method, headers=headers))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/ID``: status, row counts and download URLs once done."""
+        return self.call("GET", f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}")
+
+    def fetch(self, url: str) -> bytes:
+        """The bytes at a download URL a job status named (presigned: sent without credentials)."""
+        return self._send(urllib.request.Request(url, method="GET"))
+
+    @staticmethod
+    def model_path(name: str, verb: str, version: str | None = None, alias: str | None = None) -> str:
+        """The route of a model verb, by explicit version or by alias."""
+        quoted = urllib.parse.quote(name, safe="")
+        if version:
+            return f"/v1/models/{quoted}/versions/{urllib.parse.quote(version, safe='')}/{verb}"
+        return f"/v1/models/{quoted}/{verb}" + (f"?alias={urllib.parse.quote(alias, safe='')}" if alias else "")
+
+    def send(self, method: str, path: str, payload: Any = None) -> bytes:
+        """Send one request (signed or with the token); the raw answer body."""
+        body = None if payload is None else json.dumps(payload).encode()
+        url = self.url + path
+        headers = {"content-type": "application/json"} if body is not None else {}
+        headers.update(self.auth_headers(method, url, body, headers))
+        return self._send(urllib.request.Request(url, data=body, method=method, headers=headers))
+
+    def call(self, method: str, path: str, payload: Any = None) -> dict[str, Any]:
+        """Send one request and return the decoded JSON answer."""
+        result = json.loads(self.send(method, path, payload))
+        if not isinstance(result, dict):
+            raise ApiFailedError(200, f"expected a JSON object from {path}, got {type(result).__name__}")
+        return result
+
+    def auth_headers(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
+        """The Authorization (and, signed, X-Amz-*) headers for one request."""
+        if self.token is not None and self.auth != "none" and not self.sign:
+            return {"authorization": f"Bearer {self.token}"}
+        if not self.sign:
+            return {}
+        return sigv4_headers(method, url, body, headers, self.service, self.region)
+
+    def _send(self, request: urllib.request.Request) -> bytes:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data: bytes = response.read()
+                return data
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")
+            message = f"HTTP {exc.code}: {text}"
+            if exc.code in (401, 403):
+                message += f"\nhint: {AUTH_HINT}"
+            raise (ApiRejectedError if exc.code < 500 else ApiFailedError)(exc.code, message) from None
+        except urllib.error.URLError as exc:
+            raise ApiUnreachableError(f"cannot reach {self.url}: {exc.reason}") from None
+        except TimeoutError:
+            raise ApiUnreachableError(f"no answer from {self.url} within {self.timeout:g} s") from None
+
+
+def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, str], service: str,
+                  region: str | None) -> dict[str, str]:
+    """SigV4 headers from botocore's signer and the standard credential chain."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.session import Session
+
+    session = Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise MaasError("no AWS credentials found for signing (environment, profile, SSO or role); "
+                        "configure them, or pass --token for a JWT-protected API")
+    region = region or session.get_config_variable("region")
+    if not region:
+        raise MaasError("no AWS region for signing: set AWS_REGION or use the API's AWS URL")
+    request = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers))
+    SigV4Auth(credentials.get_frozen_credentials(), service, region).add_auth(request)
+    return {k: v for k, v in request.headers.items() if k.lower() not in {h.lower() for h in headers}}

@@ -1,0 +1,81 @@
+"""``maas jobs submit/status/fetch``: asynchronous batch jobs through the API (``maas.client``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from maas.predict import with_auth
+
+if TYPE_CHECKING:
+    from maas.client import Client
+
+url_option = click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
+                          help="Base URL of the API (or $MAAS_URL).")
+
+
+def _client(url: str, auth: str, token: str | None) -> Client:
+    from maas.client import Client
+
+    return Client(url, auth=auth, token=token)  # type: ignore[arg-type]
+
+
+@click.group()
+def jobs() -> None:
+    """Batch jobs for inputs too large for one request: submit a file, follow it, fetch the outputs."""
+
+
+@jobs.command()
+@click.argument("name")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="A .csv, .jsonl or .npy file.")
+@click.option("--id-column", default=None, help="A column copied as \"id\" into every output row.")
+@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
+@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@url_option
+@with_auth
+def submit(name: str, input_path: Path, id_column: str | None, model_version: str | None, alias: str | None,
+           url: str, auth: str, token: str | None) -> None:
+    """Create a job for model NAME, upload the input and print the job id and status URL."""
+    from maas.batch import check_readable
+
+    check_readable(input_path)
+    data = input_path.read_bytes()
+    client = _client(url, auth, token)
+    job = client.submit_job(name, input_path.suffix.lstrip(".").lower(), len(data), id_column, model_version,
+                            alias)
+    client.upload(job["upload"], data)
+    click.echo(json.dumps({"job_id": job["job_id"], "status_url": job["status_url"]}))
+
+
+@jobs.command()
+@click.argument("job_id")
+@url_option
+@with_auth
+def status(job_id: str, url: str, auth: str, token: str | None) -> None:
+    """Print a job's status (pending, running, succeeded, failed) and row counts."""
+    click.echo(json.dumps(_client(url, auth, token).job(job_id)))
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for predictions.jsonl, errors.jsonl and report.json.")
+@url_option
+@with_auth
+def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None) -> None:
+    """Download a succeeded job's outputs into a folder."""
+    from functions.core.errors import NotFoundError
+
+    client = _client(url, auth, token)
+    job = client.job(job_id)
+    if job.get("status") != "succeeded":
+        raise NotFoundError(f"job {job_id} has no outputs yet: it is {job.get('status')}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, link in job["outputs"].items():
+        target = output_dir / Path(str(link).split("?")[0]).name
+        target.write_bytes(client.fetch(link))
+        click.echo(f"{name}: {target}")

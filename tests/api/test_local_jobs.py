@@ -1,0 +1,118 @@
+"""Asynchronous jobs on a local store (``maas serve``): submit, upload to the server itself, status, fetch;
+through the Python client and ``maas jobs`` (issue 17)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from functions.core.errors import ApiRejectedError
+from maas.client import Client
+from tests.api.samples import DIABETES_ROW
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _csv(rows: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["customer", *DIABETES_ROW])
+    for i in range(rows):
+        writer.writerow([f"c,{i}", *DIABETES_ROW.values()] if i != 3 else ["c,bad", "x", *list(
+            DIABETES_ROW.values())[1:]])
+    return out.getvalue().encode()
+
+
+def _wait(client: Client, job_id: str) -> dict[str, object]:
+    for _ in range(600):  # bounded polling; no timing is asserted
+        job = client.job(job_id)
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the job did not finish")
+
+
+def test_submit_upload_status_fetch_with_the_client(base_url: str) -> None:
+    client = Client(base_url)
+    data = _csv(20)
+    job = client.submit_job("diabetes-mlp", "csv", len(data), id_column="customer")
+    assert job["upload"]["method"] == "PUT" and job["upload"]["url"].startswith(base_url)
+    assert client.job(job["job_id"])["status"] == "pending"
+    client.upload(job["upload"], data)
+    done = _wait(client, job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["rows"] == {"in": 20, "ok": 19, "failed": 1}
+    outputs = done["outputs"]
+    assert isinstance(outputs, dict)
+    predictions = [json.loads(line) for line in client.fetch(outputs["predictions"]).splitlines()]
+    assert [p["id"] for p in predictions] == [f"c,{i}" for i in range(20) if i != 3]
+    [error] = [json.loads(line) for line in client.fetch(outputs["errors"]).splitlines()]
+    assert error["id"] == "c,bad" and error["line"] == 5
+    with pytest.raises(ApiRejectedError) as again:  # the upload token is single-use
+        client.upload(job["upload"], data)
+    assert again.value.status == 403
+
+
+def test_upload_is_size_bounded_and_token_checked(base_url: str) -> None:
+    client = Client(base_url)
+    job = client.submit_job("diabetes-mlp", "csv", 10)
+    with pytest.raises(ApiRejectedError) as too_big:
+        client.upload(job["upload"], b"x" * 11)
+    assert too_big.value.status == 413
+    wrong = {**job["upload"], "url": job["upload"]["url"].split("token=")[0] + "token=" + "0" * 32}
+    with pytest.raises(ApiRejectedError) as forbidden:
+        client.upload(wrong, b"a")
+    assert forbidden.value.status == 403
+    assert client.job(job["job_id"])["status"] == "pending"
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"format": "xlsx", "bytes": 10}, 422), ({"format": "csv", "bytes": 0}, 422),
+    ({"format": "csv", "bytes": True}, 422), ({"format": "csv", "bytes": 10, "id_column": ""}, 422),
+])
+def test_bad_job_requests_are_4xx(base_url: str, body: dict[str, object], status: int) -> None:
+    request = urllib.request.Request(f"{base_url}/v1/models/diabetes-mlp/jobs", data=json.dumps(body).encode(),
+                                     method="POST", headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == status
+    caught.value.close()
+
+
+def test_unknown_jobs_and_models_are_404(base_url: str) -> None:
+    client = Client(base_url)
+    for call in (lambda: client.job("0" * 32), lambda: client.job("nope"),
+                 lambda: client.submit_job("no-such-model", "csv", 10)):
+        with pytest.raises(ApiRejectedError) as caught:
+            call()
+        assert caught.value.status == 404
+
+
+def test_maas_jobs_submit_status_fetch(base_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes(_csv(5))
+
+    def maas(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "maas", "jobs", *args, "--url", base_url], cwd=ROOT,
+                              env=os.environ, capture_output=True, text=True, timeout=120, check=False)
+
+    submitted = maas("submit", "diabetes-mlp", "--input", str(source), "--id-column", "customer")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = json.loads(submitted.stdout)["job_id"]
+    assert _wait(Client(base_url), job_id)["status"] == "succeeded"
+    status = maas("status", job_id)
+    assert json.loads(status.stdout)["rows"] == {"in": 5, "ok": 4, "failed": 1}
+    fetched = maas("fetch", job_id, "--output", str(tmp_path / "out"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "out/report.json").read_text())["rows"]["in"] == 5
