@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     # Routes are added flat, prediction routes first: FastAPI's include_router adds a nesting level and
     # every route tried before the match costs time on each request.
     routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
-              *explain_codec.make_router(cache, settings).routes, *app.router.routes]
+              *explain_codec.make_router(service).routes, *app.router.routes]
     routes += [*console.make_router(cache, settings).routes, *console.static_routes()]  # /console, /docs
     if settings.store.startswith("file://"):  # asynchronous jobs for maas serve, run in this process
         from functions.api import local_jobs

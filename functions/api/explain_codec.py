@@ -12,9 +12,7 @@ from functions.api.body import instances_of, read_json
 from functions.api.http import Call
 from functions.api.schemas import ERROR_RESPONSES
 from functions.api.v1 import PREDICT_ALIAS, PREDICT_VERSION, json_response
-from functions.core.model_cache import ModelCache
-from functions.core.names import check_model_name
-from functions.core.settings import Settings
+from functions.core.service import ModelRef, PredictionService
 
 EXPLAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Per instance: the prediction, the explained output, base_value and attributions "
@@ -23,16 +21,17 @@ EXPLAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
+def make_router(service: PredictionService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["v1"])
+    settings = service.settings
 
     async def _explain(request: Request, name: str, version: str | None, alias: str | None) -> Response:
         from functions.core.explain.explainer import explain
 
         payload = await read_json(Call.of(request.scope, request.receive), settings.max_body_bytes)
-        check_model_name(name)
+        ref = ModelRef.checked(name, version, alias)
         instances = instances_of(payload, settings.max_instances)
-        model = cache.get(name, version, alias)
+        model = await service.model(ref)  # from memory, else loaded off the event loop within the request budget
         explanations = await run_in_threadpool(explain, model, instances, settings)
         return json_response({"model": model.name, "version": model.version, "variant": model.variant.name,
                               "explanations": explanations})
@@ -48,5 +47,10 @@ def make_router(cache: ModelCache, settings: Settings) -> APIRouter:
         """Explain the predictions of an explicit version."""
         params = request.path_params
         return await _explain(request, params["name"], params["version"], None)
+
+    @router.post("/models/{name}:explain", openapi_extra=PREDICT_ALIAS, responses=EXPLAIN_RESPONSES)
+    async def explain_kserve(request: Request) -> Response:
+        """KServe v1 route: the same as ``/v1/models/{name}/explain``."""
+        return await explain_alias(request)
 
     return router

@@ -57,6 +57,13 @@ def test_every_kind_is_explained_additively(explain_client: httpx.Client, name: 
         assert features is None or list(first["attributions"]) == features
 
 
+def test_kserve_explain_route_answers_as_the_plain_route(explain_client: httpx.Client) -> None:
+    body = {"instances": [DIABETES_ROW]}
+    plain = explain_client.post("/v1/models/diabetes-mlp/explain", json=body)
+    kserve = explain_client.post("/v1/models/diabetes-mlp:explain", json=body)
+    assert kserve.status_code == 200 and kserve.json() == plain.json()
+
+
 def test_version_and_alias_routes(explain_client: httpx.Client) -> None:
     by_version = explain_client.post("/v1/models/diabetes-mlp/versions/1/explain", json={"instances": [DIABETES_ROW]})
     by_alias = explain_client.post("/v1/models/diabetes-mlp/explain", params={"alias": "prod"},
