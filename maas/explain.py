@@ -3,12 +3,11 @@ attributions as a ranked bar chart in the terminal (green pushes the explained o
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError
+from maas.predict import read_payload, with_auth
 
 TOP = 12
 BAR_WIDTH = 30
@@ -23,19 +22,16 @@ BAR_WIDTH = 30
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
 @click.option("--top", default=TOP, show_default=True, type=click.IntRange(1), help="Bars shown per instance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON response instead of the chart.")
+@with_auth
 def explain_command(name: str, data: str, url: str, model_version: str | None, alias: str | None, top: int,
-                    as_json: bool) -> None:
+                    as_json: bool, auth: str, token: str | None) -> None:
     """Explain model NAME's predictions for the given instances (Kernel SHAP, see docs/explanations.md)."""
     import json
 
-    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-    if not isinstance(payload, dict):
-        payload = {"instances": payload}
-    body = call_explain(url, name, model_version, alias, payload)
+    from maas.client import Client
+
+    client = Client(url, auth=auth, token=token)  # type: ignore[arg-type]
+    body = client.call("POST", Client.model_path(name, "explain", model_version, alias), read_payload(data))
     if as_json:
         click.echo(json.dumps(body))
         return
@@ -46,30 +42,6 @@ def explain_command(name: str, data: str, url: str, model_version: str | None, a
     for index, answer in enumerate(body["explanations"]):
         for line in render(index, answer, top):
             console.print(line)
-
-
-def call_explain(url: str, name: str, version: str | None, alias: str | None, payload: Any) -> dict[str, Any]:
-    """POST the explain route; the project's API errors on failure."""
-    import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    quoted = urllib.parse.quote(name, safe="")
-    path = f"/v1/models/{quoted}/versions/{urllib.parse.quote(version, safe='')}/explain" if version \
-        else f"/v1/models/{quoted}/explain" + (f"?alias={urllib.parse.quote(alias)}" if alias else "")
-    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            body: dict[str, Any] = json.loads(response.read())
-            return body
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        error = ApiRejectedError if exc.code < 500 else ApiFailedError
-        raise error(exc.code, f"HTTP {exc.code}: {detail}") from None
-    except urllib.error.URLError as exc:
-        raise ApiUnreachableError(f"cannot reach {url}: {exc.reason}") from None
 
 
 def ranked(answer: dict[str, Any]) -> list[tuple[str, float]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 auth_options = [
@@ -11,6 +13,19 @@ auth_options = [
     click.option("--token", default=None, envvar="MAAS_TOKEN",
                  help="Bearer token (JWT) for a JWT-protected API (or $MAAS_TOKEN)."),
 ]
+
+
+def read_payload(data: str) -> dict[str, Any]:
+    """``--data``: JSON inline or ``@FILE``; a bare list becomes ``{"instances": [...]}``."""
+    import json
+    from pathlib import Path
+
+    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    return payload if isinstance(payload, dict) else {"instances": payload}
 
 
 def with_auth(command: click.decorators.FC) -> click.decorators.FC:
@@ -31,17 +46,8 @@ def with_auth(command: click.decorators.FC) -> click.decorators.FC:
 def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, auth: str,
             token: str | None) -> None:
     """Call the prediction API for model NAME and print the JSON response."""
-    import json
-    from pathlib import Path
-
     from maas.client import Client
 
-    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-    if not isinstance(payload, dict):
-        payload = {"instances": payload}
+    payload = read_payload(data)
     client = Client(url, auth=auth, token=token)  # type: ignore[arg-type]
     click.echo(client.send("POST", Client.model_path(name, "predict", model_version, alias), payload).decode())
