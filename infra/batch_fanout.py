@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, Size, Stack
+from aws_cdk import Duration, Size, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
@@ -106,7 +106,10 @@ class BatchFanout(Construct):
         function = logical(self.function.node.default_child)
         bucket = logical(self.bucket.node.default_child)
         machine = logical(self.state_machine.node.default_child)
-        execution = ("arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+        # cdk-nag prints a concrete region/account where the stack has one (`cdk synth` with AWS_DEFAULT_REGION).
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        execution = (f"arn:<AWS::Partition>:states:{region}:{account}:execution:"
                      '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + machine + '"}]}]}')
         iam5 = "AwsSolutions::AwsSolutions-IAM5[Resource::%s]"
         children = "Distributed Map child executions of this state machine (their names are made at run time)."
@@ -116,7 +119,7 @@ class BatchFanout(Construct):
             iam5 % f"arn:<AWS::Partition>:s3:::<{bucket}>/*": (
                 "Distributed Map's ItemReader reads ranges.json, whose key is known at run time only; CDK grants "
                 "s3:GetObject on the data bucket's objects (no other action)."),
-            iam5 % "arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/*": (
+            iam5 % f"arn:<AWS::Partition>:batch:{region}:{account}:job-definition/*": (
                 "CDK's BatchSubmitJob grants SubmitJob on job-definition revisions; the queue is named, and the "
                 "step only submits the GPU worker's definition."),
             iam5 % f"{execution}:*": children,

@@ -52,7 +52,7 @@ def test_recipe_publishes_a_verified_version(built_store: LocalStore, name: str)
     card = built_store.get_bytes(f"{prefix}/card.md").decode()
     assert f"# {name} version 1" in card and "quick build" in card
     plots = [entry.path for entry in manifest.files if entry.path.endswith(".png")]
-    assert len(plots) == 3
+    assert len(plots) == 4 and {"training.png", "variants.png", "importance.png"} <= set(plots)
     for plot in plots:
         assert built_store.get_bytes(f"{prefix}/{plot}").startswith(PNG_MAGIC)
         assert f"]({plot})" in card
