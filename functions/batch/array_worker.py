@@ -13,19 +13,15 @@ the same part code as the Lambda children, on the GPU when there is one. Exit co
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from typing import cast
 
-from functions.batch.local import batch_threads
 from functions.batch.merge import RANGES_FILE, read_ranges
 from functions.batch.objects import data_bucket_factory
 from functions.batch.part import PartItem, process_part
 from functions.batch.process import output_prefix, parse_key
-from functions.core.model_cache import ModelCache
-from functions.core.settings import get_settings
-from functions.core.store import S3Store, open_store
+from functions.core.store import S3Store
 
 ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 ENV_PREFIX = "MAAS_FANOUT_"
@@ -42,13 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"missing {', '.join(missing)} (flags or {ENV_PREFIX}* variables)")
     index = int(os.environ.get(ENV_ARRAY_INDEX, "0"))
-    settings = get_settings()
-    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
-    from functions.batch.worker import execution_providers
+    from functions.batch.worker import worker_cache
 
-    target, providers = execution_providers()
-    cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
-                       target=target, providers=providers)  # type: ignore[arg-type]
+    settings, cache = worker_cache()
     data = data_bucket_factory(settings.s3_endpoint_url)
     ref = parse_key(args.key)
     prefix = output_prefix(ref.name, args.version, ref.path, args.etag)
@@ -58,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     item = PartItem(args.bucket, args.key, args.etag, args.version, index, ranges[index])
     result = process_part(cache, data, item, job_id=os.environ.get("AWS_BATCH_JOB_ID"))
-    print(f"{args.key} part {index}: {result['status']} (providers {', '.join(providers)})", file=sys.stderr)
+    print(f"{args.key} part {index}: {result['status']} (providers {', '.join(cache.providers)})", file=sys.stderr)
     return 0
 
 

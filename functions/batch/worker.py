@@ -19,7 +19,7 @@ from functions.batch.local import batch_threads
 from functions.batch.objects import InputObject, data_bucket_factory
 from functions.batch.process import Processor
 from functions.core.model_cache import ModelCache
-from functions.core.settings import get_settings
+from functions.core.settings import Settings, get_settings
 from functions.core.store import open_store
 
 
@@ -41,19 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True)
     parser.add_argument("--etag", default=None, help="process only this version of the object")
     args = parser.parse_args(argv)
-    settings = get_settings()
-    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
-    target, providers = execution_providers()
-    cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
-                       target=target, providers=providers)  # type: ignore[arg-type]
+    settings, cache = worker_cache()
     data = data_bucket_factory(settings.s3_endpoint_url)
     etag, size = args.etag, 0
     head = data(args.bucket).head(args.key)
     etag, size = etag or head[0], head[1]
     processor = Processor(cache, data, job_id=os.environ.get("AWS_BATCH_JOB_ID"))
     outcome = processor.process(InputObject(args.bucket, args.key, etag, size))
-    print(f"{args.key}: {outcome} (providers {', '.join(providers)})", file=sys.stderr)
+    print(f"{args.key}: {outcome} (providers {', '.join(cache.providers)})", file=sys.stderr)
     return 2 if outcome == "failed" else 0
+
+
+def worker_cache() -> tuple[Settings, ModelCache]:
+    """Settings with all cores for batch work, and a model cache on the GPU variant when CUDA is there."""
+    settings = get_settings()
+    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
+    target, providers = execution_providers()
+    cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
+                       target=target, providers=providers)  # type: ignore[arg-type]
+    return settings, cache
 
 
 if __name__ == "__main__":
