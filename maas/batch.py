@@ -65,13 +65,12 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
         TimeRemainingColumn,
     )
 
-    from functions.batch.local import batch_threads, run_local
+    from functions.batch.local import for_batch, run_local
     from functions.core.model_cache import ModelCache
     from functions.core.settings import get_settings
 
     settings = get_settings()
-    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads),
-                                   store=store_uri or settings.store)
+    settings = dataclasses.replace(for_batch(settings), store=store_uri or settings.store)
     cache = ModelCache(open_store(settings.store), settings)
     rows = [0]
 

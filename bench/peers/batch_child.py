@@ -17,12 +17,12 @@ def main() -> None:
     mode = sys.argv[1]
     if mode == "runner":
         store_uri, model, source, output, chunk = sys.argv[2:7]
-        from functions.batch.local import batch_threads, run_local
+        from functions.batch.local import for_batch, run_local
         from functions.core.model_cache import ModelCache
         from functions.core.settings import Settings
         from functions.core.store import open_store
 
-        settings = Settings(store=store_uri, batch_chunk_rows=int(chunk), intra_op_threads=batch_threads(0))
+        settings = for_batch(Settings(store=store_uri, batch_chunk_rows=int(chunk)))
         cache = ModelCache(open_store(store_uri), settings)
         cache.get(model)  # load outside the timed part, as a warm container would
         started = time.perf_counter()

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from functions.batch.formats import input_format
-from functions.batch.local import batch_threads
+from functions.batch.local import for_batch
 from functions.batch.merge import RANGES_FILE, merge_s3, ranges_document, read_ranges
 from functions.batch.objects import data_bucket_factory
 from functions.batch.part import PartItem, process_part
@@ -52,7 +51,7 @@ def split_step(data: Callable[[str], Any], event: dict[str, Any]) -> dict[str, A
 
 
 _settings = get_settings()
-_settings = dataclasses.replace(_settings, intra_op_threads=batch_threads(_settings.batch_threads))
+_settings = for_batch(_settings)
 cache = model_cache_from(_settings)
 data = data_bucket_factory(_settings.s3_endpoint_url)
 

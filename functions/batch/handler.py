@@ -3,14 +3,13 @@ or directly from S3. Built once per container at import."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import orjson
 
 from functions.batch.dispatch import AwsBatchDispatcher, Dispatcher
 from functions.batch.events import PoisonMessageError, objects_in
-from functions.batch.local import batch_threads
+from functions.batch.local import for_batch
 from functions.batch.objects import data_bucket_factory
 from functions.batch.process import Processor
 from functions.batch.routing import after_deadline, receive_count, router_from
@@ -22,7 +21,7 @@ from functions.core.telemetry import log
 
 def build_processor(settings: Settings, dispatcher: Dispatcher | None = None) -> Processor:
     """The processor a batch container uses: more intra-op threads than the API, dispatch if configured."""
-    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
+    settings = for_batch(settings)
     if dispatcher is None and settings.batch_job_queue and settings.batch_job_definition:
         dispatcher = AwsBatchDispatcher(settings.batch_job_queue, settings.batch_job_definition)
     router = router_from(settings)  # routes by estimated work; replaces the bytes threshold when configured

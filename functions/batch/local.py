@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,14 +13,24 @@ from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
 from functions.core.errors import AlreadyExistsError
 from functions.core.model_cache import ModelCache
+from functions.core.settings import Settings
 from functions.drift.batch import batch_drift
 
 OUTPUT_FILES = ("predictions.jsonl", "errors.jsonl", "report.json")
 
 
 def batch_threads(configured: int) -> int:
-    """Intra-op threads for batch work: the configured number, or every core."""
+    """Cores for batch work: the configured number, or every core."""
     return configured or os.cpu_count() or 1
+
+
+def for_batch(settings: Settings, gpu: bool = False) -> Settings:
+    """Settings for batch work. On CPU: one single-threaded session run per core at once (lanes). On a GPU:
+    one run at a time, with every core as intra-op threads for the operators left on the CPU."""
+    cores = batch_threads(settings.batch_threads)
+    if gpu:
+        return dataclasses.replace(settings, intra_op_threads=cores, batch_lanes=1)
+    return dataclasses.replace(settings, intra_op_threads=1, batch_lanes=cores)
 
 
 def run_local(cache: ModelCache, name: str, source: Path, output: Path, version: str | None = None,
@@ -46,7 +57,7 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
             if on_bytes is not None:
                 chunks = _reporting(chunks, on_bytes)
             stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows,
-                              drift=batch_drift(cache.store, model))
+                              drift=batch_drift(cache.store, model), lanes=settings.batch_lanes)
         (work / "report.json").write_bytes(make_report(
             "ok", {"path": str(source), "bytes": source.stat().st_size, "format": fmt}, model_info(model), stats,
             {name: str(output / name) for name in OUTPUT_FILES[:2]}))

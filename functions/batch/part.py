@@ -76,14 +76,15 @@ def part_folder(prefix: str, part: int) -> str:
 
 def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, work: Path,
              chunk_rows: int, max_line_bytes: int, out_of_time: Callable[[], bool] | None = None,
-             on_chunk: Callable[[int], None] | None = None) -> RunStats:
+             on_chunk: Callable[[int], None] | None = None, lanes: int = 1) -> RunStats:
     """The runner over one range: ``work``/predictions.jsonl and errors.jsonl with whole-file line numbers."""
     local = work / f"part{fmt}"
     with local.open("wb") as f:
         offset = materialize(source, fmt, part, f)
     with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
         chunks = read_chunks(local, fmt, model.manifest.preprocessing, chunk_rows, max_line_bytes)
-        stats = run_batch(model, renumber(chunks, offset), predictions, errors, out_of_time, on_chunk)
+        stats = run_batch(model, renumber(chunks, offset), predictions, errors, out_of_time, on_chunk,
+                          lanes=lanes)
     local.unlink()
     return stats
 
@@ -114,7 +115,7 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
         work = Path(tmp)
         try:
             stats = run_part(model, source, fmt, item.range, work, settings.batch_chunk_rows,
-                             settings.batch_max_line_bytes, out_of_time)
+                             settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes)
         except (UnreadableInputError, DeadlineError) as exc:
             return _failed(bucket, folder, source_info, summary, exc.message, job_id)
         except Exception as exc:

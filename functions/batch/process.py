@@ -114,7 +114,7 @@ class Processor:
                     chunks = read_chunks(local, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
                                          settings.batch_max_line_bytes, id_column_of(item.key))
                     stats = run_batch(model, chunks, predictions, errors, out_of_time,
-                                      drift=batch_drift(self.cache.store, model))
+                                      drift=batch_drift(self.cache.store, model), lanes=settings.batch_lanes)
                 except UnreadableInputError as exc:
                     return self._fail(bucket, item, source, exc.message)
             outputs = {name: f"{prefix}/{name}" for name in ("predictions.jsonl", "errors.jsonl")}

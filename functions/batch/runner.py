@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from functions.drift.batch import BatchDrift
 
 NEWLINE = orjson.OPT_APPEND_NEWLINE
-PENDING = 2
 
 
 @dataclass
@@ -50,49 +49,73 @@ class RunStats:
 
 def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes], errors: IO[bytes],
               out_of_time: Callable[[], bool] | None = None,
-              on_chunk: Callable[[int], None] | None = None, drift: BatchDrift | None = None) -> RunStats:
+              on_chunk: Callable[[int], None] | None = None, drift: BatchDrift | None = None,
+              lanes: int = 1) -> RunStats:
     """Predict every readable, valid row; report every other row. Raises DeadlineError between chunks.
 
-    Writing overlaps inference: while the session runs chunk N (onnxruntime releases the GIL), one writer
-    thread serializes and writes chunk N-1. At most ``PENDING`` chunks wait for the writer, so memory stays
-    bounded by the chunk size; rows are written in input order.
+    Session runs go to ``lanes`` threads (onnxruntime releases the GIL), so up to ``lanes`` chunks run at once
+    while this thread reads and encodes the next one and adds finished ones to the drift counts and the output,
+    in input order. On CPU each lane is one single-threaded run: independent runs keep every core busy while
+    Python works, where one multi-threaded run stalls at each of its barriers whenever a core is taken. At most
+    ``lanes + 1`` chunks are held, so memory stays bounded by the chunk size.
     """
     stats = RunStats()
     started = time.perf_counter()
-    pending: deque[Future[None]] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-batch-writer") as writer:
+    inflight: deque[_Running] = deque()
+
+    def finish(running: _Running) -> None:
+        output = None
+        if running.future is not None:
+            output, seconds = running.future.result()
+            stats.seconds_inference += seconds
+            if drift is not None:
+                drift.add_chunk(running.chunk, running.good_lines, output)
+        _write(model, output, running.good_lines, running.bad, predictions, errors, running.chunk.ids)
+        stats.rows_ok += len(running.good_lines)
+        stats.rows_failed += len(running.bad)
+        if on_chunk:
+            on_chunk(len(running.chunk))
+
+    with ThreadPoolExecutor(max_workers=max(1, lanes), thread_name_prefix="maas-batch-lane") as pool:
         try:
             for chunk in chunks:
                 if out_of_time is not None and out_of_time():
+                    while inflight:  # everything read so far is written before stopping
+                        finish(inflight.popleft())
                     raise DeadlineError("stopped before the end of the input: the remaining time is too short")
                 stats.chunks += 1
                 stats.rows_in += len(chunk)
                 tensors, good_lines, bad = _encode(model, chunk)
                 bad.extend(chunk.bad)
-                output = None
-                if good_lines:
-                    infer_started = time.perf_counter()
-                    output = PredictionService.run(model, tensors)
-                    stats.seconds_inference += time.perf_counter() - infer_started
-                    if drift is not None:
-                        drift.add_chunk(chunk, good_lines, output)
-                while len(pending) >= PENDING:
-                    pending.popleft().result()
-                pending.append(writer.submit(_write, model, output, good_lines, bad, predictions, errors,
-                                             chunk.ids))
-                stats.rows_ok += len(good_lines)
-                stats.rows_failed += len(bad)
-                if on_chunk:
-                    on_chunk(len(chunk))
-            while pending:
-                pending.popleft().result()
+                future = pool.submit(_timed_run, model, tensors) if good_lines else None
+                inflight.append(_Running(chunk, good_lines, bad, future))
+                while len(inflight) > max(1, lanes):
+                    finish(inflight.popleft())
+            while inflight:
+                finish(inflight.popleft())
         finally:
-            for future in pending:
-                future.cancel()
+            for running in inflight:
+                if running.future is not None:
+                    running.future.cancel()
     stats.seconds_total = time.perf_counter() - started
     if drift is not None:
         stats.extra["drift"] = drift.summary()
     return stats
+
+
+@dataclass
+class _Running:
+    """A chunk whose session run was handed to a lane."""
+
+    chunk: Chunk
+    good_lines: list[int]
+    bad: list[tuple[int, str]]
+    future: Future[tuple[Any, float]] | None
+
+
+def _timed_run(model: LoadedModel, tensors: Tensors) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return PredictionService.run(model, tensors), time.perf_counter() - started
 
 
 def _write(model: LoadedModel, output: Any, good_lines: list[int], bad: list[tuple[int, str]],

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 
-from functions.batch.local import batch_threads
+from functions.batch.local import for_batch
 from functions.batch.objects import InputObject, data_bucket_factory
 from functions.batch.process import Processor
 from functions.core.model_cache import ModelCache
@@ -54,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def worker_cache() -> tuple[Settings, ModelCache]:
     """Settings with all cores for batch work, and a model cache on the GPU variant when CUDA is there."""
-    settings = get_settings()
-    settings = dataclasses.replace(settings, intra_op_threads=batch_threads(settings.batch_threads))
     target, providers = execution_providers()
+    settings = for_batch(get_settings(), gpu=target == "gpu")
     cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
                        target=target, providers=providers)  # type: ignore[arg-type]
     return settings, cache

@@ -51,8 +51,9 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
     if taken:
         raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
     model = cache.get(name, version, alias)
-    threads = max(1, cache.settings.intra_op_threads // workers)  # the cores shared by the workers
-    settings = dataclasses.replace(cache.settings, intra_op_threads=threads)
+    shared = cache.settings  # the cores are shared by the workers
+    settings = dataclasses.replace(shared, intra_op_threads=max(1, shared.intra_op_threads // workers),
+                                   batch_lanes=max(1, shared.batch_lanes // workers))
     started = time.perf_counter()
     source = FileSource(source_path)
     ranges = local_ranges(source, fmt, workers)
@@ -96,5 +97,5 @@ def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int
     work = Path(folder)
     work.mkdir(parents=True)
     stats = run_part(model, FileSource(Path(path)), fmt, ByteRange.from_dict(range_), work,
-                     settings.batch_chunk_rows, settings.batch_max_line_bytes)
+                     settings.batch_chunk_rows, settings.batch_max_line_bytes, lanes=settings.batch_lanes)
     return dict(orjson.loads(make_report("ok", {"part": index, "range": range_}, model_info(model), stats)))

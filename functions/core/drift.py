@@ -102,12 +102,14 @@ class Accumulator:
         if array.shape[0] == 0:
             return
         self.rows += array.shape[0]
+        finite = bool(np.isfinite(array).all())
+        columns = np.ascontiguousarray(array.T)  # searchsorted on a strided column copies it first
         for column, edges in enumerate(self.edges):
-            values = array[:, column]
-            values = values[np.isfinite(values)]
+            values = columns[column]
+            if not finite:
+                values = values[np.isfinite(values)]
             if values.size:
-                index = np.searchsorted(edges, values, side="left")
-                self.counts[column] += np.bincount(index, minlength=len(edges) + 1)
+                self.counts[column] += np.bincount(np.searchsorted(edges, values), minlength=len(edges) + 1)
 
     def merge(self, other: Accumulator) -> None:
         """Add another accumulator's counts (same edges)."""

@@ -18,8 +18,10 @@ distance of each embedding to the reference centroid (embedding models).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -218,15 +220,32 @@ def _row(instance: Any, width: int) -> list[float]:
 
 
 def _regions(spec: ImagePreprocessing, instances: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """Mean pixel of each cell of a GRID x GRID split of every image (cells as ``np.array_split`` cuts them)."""
     height, width = spec.shape[-2], spec.shape[-1]
     pixels = _numeric(instances, height * width).reshape(-1, height, width)
-    rows = np.array_split(np.arange(height), GRID)
-    cols = np.array_split(np.arange(width), GRID)
-    out = np.empty((pixels.shape[0], GRID * GRID))
-    for r, row_index in enumerate(rows):
-        for c, col_index in enumerate(cols):
-            out[:, r * GRID + c] = pixels[:, row_index[:, None], col_index].mean(axis=(1, 2))
-    return out
+    if height < GRID or width < GRID:  # some cells are empty: their mean is NaN, skipped by the accumulator
+        row_parts, col_parts = np.array_split(np.arange(height), GRID), np.array_split(np.arange(width), GRID)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.stack([pixels[:, r[:, None], c].mean(axis=(1, 2)) for r in row_parts for c in col_parts],
+                            axis=1)
+    # Cell means as two matrix products with averaging weights (BLAS), not a loop over cells.
+    rows = _cell_weights(height)
+    cols = _cell_weights(width)
+    count = len(pixels)
+    by_column = (pixels.reshape(count * height, width) @ cols.T).reshape(count, height, GRID)
+    by_cell = (by_column.transpose(0, 2, 1).reshape(count * GRID, height) @ rows.T).reshape(count, GRID, GRID)
+    means: npt.NDArray[np.float64] = by_cell.transpose(0, 2, 1).reshape(count, GRID * GRID)
+    return means
+
+
+@lru_cache(maxsize=16)
+def _cell_weights(size: int) -> npt.NDArray[np.float64]:
+    """``[GRID, size]``: row g averages the indices ``np.array_split`` puts in part g."""
+    weights = np.zeros((GRID, size))
+    for cell, part in enumerate(np.array_split(np.arange(size), GRID)):
+        weights[cell, part] = 1.0 / len(part)
+    return weights
 
 
 def prediction_column(task: str, output: npt.NDArray[Any], prediction: PredictionProfile | None) -> npt.NDArray[Any]:

@@ -51,7 +51,9 @@ class Settings:
     log_payloads: bool = False
     batch_chunk_rows: int = 1024
     batch_threads: int = 0
-    """intra-op threads for batch work; 0 = all cores"""
+    """cores batch work uses; 0 = all cores"""
+    batch_lanes: int = 1
+    """session runs a batch keeps going at once (set by ``for_batch``, not from the environment)"""
     batch_dispatch_bytes: int = 256 * 1024 * 1024
     batch_job_queue: str | None = None
     batch_job_definition: str | None = None
