@@ -88,10 +88,8 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
         if workers > 1:
             from functions.batch.workers import run_parallel
 
-            if id_column:
-                raise click.UsageError("--id-column runs with --workers 1")
             stats = run_parallel(cache, name, input_path, output_dir, workers, model_version, alias,
-                                 on_rows=advance)
+                                 on_rows=advance, id_column=id_column)
         else:
             stats = run_local(cache, name, input_path, output_dir, model_version, alias, on_rows=advance,
                               id_column=id_column, on_bytes=lambda done: progress.update(task, completed=done))

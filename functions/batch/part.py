@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
-from functions.batch.process import output_prefix, parse_key
+from functions.batch.process import id_column_of, output_prefix, parse_key
 from functions.batch.ranges import ByteRange, ByteSource, S3Source, materialize, renumber
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
@@ -76,13 +76,14 @@ def part_folder(prefix: str, part: int) -> str:
 
 def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, work: Path,
              chunk_rows: int, max_line_bytes: int, out_of_time: Callable[[], bool] | None = None,
-             on_chunk: Callable[[int], None] | None = None, lanes: int = 1) -> RunStats:
+             on_chunk: Callable[[int], None] | None = None, lanes: int = 1,
+             id_column: str | None = None) -> RunStats:
     """The runner over one range: ``work``/predictions.jsonl and errors.jsonl with whole-file line numbers."""
     local = work / f"part{fmt}"
     with local.open("wb") as f:
         offset = materialize(source, fmt, part, f)
     with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
-        chunks = read_chunks(local, fmt, model.manifest.preprocessing, chunk_rows, max_line_bytes)
+        chunks = read_chunks(local, fmt, model.manifest.preprocessing, chunk_rows, max_line_bytes, id_column)
         stats = run_batch(model, renumber(chunks, offset), predictions, errors, out_of_time, on_chunk,
                           lanes=lanes)
     local.unlink()
@@ -115,7 +116,8 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
         work = Path(tmp)
         try:
             stats = run_part(model, source, fmt, item.range, work, settings.batch_chunk_rows,
-                             settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes)
+                             settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes,
+                             id_column=id_column_of(item.key))
         except (UnreadableInputError, DeadlineError) as exc:
             return _failed(bucket, folder, source_info, summary, exc.message, job_id)
         except Exception as exc:

@@ -29,6 +29,7 @@ from functions.batch.formats import Chunk, UnreadableInputError, _npy_header
 BLOCK = 1 << 20
 HEAD_BYTES = 256 * 1024
 COUNT_THREADS = 16
+QUOTE_SCAN_BYTES = 1 << 20
 
 
 class ByteSource(Protocol):
@@ -134,13 +135,59 @@ def split(source: ByteSource, fmt: str, part_bytes: int) -> list[ByteRange]:
         cuts.append(source.size)
     spans = list(itertools.pairwise(cuts))
     with ThreadPoolExecutor(min(COUNT_THREADS, len(spans))) as pool:
-        newlines = list(pool.map(lambda span: _count_newlines(source, *span), spans))
+        counts = list(pool.map(lambda span: _count(source, *span), spans))
+    if fmt == ".csv":
+        cuts, counts = _outside_quotes(source, cuts, counts)
     first = 2 if fmt == ".csv" else 1
     ranges = []
-    for (start, stop), count in zip(spans, newlines, strict=True):
+    for (start, stop), (newlines, _) in zip(itertools.pairwise(cuts), counts, strict=True):
         ranges.append(ByteRange(start, stop, first, header))
-        first += count
+        first += newlines
     return ranges
+
+
+def _outside_quotes(source: ByteSource, cuts: list[int], counts: list[tuple[int, int]]
+                    ) -> tuple[list[int], list[tuple[int, int]]]:
+    """Move every cut that falls inside a quoted CSV field (an odd number of quotes before it: RFC 4180 doubles
+    quotes inside quoted fields) to the next newline outside one, so a quoted newline never splits a record.
+    A cut with no such newline within ``QUOTE_SCAN_BYTES`` (stray quotes in unquoted fields) stays put."""
+    cuts, counts = list(cuts), list(counts)
+    index, before = 1, counts[0][1]  # before: the quotes in [cuts[0], cuts[index])
+    while index < len(cuts) - 1:
+        if before % 2:
+            moved = _record_end(source, cuts[index], min(cuts[index] + QUOTE_SCAN_BYTES, source.size))
+            if moved is not None and moved >= cuts[index + 1]:  # the record runs past the next cut: one part
+                before += counts[index][1]
+                counts[index - 1] = _add(counts[index - 1], counts.pop(index))
+                del cuts[index]
+                continue
+            if moved is not None:
+                segment = _count(source, cuts[index], moved)
+                counts[index - 1] = _add(counts[index - 1], segment)
+                counts[index] = _add(counts[index], (-segment[0], -segment[1]))
+                cuts[index] = moved
+                before += segment[1]
+        index += 1
+        before += counts[index - 1][1]
+    return cuts, counts
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _record_end(source: ByteSource, start: int, stop: int) -> int | None:
+    """Just after the first newline in ``[start, stop)`` preceded by an odd number of quotes since ``start``
+    (``start`` being inside a quoted field), or None."""
+    window = source.read(start, stop)
+    quotes = 0
+    position = 0
+    while (newline := window.find(b"\n", position)) >= 0:
+        quotes += window.count(b'"', position, newline)
+        if quotes % 2:
+            return start + newline + 1
+        position = newline + 1
+    return None
 
 
 def _line_end(source: ByteSource, at: int, head: bytes | None = None) -> int:
@@ -158,8 +205,13 @@ def _line_end(source: ByteSource, at: int, head: bytes | None = None) -> int:
     return source.size
 
 
-def _count_newlines(source: ByteSource, start: int, stop: int) -> int:
-    return sum(block.count(b"\n") for block in source.stream(start, stop))
+def _count(source: ByteSource, start: int, stop: int) -> tuple[int, int]:
+    """(newlines, double quotes) in ``[start, stop)``."""
+    newlines = quotes = 0
+    for block in source.stream(start, stop):
+        newlines += block.count(b"\n")
+        quotes += block.count(b'"')
+    return newlines, quotes
 
 
 def npy_layout(source: ByteSource) -> tuple[tuple[int, ...], np.dtype[Any], int]:
@@ -198,9 +250,10 @@ def materialize(source: ByteSource, fmt: str, part: ByteRange, dest: IO[bytes]) 
 
 
 def renumber(chunks: Iterator[Chunk], offset: int) -> Iterator[Chunk]:
-    """Shift the line numbers of every row (good and bad) by ``offset``."""
+    """Shift the line numbers of every row (good and bad, and the keys of the ids) by ``offset``."""
     for chunk in chunks:
         if offset:
             chunk.lines = [line + offset for line in chunk.lines]
             chunk.bad = [(line + offset, reason) for line, reason in chunk.bad]
+            chunk.ids = {line + offset: value for line, value in chunk.ids.items()}
         yield chunk

@@ -42,7 +42,7 @@ def local_ranges(source: FileSource, fmt: str, workers: int) -> list[ByteRange]:
 
 def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, workers: int,
                  version: str | None = None, alias: str | None = None,
-                 on_rows: Callable[[int], None] | None = None) -> RunStats:
+                 on_rows: Callable[[int], None] | None = None, id_column: str | None = None) -> RunStats:
     """Split, run the parts in ``workers`` processes, merge into ``output`` (report.json last)."""
     fmt = input_format(source_path.name)
     if not source_path.is_file():
@@ -62,7 +62,7 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
         work = Path(tmp)
         (work / "ranges.json").write_bytes(ranges_document(ranges))
         jobs = [(settings, model.name, model.version, str(source_path), fmt, i, r.as_dict(),
-                 str(work / part_folder("", i).lstrip("/"))) for i, r in enumerate(ranges)]
+                 str(work / part_folder("", i).lstrip("/")), id_column) for i, r in enumerate(ranges)]
         reports: list[dict[str, Any] | None] = []
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork under ORT threads
@@ -87,9 +87,10 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
     return stats
 
 
-def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int], str]) -> dict[str, Any]:
+def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int], str, str | None]
+                     ) -> dict[str, Any]:
     """One part in a worker process (one model load per process); returns the part report."""
-    settings, name, version, path, fmt, index, range_, folder = job
+    settings, name, version, path, fmt, index, range_, folder, id_column = job
     cache = _worker_cache.get(settings.store)
     if cache is None:
         cache = _worker_cache[settings.store] = ModelCache(open_store(settings.store), settings)
@@ -97,5 +98,6 @@ def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int
     work = Path(folder)
     work.mkdir(parents=True)
     stats = run_part(model, FileSource(Path(path)), fmt, ByteRange.from_dict(range_), work,
-                     settings.batch_chunk_rows, settings.batch_max_line_bytes, lanes=settings.batch_lanes)
+                     settings.batch_chunk_rows, settings.batch_max_line_bytes, lanes=settings.batch_lanes,
+                     id_column=id_column)
     return dict(orjson.loads(make_report("ok", {"part": index, "range": range_}, model_info(model), stats)))

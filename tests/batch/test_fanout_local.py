@@ -47,3 +47,26 @@ def test_workers_npy_output_equals_one_worker(built_store: LocalStore, tmp_path:
     lines = [json.loads(line)["line"] for line in second["predictions.jsonl"].splitlines()]
     assert lines == list(range(1, 334))
     assert second["predictions.jsonl"] == first["predictions.jsonl"]
+
+
+def test_workers_keep_records_with_quoted_newlines_whole(built_store: LocalStore, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    header = ["customer", "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for i in range(600):
+        writer.writerow([f'c{i}\n"x",\n' if i % 4 == 0 else f"c{i}", *DIABETES_ROW])
+    source = tmp_path / "multi.csv"
+    source.write_bytes(out.getvalue().encode())
+    args = ("--input", str(source), "--id-column", "customer")
+    one = maas_batch(built_store, "diabetes-mlp", *args, "--output", str(tmp_path / "one"))
+    three = maas_batch(built_store, "diabetes-mlp", *args, "--output", str(tmp_path / "three"), "--workers", "3")
+    assert one.returncode == 0 and three.returncode == 0, three.stderr
+    assert "rows in 600, predicted 600, failed 0" in three.stdout
+    first, second = outputs(tmp_path / "one"), outputs(tmp_path / "three")
+    assert second["predictions.jsonl"] == first["predictions.jsonl"] and second["errors.jsonl"] == b""
+    ids = [json.loads(line)["id"] for line in second["predictions.jsonl"].splitlines()]
+    assert ids[:2] == ['c0\n"x",\n', "c1"] and len(set(ids)) == 600

@@ -172,3 +172,35 @@ def test_array_children_take_their_range_by_index(data_bucket: DataBucket, proce
     assert report["status"] == "ok" and report["rows"] == {"in": 400, "ok": 398, "failed": 2}
     part = orjson.loads(data_bucket.get(f"{split['prefix']}/parts/00001/report.json"))
     assert part["job_id"] == child["environment"]["AWS_BATCH_JOB_ID"]
+
+
+def multiline_ids_csv(count: int) -> bytes:
+    """Rows with an id column whose every fifth value holds a quoted newline, comma and quotes."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["customer", "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"])
+    for i in range(count):
+        writer.writerow([f'c{i}\n"q",' if i % 5 == 0 else f"c{i}", *DIABETES_ROW])
+    return out.getvalue().encode()
+
+
+def test_fanned_out_parts_keep_the_id_column_and_quoted_newlines(data_bucket: DataBucket,
+                                                                 processor: Processor) -> None:
+    body = multiline_ids_csv(400)
+    key, single_key = "inputs/diabetes-mlp/big/ids@id=customer.csv", "inputs/diabetes-mlp/one/ids@id=customer.csv"
+    etag, single_etag = upload(data_bucket, key, body), upload(data_bucket, single_key, body)
+    data_bucket.receive(2)
+    assert processor.process(InputObject(data_bucket.name, single_key, single_etag, len(body))) == "done"
+    single = f"outputs/diabetes-mlp/1/one/ids@id=customer.csv.{single_etag}/"
+    split, items = split_and_items(data_bucket, processor, key, etag, part_bytes=len(body) // 7)
+    assert len(items) >= 5
+    assert {process_part(processor.cache, processor.data, PartItem.from_event(i))["status"] for i in items} == {"ok"}
+    prefix = split["prefix"]
+    joined = b"".join(data_bucket.get(f"{prefix}/parts/{i:05d}/predictions.jsonl") for i in range(len(items)))
+    assert joined == data_bucket.get(single + "predictions.jsonl")
+    ids = [orjson.loads(line)["id"] for line in joined.splitlines()]
+    assert ids == [f'c{i}\n"q",' if i % 5 == 0 else f"c{i}" for i in range(400)]
+    assert all(data_bucket.get(f"{prefix}/parts/{i:05d}/errors.jsonl") == b"" for i in range(len(items)))

@@ -3,6 +3,7 @@ the ranges cover the data exactly, and every part keeps the whole file's line nu
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 from pathlib import Path
@@ -125,3 +126,36 @@ def test_docs_show_the_event_shapes_the_tests_use() -> None:
              "batch-array-child", "fanout-merge"]
     for name in names:
         assert json.dumps(json.loads((EVENTS / f"{name}.json").read_text())) in doc, name
+
+
+def _multiline_csv(rows: int) -> bytes:
+    """A CSV whose id column holds quoted newlines, commas and doubled quotes in every third record."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["customer", "x"])
+    for i in range(rows):
+        writer.writerow([f'c{i},\n"line"\n{i}' if i % 3 == 0 else f"c{i}", i])
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("part_bytes", [1, 7, 40, 97, 333])
+def test_csv_cuts_never_fall_inside_a_quoted_field(tmp_path: Path, part_bytes: int) -> None:
+    data = _multiline_csv(120)
+    path = tmp_path / "in.csv"
+    path.write_bytes(data)
+    ranges = split(FileSource(path), ".csv", part_bytes)
+    covered(ranges, data, ".csv")
+    header = data[:ranges[0].header]
+    whole = list(csv.reader(io.StringIO(data.decode())))[1:]
+    pieces = [list(csv.reader(io.StringIO((header + data[r.start:r.stop]).decode())))[1:] for r in ranges]
+    assert [row for piece in pieces for row in piece] == whole  # every record whole, in order, exactly once
+    assert all(data[:r.start].count(b'"') % 2 == 0 for r in ranges)
+
+
+def test_stray_quotes_in_unquoted_fields_leave_cuts_line_aligned(tmp_path: Path) -> None:
+    data = b"name,x\n" + b"".join(b'5\'11" tall,%d\n' % i if i == 7 else b"n%d,%d\n" % (i, i) for i in range(400))
+    path = tmp_path / "in.csv"
+    path.write_bytes(data)
+    ranges = split(FileSource(path), ".csv", 50)
+    covered(ranges, data, ".csv")
+    assert len(ranges) > 10
