@@ -12,10 +12,11 @@ IAM5 = "AwsSolutions::AwsSolutions-IAM5"
 IAM4 = "AwsSolutions::AwsSolutions-IAM4"
 OBJECT_PREFIXES = (("ModelStore", "models"), ("BatchEvents", "inputs"), ("BatchEvents", "outputs"),
                    ("BatchEvents", "capture"), ("BatchEvents", "capture-errors"),
-                   ("ModelStore", "models/*/versions/*/drift"))
+                   ("ModelStore", "models/*/versions/*/drift"), ("BatchEvents", "jobs"),
+                   ("BatchEvents", "inputs/*/jobs"), ("BatchEvents", "outputs/*/jobs"))
 OBJECT_WILDCARDS = ("Objects under a named prefix of a named bucket (models/, inputs/, outputs/, capture/, "
-                    "capture-errors/, the drift/ folder of each model version): object keys are not known at "
-                    "deploy time; every action is named.")
+                    "capture-errors/, the drift/ folder of each model version, jobs/ and the jobs/ folders of "
+                    "inputs and outputs): object keys are not known at deploy time; every action is named.")
 MANAGED_POLICIES = {
     "service-role/AmazonEC2ContainerServiceforEC2Role":
         "AWS's policy for ECS container instances on the Batch GPU hosts: it follows the ECS agent's needs.",

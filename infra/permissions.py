@@ -41,6 +41,9 @@ CLIENT_HELPERS = {
         "upload_file": ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
                         "AbortMultipartUpload"),
         "download_file": ("HeadObject", "GetObject"),
+        # A presigned request is made with the signer's permissions: jobs presign uploads and downloads.
+        "generate_presigned_post": ("PutObject",),
+        "generate_presigned_url": ("GetObject",),
     },
 }
 # Actions without resource-level permissions: "*" is the only resource they take.
@@ -75,14 +78,18 @@ INPUTS = "BatchEventsDataBucket/inputs/*"
 OUTPUTS = "BatchEventsDataBucket/outputs/*"
 CAPTURE = "BatchEventsDataBucket/capture/*"
 DRIFT_REPORTS = "ModelStoreBucket/models/*/versions/*/drift/*"
+JOB_RECORDS = "BatchEventsDataBucket/jobs/*"
+JOB_INPUTS = "BatchEventsDataBucket/inputs/*/jobs/*"
+JOB_OUTPUTS = "BatchEventsDataBucket/outputs/*/jobs/*"
 
 BUCKETS = ("ModelStoreBucket", "BatchEventsDataBucket")
 KEY = "FoundationKey"
 DATA_TARGETS = {"s3:ListBucket": BUCKETS, "kms:GenerateDataKey": (KEY,)}
 
 FUNCTIONS: tuple[Access, ...] = (
-    Access("api", "functions.api.handler", "lambda:functions.api.handler.handler", reads=(STORE,),
-           platform=LAMBDA_PLATFORM, targets={"s3:ListBucket": ("ModelStoreBucket",), "kms:Decrypt": (KEY,)}),
+    Access("api", "functions.api.handler", "lambda:functions.api.handler.handler", reads=(STORE, JOB_OUTPUTS),
+           writes=(JOB_RECORDS, JOB_INPUTS), platform=LAMBDA_PLATFORM,
+           targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),
            writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"},
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),

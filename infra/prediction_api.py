@@ -12,14 +12,19 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.access import grant_key
 from infra.foundation import Foundation
 from infra.lambda_function import service_function
 from infra.model_store import ModelStore
 
 # Routes a load balancer or uptime probe may call without credentials; they reveal nothing about models.
+JOB_RECORDS, JOB_INPUTS, JOB_OUTPUTS = "jobs", "inputs/*/jobs", "outputs/*/jobs"
 PUBLIC_ROUTES = ("/v2/health/live", "/v2/health/ready")
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId", "time": "$context.requestTime", "ip": "$context.identity.sourceIp",
@@ -96,6 +101,23 @@ class PredictionApi(Construct):
             "Stage", stage_name="$default", auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=config.throttle_rate, burst_limit=config.throttle_burst),
             access_log_settings=_AccessLogs(apigw.LogGroupLogDestination(self.access_logs)))
+
+    def enable_jobs(self, data_bucket: s3.IBucket, key: kms.IKey) -> None:
+        """Asynchronous jobs: the function writes job records, presigns uploads under ``inputs/*/jobs/`` (the
+        upload is made with its signature, so it needs the write and the key) and reads and presigns outputs
+        under ``outputs/*/jobs/``; nothing else of the data bucket."""
+        self.function.add_environment("MAAS_DATA_BUCKET", data_bucket.bucket_name)
+        self.function.add_environment("MAAS_DATA_KEY_ARN", key.key_arn)
+        role = self.function.role
+        assert role is not None
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject"],
+            resources=[data_bucket.arn_for_objects(f"{prefix}/*") for prefix in (JOB_RECORDS, JOB_INPUTS)]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[data_bucket.arn_for_objects(f"{JOB_OUTPUTS}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"],
+                                                         resources=[data_bucket.bucket_arn]))
+        grant_key(role, key, encrypt=True)
 
     @property
     def url(self) -> str:

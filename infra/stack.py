@@ -29,6 +29,7 @@ class MaasStack(Stack):
         self.store = ModelStore(self, "ModelStore", foundation=foundation)
         self.api = PredictionApi(self, "PredictionApi", foundation=foundation, store=self.store)
         self.batch_events = BatchEvents(self, "BatchEvents", foundation=foundation, store=self.store)
+        self.api.enable_jobs(self.batch_events.bucket, foundation.key)
         self.gpu_batch = GpuBatch(self, "GpuBatch", foundation=foundation, environment={"MAAS_STORE": self.store.uri})
         self.store.grant_read(self.gpu_batch.job_role)
         self.batch_events.grant_batch_io(self.gpu_batch.job_role)

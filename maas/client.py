@@ -21,12 +21,17 @@ connection failure ``ApiUnreachableError``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Literal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError, MaasError
 
@@ -82,19 +87,34 @@ class Client:
             body["id_column"] = id_column
         return self.call("POST", self.model_path(name, "jobs", version, alias), body)
 
-    def upload(self, upload: dict[str, Any], data: bytes) -> None:
-        """Send a job's input to the upload URL ``submit_job`` answered (its token is in the URL: no credentials)."""
-        method = str(upload.get("method", "PUT"))
+    def upload(self, upload: dict[str, Any], data: bytes | Path) -> None:
+        """Send a job's input (bytes, or a file streamed from disk) to the upload ``submit_job`` answered: a PUT
+        to ``maas serve`` or a presigned POST form to S3. The URL carries its own authorization."""
+        size = len(data) if isinstance(data, bytes) else data.stat().st_size
         headers = {str(k): str(v) for k, v in (upload.get("headers") or {}).items()}
-        self._send(urllib.request.Request(str(upload["url"]), data=data, method=method, headers=headers))
+        method = str(upload.get("method", "PUT")).upper()
+        with contextlib.ExitStack() as stack:
+            stream: Any = data if isinstance(data, bytes) else stack.enter_context(data.open("rb"))
+            if method == "POST":  # S3 POST object: the policy's fields first, the file last
+                boundary = os.urandom(16).hex()
+                head = b"".join(_form_field(boundary, str(k), str(v)) for k, v in (upload.get("fields") or {}).items())
+                head += (f'--{boundary}\r\ncontent-disposition: form-data; name="file"; filename="input"\r\n'
+                         "content-type: application/octet-stream\r\n\r\n").encode()
+                tail = f"\r\n--{boundary}--\r\n".encode()
+                headers["content-type"] = f"multipart/form-data; boundary={boundary}"
+                stream = _chain(head, stream, tail)
+                size += len(head) + len(tail)
+            headers["content-length"] = str(size)
+            self._send(urllib.request.Request(str(upload["url"]), data=stream, method=method, headers=headers))
 
     def job(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/jobs/ID``: status, row counts and download URLs once done."""
         return self.call("GET", f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}")
 
-    def fetch(self, url: str) -> bytes:
-        """The bytes at a download URL a job status named (presigned: sent without credentials)."""
-        return self._send(urllib.request.Request(url, method="GET"))
+    def fetch(self, url: str, into: BinaryIO | None = None) -> bytes:
+        """The bytes at a download URL a job status named (presigned: sent without credentials); with ``into``,
+        streamed into that file instead (and b"" returned)."""
+        return self._send(urllib.request.Request(url, method="GET"), into)
 
     @staticmethod
     def model_path(name: str, verb: str, version: str | None = None, alias: str | None = None) -> str:
@@ -127,9 +147,12 @@ class Client:
             return {}
         return sigv4_headers(method, url, body, headers, self.service, self.region)
 
-    def _send(self, request: urllib.request.Request) -> bytes:
+    def _send(self, request: urllib.request.Request, into: BinaryIO | None = None) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                if into is not None:
+                    shutil.copyfileobj(response, into, 1 << 20)
+                    return b""
                 data: bytes = response.read()
                 return data
         except urllib.error.HTTPError as exc:
@@ -142,6 +165,21 @@ class Client:
             raise ApiUnreachableError(f"cannot reach {self.url}: {exc.reason}") from None
         except TimeoutError:
             raise ApiUnreachableError(f"no answer from {self.url} within {self.timeout:g} s") from None
+
+
+def _form_field(boundary: str, name: str, value: str) -> bytes:
+    return f'--{boundary}\r\ncontent-disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+
+def _chain(head: bytes, body: bytes | BinaryIO, tail: bytes) -> Iterator[bytes]:
+    """A multipart body sent in pieces: the file is read 1 MiB at a time, never whole."""
+    yield head
+    if isinstance(body, bytes):
+        yield body
+    else:
+        while piece := body.read(1 << 20):
+            yield piece
+    yield tail
 
 
 def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, str], service: str,

@@ -43,11 +43,10 @@ def submit(name: str, input_path: Path, id_column: str | None, model_version: st
     from maas.batch import check_readable
 
     check_readable(input_path)
-    data = input_path.read_bytes()
     client = _client(url, auth, token)
-    job = client.submit_job(name, input_path.suffix.lstrip(".").lower(), len(data), id_column, model_version,
-                            alias)
-    client.upload(job["upload"], data)
+    job = client.submit_job(name, input_path.suffix.lstrip(".").lower(), input_path.stat().st_size, id_column,
+                            model_version, alias)
+    client.upload(job["upload"], input_path)
     click.echo(json.dumps({"job_id": job["job_id"], "status_url": job["status_url"]}))
 
 
@@ -75,7 +74,12 @@ def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None)
     if job.get("status") != "succeeded":
         raise NotFoundError(f"job {job_id} has no outputs yet: it is {job.get('status')}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    for name, link in job["outputs"].items():
-        target = output_dir / Path(str(link).split("?")[0]).name
-        target.write_bytes(client.fetch(link))
+    outputs = job["outputs"]
+    parts = outputs.get("parts")  # a fanned-out input: one pair of files per part, in input order
+    for name in ("predictions", "errors", "report"):
+        links = [part[name] for part in parts] if parts and name != "report" else [outputs[name]]
+        target = output_dir / ("report.json" if name == "report" else f"{name}.jsonl")
+        with target.open("wb") as f:
+            for link in links:
+                client.fetch(link, into=f)
         click.echo(f"{name}: {target}")

@@ -41,7 +41,11 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
               *explain_codec.make_router(service).routes, *app.router.routes]
     routes += [*console.make_router(cache, settings).routes, *console.static_routes()]  # /console, /docs
-    if settings.store.startswith("file://"):  # asynchronous jobs for maas serve, run in this process
+    if settings.data_bucket:  # deployed: inputs go to the data bucket through presigned uploads
+        from functions.api import s3_jobs
+
+        routes += s3_jobs.make_router(service, s3_jobs.S3Jobs.from_settings(settings)).routes
+    elif settings.store.startswith("file://"):  # asynchronous jobs for maas serve, run in this process
         from functions.api import local_jobs
 
         jobs = local_jobs.LocalJobs(Path(settings.cache_dir) / "jobs")

@@ -21,11 +21,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from functions.api.http import Call
-from functions.core.errors import InvalidInputError, NotFoundError, RequestError
+from functions.api.job_request import MAX_REQUEST_BYTES, parse_job_request
+from functions.core.errors import NotFoundError, RequestError
 from functions.core.names import shown
 from functions.core.service import ModelRef, PredictionService
 
-FORMATS = ("csv", "jsonl", "npy")
 MAX_JOB_BYTES = 10 * 1024**3
 OUTPUTS = ("predictions.jsonl", "errors.jsonl", "report.json")
 
@@ -72,28 +72,17 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
     async def submit(request: Request, name: str, version: str | None, alias: str | None) -> Response:
         call = Call.of(request.scope, request.receive)
         call.only_query(("alias",) if version is None else ())
-        try:
-            body = orjson.loads(await call.body(64 * 1024))
-        except orjson.JSONDecodeError:
-            raise RequestError(400, "malformed_json", "request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidInputError('body must be {"format": "csv|jsonl|npy", "bytes": N, "id_column": ...}')
-        fmt, size, id_column = body.get("format"), body.get("bytes"), body.get("id_column")
-        if fmt not in FORMATS:
-            raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}")
-        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_JOB_BYTES:
-            raise InvalidInputError(f"bytes must be an integer from 1 to {MAX_JOB_BYTES}")
-        if id_column is not None and (not isinstance(id_column, str) or not 0 < len(id_column) <= 64):
-            raise InvalidInputError("id_column must be a column name of 1 to 64 characters")
+        job = parse_job_request(await call.body(MAX_REQUEST_BYTES), MAX_JOB_BYTES)
         ref = ModelRef.checked(name, version, alias)
         resolved = version or await service.off_loop(service.cache.resolve, ref.name, ref.alias)
         job_id, token = os.urandom(16).hex(), os.urandom(16).hex()
-        jobs.write({"id": job_id, "status": "pending", "model": name, "version": resolved, "format": fmt,
-                    "bytes": size, "id_column": id_column, "token": token})
+        jobs.write({"id": job_id, "status": "pending", "model": name, "version": resolved, "format": job.format,
+                    "bytes": job.bytes, "id_column": job.id_column, "token": token})
         base = _base(request)
-        return _json({"job_id": job_id, "status_url": f"{base}/v1/jobs/{job_id}",
+        return _json({"job_id": job_id, "status": "pending", "model": name, "version": resolved,
+                      "status_url": f"{base}/v1/jobs/{job_id}",
                       "upload": {"method": "PUT", "url": f"{base}/v1/jobs/{job_id}/input?token={token}",
-                                 "max_bytes": size}}, 201)
+                                 "max_bytes": job.bytes}}, 201)
 
     @router.post("/models/{name}/jobs", status_code=201)
     async def submit_alias(request: Request, name: str) -> Response:

@@ -29,6 +29,11 @@ ENV_REQUEST_BUDGET_SECONDS = "MAAS_REQUEST_BUDGET_SECONDS"
 ENV_BATCH_OUTPUTS = "MAAS_BATCH_OUTPUTS"  # where the console reads batch outputs (folder or s3://); not a setting
 ENV_EXPLAIN_MAX_EVALUATIONS = "MAAS_EXPLAIN_MAX_EVALUATIONS"
 ENV_EXPLAIN_MAX_INSTANCES = "MAAS_EXPLAIN_MAX_INSTANCES"
+ENV_DATA_BUCKET = "MAAS_DATA_BUCKET"
+ENV_DATA_KEY_ARN = "MAAS_DATA_KEY_ARN"
+ENV_JOBS_MAX_BYTES = "MAAS_JOBS_MAX_BYTES"
+ENV_JOBS_UPLOAD_SECONDS = "MAAS_JOBS_UPLOAD_SECONDS"
+ENV_JOBS_DOWNLOAD_SECONDS = "MAAS_JOBS_DOWNLOAD_SECONDS"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -65,6 +70,14 @@ class Settings:
     explain_max_evaluations: int = 262_144
     """model rows (coalitions x background rows) per explained instance"""
     explain_max_instances: int = 16
+    data_bucket: str | None = None
+    """the data bucket behind asynchronous jobs (deployed API); jobs are off without it on an S3 store"""
+    data_key_arn: str | None = None
+    """the data bucket's KMS key: job uploads must be encrypted with it"""
+    jobs_max_bytes: int = 5 * 1024**3
+    """the largest job input (one presigned POST takes at most 5 GiB)"""
+    jobs_upload_seconds: int = 900
+    jobs_download_seconds: int = 3600
 
     def __post_init__(self) -> None:
         if not self.store.startswith(("file://", "s3://")):
@@ -106,6 +119,8 @@ _ENV_FIELDS = {
     ENV_BATCH_JOB_DEFINITION: "batch_job_definition", ENV_BATCH_SAFETY_MS: "batch_safety_ms",
     ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes", ENV_REQUEST_BUDGET_SECONDS: "request_budget_seconds",
     ENV_EXPLAIN_MAX_EVALUATIONS: "explain_max_evaluations", ENV_EXPLAIN_MAX_INSTANCES: "explain_max_instances",
+    ENV_DATA_BUCKET: "data_bucket", ENV_DATA_KEY_ARN: "data_key_arn", ENV_JOBS_MAX_BYTES: "jobs_max_bytes",
+    ENV_JOBS_UPLOAD_SECONDS: "jobs_upload_seconds", ENV_JOBS_DOWNLOAD_SECONDS: "jobs_download_seconds",
 }
 _ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
 _BOUNDS: dict[str, tuple[float, float | None]] = {
@@ -114,6 +129,8 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "batch_threads": (0, None), "batch_dispatch_bytes": (0, None), "batch_safety_ms": (0, None),
     "batch_max_line_bytes": (16, None), "request_budget_seconds": (1, 900),
     "explain_max_evaluations": (1, None), "explain_max_instances": (1, None),
+    "jobs_max_bytes": (1, 5 * 1024**3), "jobs_upload_seconds": (60, 7 * 86400),
+    "jobs_download_seconds": (60, 7 * 86400),
 }
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}

@@ -13,7 +13,7 @@ from tests.infra.conftest import Synthesized, synthesize
 
 DEFAULTS = StageConfig()
 OBJECT_PREFIX_ENDINGS = ('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}', '/capture/*"]]}', '/capture-errors/*"]]}',
-                         '/drift/*"]]}')
+                         '/drift/*"]]}', '/jobs/*"]]}')
 
 
 def _statements(synth: Synthesized) -> list[dict[str, Any]]:
@@ -261,3 +261,17 @@ def test_custom_stage_jwt_scopes_provisioned_concurrency_and_x86(custom: Synthes
     assert not custom.resources("AWS::SNS::Topic")  # alarms go to the existing topic
     assert all("arn:aws:sns:eu-west-1:123456789012:ops" in json.dumps(a["AlarmActions"])
                for a in custom.resources("AWS::CloudWatch::Alarm").values())
+
+
+def test_the_api_may_sign_job_uploads_and_downloads_only_under_the_jobs_prefixes(dev: Synthesized) -> None:
+    from infra.permissions import FUNCTIONS, grants, role_of
+
+    (api,) = [r for r in dev.template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+              and r["Properties"].get("Handler") == "functions.api.handler.handler"]
+    assert {"MAAS_DATA_BUCKET", "MAAS_DATA_KEY_ARN"} <= set(api["Properties"]["Environment"]["Variables"])
+    access = next(a for a in FUNCTIONS if a.name == "api")
+    allowed = grants(dev.template, role_of(dev.template, access.role))
+    data = {(g.action, g.resource.split("/", 1)[1]) for g in allowed if "BatchEventsDataBucket" in g.resource
+            and "/" in g.resource}
+    assert data == {("s3:PutObject", "jobs/*"), ("s3:GetObject", "jobs/*"), ("s3:PutObject", "inputs/*/jobs/*"),
+                    ("s3:GetObject", "inputs/*/jobs/*"), ("s3:GetObject", "outputs/*/jobs/*")}, data

@@ -1,0 +1,48 @@
+"""The body of ``POST /v1/models/{name}/jobs``, shared by the local and the AWS job routes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from functions.core.errors import InvalidInputError, RequestError
+
+FORMATS = ("csv", "jsonl", "npy")
+MAX_REQUEST_BYTES = 64 * 1024
+ID_COLUMN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what an input key's "@id=COLUMN" suffix can carry
+USAGE = 'body must be {"format": "csv|jsonl|npy", "bytes": N, "id_column": "..." (optional)}'
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """The input's format, its exact size in bytes (the upload may not exceed it) and an optional id column."""
+
+    format: str
+    bytes: int
+    id_column: str | None = None
+
+
+def parse_job_request(body: bytes, max_bytes: int) -> JobRequest:
+    """The request, or a 4xx naming the field that is wrong."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(USAGE)
+    unknown = sorted(set(data) - {"format", "bytes", "id_column"})
+    if unknown:
+        raise InvalidInputError(f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; {USAGE}")
+    fmt, size, id_column = data.get("format"), data.get("bytes"), data.get("id_column")
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= max_bytes:
+        raise InvalidInputError(f"bytes must be an integer from 1 to {max_bytes}")
+    if id_column is not None:
+        if fmt == "npy":
+            raise InvalidInputError("id_column needs a csv or jsonl input (.npy rows have no columns)")
+        if not isinstance(id_column, str) or not ID_COLUMN.fullmatch(id_column):
+            raise InvalidInputError("id_column must be 1 to 64 letters, digits, '_', '.' or '-'")
+    return JobRequest(fmt, size, id_column)
