@@ -37,7 +37,7 @@ def run(quick: bool) -> dict[str, Any]:
     from model_build.recipes import load_recipe
 
     sizes = [20_000, 100_000] if quick else [100_000, 1_000_000]
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -198,15 +198,34 @@ def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: An
         if capture.rate < 1.0 and random.random() >= capture.rate:
             return
         assert capture.sink is not None
-        document = make_record(model, instances, output, request_id, capture)
-        line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        where, line = _line(model, instances, output, request_id, capture)
         if len(line) > MAX_RECORD_BYTES:
-            document = _truncated(document, len(line))
+            document = _truncated(make_record(model, instances, output, request_id, capture), len(line))
             line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
-        capture.sink.write(document, line)
+        capture.sink.write(where, line)
         capture.captured += 1
     except Exception:  # capture must never fail a prediction
         capture.dropped += 1
+
+
+_heads: dict[tuple[str, str], bytes] = {}
+
+
+def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
+          capture: Capture) -> tuple[dict[str, Any], bytes]:
+    """The record's JSON line, byte for byte ``make_record``'s, from a cached head per model version and one
+    orjson call for the rest; and the fields a sink files it by (model, version, day)."""
+    key = (model.name, model.version)
+    head = _heads.get(key)
+    if head is None:
+        head = _heads[key] = b'{"%s":1,"model":%s,"version":%s,"day":"' % (
+            MARKER.encode(), orjson.dumps(model.name), orjson.dumps(model.version))
+    day, stamp = _clock()
+    rest = orjson.dumps({"request_id": request_id,
+                         "inputs": masked_inputs(model, instances, capture.rules(model.name), capture.hash_key),
+                         "outputs": compact_outputs(model, output)}, option=orjson.OPT_SERIALIZE_NUMPY)
+    line = b'%s%s","time":"%s",%s\n' % (head, day.encode(), stamp.encode(), rest[1:])
+    return {"model": model.name, "version": model.version, "day": day}, line
 
 
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
@@ -283,7 +302,7 @@ def compact_outputs(model: LoadedModel, output: Any) -> list[dict[str, Any]]:
         labels = model.manifest.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
         shaped = []
         for row in rows:
-            best = max(range(len(row)), key=row.__getitem__)
+            best = row.index(max(row))
             shaped.append({"label": labels[best], "probability": round(row[best], 4)})
         return shaped
     array = np.asarray(output)

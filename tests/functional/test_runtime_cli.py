@@ -97,3 +97,33 @@ def test_models_table_is_full_width_when_piped(built_store: LocalStore) -> None:
     assert {"digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"} <= set(rows)
     assert "accuracy 0." in rows["digits-cnn"] and "rmse " in rows["diabetes-mlp"]
     assert built_store.uri in result.stdout  # the title is not cut either
+
+
+def test_serve_socket_gets_nagle_off_on_every_connection() -> None:
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket says IPPROTO_TCP; without
+    it each response body waits for the client's delayed ACK of its headers."""
+    import asyncio
+
+    from maas.serve import bind
+
+    listener = bind("127.0.0.1", 0)
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def serve_one() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(serve_one())
+    assert seen == [1]

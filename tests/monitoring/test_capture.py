@@ -159,3 +159,19 @@ def test_captured_folder_feeds_maas_drift(server: str, tmp_path: Path, monitor_s
     report = drift_report("cancer-mlp", str(tmp_path / "capture"), "1", None, monitor_store.uri)
     assert report["records"] == (len(rows) + 19) // 20 and report["rows"] == len(rows)
     assert report["features_over_threshold"] == [] and report["prediction"]["psi"] < 0.05
+
+
+def test_the_fast_line_is_the_records_json(monitor_store: LocalStore) -> None:
+    """The line ``record`` writes is byte for byte ``make_record``'s document as JSON (the format the drift job
+    and Firehose's partitioning read)."""
+    settings = Settings(store=monitor_store.uri)
+    cache = ModelCache(monitor_store, settings)
+    state = capture.configure(env={"MAAS_CAPTURE_MASK": MASKS})
+    for name, instances in (("diabetes-mlp", [DIABETES_ROW, DIABETES_ROW]), ("text-lstm", ["a b c"])):
+        model = cache.get(name)
+        output = np.zeros((len(instances), len(model.manifest.labels or [0])), dtype=np.float32) + 0.25
+        where, line = capture._line(model, instances, output, 'r-"1"', state)
+        document = capture.make_record(model, instances, output, 'r-"1"', state)
+        document["time"] = orjson.loads(line)["time"]  # the two calls read the clock apart
+        assert line == orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        assert where == {"model": name, "version": document["version"], "day": document["day"]}
