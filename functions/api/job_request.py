@@ -1,11 +1,14 @@
-"""The body of ``POST /v1/models/{name}/jobs``, shared by the local and the AWS job routes."""
+"""The body and the submit routes of ``POST /v1/models/{name}/jobs``, shared by the local and the AWS jobs."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from functions.core.errors import InvalidInputError, RequestError
 
@@ -46,3 +49,23 @@ def parse_job_request(body: bytes, max_bytes: int) -> JobRequest:
         if not isinstance(id_column, str) or not ID_COLUMN.fullmatch(id_column):
             raise InvalidInputError("id_column must be 1 to 64 letters, digits, '_', '.' or '-'")
     return JobRequest(fmt, size, id_column)
+
+
+Submit = Callable[[Request, str, str | None, str | None], Awaitable[Response]]
+
+
+def add_submit_routes(router: APIRouter, submit: Submit) -> None:
+    """``POST /models/{name}/jobs`` (``?alias=``) and ``/models/{name}/versions/{version}/jobs`` on ``router``,
+    both answered by ``submit(request, name, version, alias)``."""
+
+    async def submit_alias(request: Request, name: str) -> Response:
+        """Create a batch job on the version ``alias`` names: an upload URL and the status URL."""
+        return await submit(request, name, None, request.query_params.get("alias"))
+
+    async def submit_version(request: Request, name: str, version: str) -> Response:
+        """Create a batch job on an explicit version."""
+        return await submit(request, name, version, None)
+
+    router.add_api_route("/models/{name}/jobs", submit_alias, methods=["POST"], status_code=201)
+    router.add_api_route("/models/{name}/versions/{version}/jobs", submit_version, methods=["POST"],
+                         status_code=201)

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from functions.api.http import Call
-from functions.api.job_request import MAX_REQUEST_BYTES, parse_job_request
+from functions.api.job_request import MAX_REQUEST_BYTES, add_submit_routes, parse_job_request
 from functions.core.errors import NotFoundError, RequestError
 from functions.core.names import shown
 from functions.core.service import ModelRef, PredictionService
@@ -84,15 +84,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
                       "upload": {"method": "PUT", "url": f"{base}/v1/jobs/{job_id}/input?token={token}",
                                  "max_bytes": job.bytes}}, 201)
 
-    @router.post("/models/{name}/jobs", status_code=201)
-    async def submit_alias(request: Request, name: str) -> Response:
-        """Create a batch job on the version ``alias`` names; answers the upload URL and the status URL."""
-        return await submit(request, name, None, request.query_params.get("alias"))
-
-    @router.post("/models/{name}/versions/{version}/jobs", status_code=201)
-    async def submit_version(request: Request, name: str, version: str) -> Response:
-        """Create a batch job on an explicit version."""
-        return await submit(request, name, version, None)
+    add_submit_routes(router, submit)
 
     @router.put("/jobs/{job_id}/input")
     async def upload(request: Request, job_id: str) -> Response:

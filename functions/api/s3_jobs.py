@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from functions.api.http import Call
-from functions.api.job_request import MAX_REQUEST_BYTES, JobRequest, parse_job_request
+from functions.api.job_request import MAX_REQUEST_BYTES, JobRequest, add_submit_routes, parse_job_request
 from functions.batch.process import failure_report_key, output_prefix, parse_key
 from functions.core.errors import NotFoundError
 from functions.core.names import shown
@@ -171,15 +171,7 @@ def make_router(service: PredictionService, jobs: S3Jobs) -> APIRouter:
         base = str(request.base_url).rstrip("/")
         return reply(await service.off_loop(jobs.create, ref.name, pinned, job, base), 201)
 
-    @router.post("/models/{name}/jobs", status_code=201)
-    async def submit_alias(request: Request, name: str) -> Response:
-        """Create a batch job on the version ``alias`` names: a presigned upload and the status URL."""
-        return await submit(request, name, None, request.query_params.get("alias"))
-
-    @router.post("/models/{name}/versions/{version}/jobs", status_code=201)
-    async def submit_version(request: Request, name: str, version: str) -> Response:
-        """Create a batch job on an explicit version."""
-        return await submit(request, name, version, None)
+    add_submit_routes(router, submit)
 
     @router.get("/jobs/{job_id}")
     async def status(request: Request, job_id: str) -> Response:
