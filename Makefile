@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -e ".[dev]" $(TORCH_PIP_ARGS)
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[dev]" $(TORCH_PIP_ARGS)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -60,7 +60,7 @@ serve: demo-models
 	@echo "  curl -s -X POST http://$(HOST):$(PORT)/v1/models/diabetes-mlp/predict -H 'content-type: application/json' -d '{\"instances\": [{\"age\": 50, \"sex\": 1, \"bmi\": 27.5, \"bp\": 95, \"s1\": 190, \"s2\": 115, \"s3\": 45, \"s4\": 4, \"s5\": 4.6, \"s6\": 92}]}'"
 	@echo "  curl -s -X POST http://$(HOST):$(PORT)/v2/models/diabetes-mlp/infer -H 'content-type: application/json' -d '{\"inputs\": [{\"name\": \"features\", \"shape\": [1, 10], \"datatype\": \"FP32\", \"data\": [50, 1, 27.5, 95, 190, 115, 45, 4, 4.6, 92]}]}'"
 	@echo "  $(VENV)/bin/maas predict digits-cnn --data '[[[0,0,5,13,9,1,0,0],[0,0,13,15,10,15,5,0],[0,3,15,2,0,11,8,0],[0,4,12,0,0,8,8,0],[0,5,8,0,0,9,8,0],[0,4,11,0,1,12,7,0],[0,2,14,5,10,12,0,0],[0,0,6,13,10,0,0,0]]]'"
-	@echo "  open http://$(HOST):$(PORT)/console for the web console, http://$(HOST):$(PORT)/docs for the OpenAPI page"
+	@echo "  open http://$(HOST):$(PORT)/console/ for the web console, http://$(HOST):$(PORT)/docs for the OpenAPI page"
 	@echo ""
 	$(VENV)/bin/maas serve --store $(STORE) --host $(HOST) --port $(PORT)
 

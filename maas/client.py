@@ -160,6 +160,8 @@ class Client:
             message = f"HTTP {exc.code}: {text}"
             if exc.code in (401, 403):
                 message += f"\nhint: {AUTH_HINT}"
+            elif exc.code == 413:
+                message += "\nhint: send large inputs as a job: maas jobs submit NAME --input FILE"
             raise (ApiRejectedError if exc.code < 500 else ApiFailedError)(exc.code, message) from None
         except urllib.error.URLError as exc:
             raise ApiUnreachableError(f"cannot reach {self.url}: {exc.reason}") from None

@@ -67,12 +67,16 @@ def status(job_id: str, url: str, auth: str, token: str | None) -> None:
 @with_auth
 def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None) -> None:
     """Download a succeeded job's outputs into a folder."""
-    from functions.core.errors import NotFoundError
+    from functions.core.errors import AlreadyExistsError, NotFoundError
 
     client = _client(url, auth, token)
     job = client.job(job_id)
     if job.get("status") != "succeeded":
         raise NotFoundError(f"job {job_id} has no outputs yet: it is {job.get('status')}")
+    files = ("predictions.jsonl", "errors.jsonl", "report.json")
+    taken = [f for f in files if (output_dir / f).exists()]
+    if taken:  # as `maas batch`: outputs are never overwritten
+        raise AlreadyExistsError(f"{output_dir} already holds {', '.join(taken)}; choose an empty output folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     outputs = job["outputs"]
     parts = outputs.get("parts")  # a fanned-out input: one pair of files per part, in input order

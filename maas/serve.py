@@ -62,7 +62,7 @@ def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None
     app = create_front(settings)
     if settings.preload:
         app.cache.preload(settings.preload)
-    click.echo(f"serving {settings.store} on http://{host}:{port} (console: http://{host}:{port}/console, "
+    click.echo(f"serving {settings.store} on http://{host}:{port} (console: http://{host}:{port}/console/, "
                f"OpenAPI docs: http://{host}:{port}/docs)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     server.run(sockets=[sock])

@@ -68,7 +68,7 @@ def test_upload_is_size_bounded_and_token_checked(base_url: str) -> None:
     job = client.submit_job("diabetes-mlp", "csv", 10)
     with pytest.raises(ApiRejectedError) as too_big:
         client.upload(job["upload"], b"x" * 11)
-    assert too_big.value.status == 413
+    assert too_big.value.status == 413 and "maas jobs submit" in str(too_big.value)  # the CLI's way in
     wrong = {**job["upload"], "url": job["upload"]["url"].split("token=")[0] + "token=" + "0" * 32}
     with pytest.raises(ApiRejectedError) as forbidden:
         client.upload(wrong, b"a")
@@ -116,3 +116,6 @@ def test_maas_jobs_submit_status_fetch(base_url: str, tmp_path: Path) -> None:
     assert fetched.returncode == 0, fetched.stderr
     assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 4
     assert json.loads((tmp_path / "out/report.json").read_text())["rows"]["in"] == 5
+    again = maas("fetch", job_id, "--output", str(tmp_path / "out"))  # never overwrites, as `maas batch`
+    assert again.returncode == 6 and "already holds" in again.stderr
+    assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 4

@@ -40,6 +40,7 @@ def test_maas_batch_writes_predictions_errors_and_report(built_store: LocalStore
 
     again = maas_batch(built_store, "diabetes-mlp", "--input", str(source), "--output", str(tmp_path / "out"))
     assert again.returncode == 6 and "already holds" in again.stderr
+    assert "ETA" not in again.stderr  # refused before a progress bar is drawn
 
 
 def test_maas_batch_text_and_npy(built_store: LocalStore, tmp_path: Path) -> None:
