@@ -4,6 +4,7 @@ is moto's; the state machine's run is not simulated there)."""
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,11 @@ def test_heavy_input_starts_one_fanout_and_records_the_plan(data_bucket: DataBuc
     assert payload["route"] == "fanout" and payload["version"] == "1" and payload["etag"] == item.etag
     prefix = f"outputs/diabetes-mlp/1/heavy.csv.{item.etag}"
     plan = orjson.loads(data_bucket.get(f"{prefix}/plan.json"))
-    assert plan["route"] == "fanout" and plan["parts"] == 5 and plan["execution"] == execution["executionArn"]
+    assert plan["route"] == "fanout" and plan["execution"] == execution["executionArn"]
+    # 100 rows a part, fewer when the model's measured latency (this machine's, at build time) fits fewer in
+    # one Lambda's budget: the part count follows from the plan's own estimate, never below 500 / 100.
+    rows_fit = int(plan["budget_seconds"] / plan["estimate"]["seconds_per_row"])
+    assert plan["parts"] == math.ceil(plan["estimate"]["rows"] / max(1, min(100, rows_fit))) >= 5
     assert plan["estimate"]["rows"] == pytest.approx(500, rel=0.05)
     assert not any(k.endswith("report.json") for k in data_bucket.keys(prefix))
 
