@@ -1,8 +1,10 @@
 """Fault injection: the model store (moto's server behind a loopback proxy) stopped, hung or slow.
 
-Asserts statuses and that every answer comes within the bound the request budget sets (generous: a correctness
-bound, not a speed target): models in memory keep serving, alias routes answer their last known target, what
-needs the store gets a 503, and everything recovers by itself when the store is back.
+Asserts statuses, not timings: models in memory keep serving, alias routes answer their last known target,
+what needs the store gets a 503 from the store budget (its error code and Retry-After), and everything recovers
+by itself when the store is back. That every store call ends within the budget is the client configuration's
+arithmetic (``call_bounds``); the seconds each answer took are printed as a table, not asserted (a hang is
+caught by pytest's timeout).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tests.reliability.artifacts import model_bytes, version_files
 from tests.reliability.proxy import FaultProxy, Mode
 
 BUDGET = 3.0
-BOUND = 2 * BUDGET + 2.0  # a failing request waits out at most one store call; twice that plus slack
+HTTP_TIMEOUT = 60.0  # the live-server client's own limit: a hang guard, not a speed target
 ROW = {"instances": [[1.0, 2.0]]}
 TABLE: list[dict[str, Any]] = []
 
@@ -77,10 +79,11 @@ def rig(moto_endpoint: str) -> Iterator[Rig]:
     proxy.close()
 
 
-def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[int, float]:
+def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """The response and the seconds it took (for the printed table only)."""
     started = time.perf_counter()
     response = call(*args, **kwargs)
-    return response.status_code, time.perf_counter() - started
+    return response, time.perf_counter() - started
 
 
 ROUTES = {
@@ -113,11 +116,15 @@ def test_store_fault(rig: Rig, mode: Mode) -> None:
     try:
         for route, (method, url) in ROUTES.items():
             url = url.format(mode=mode)
-            status, seconds = timed(rig.client.post, url, json=ROW) if method == "post" else timed(rig.client.get, url)
+            response, seconds = timed(rig.client.post, url, json=ROW) if method == "post" \
+                else timed(rig.client.get, url)
+            status = response.status_code
             allowed = EXPECTED[mode].get(route, {200})
             TABLE.append({"store": mode, "route": route, "status": status, "seconds": round(seconds, 3)})
             assert status in allowed, (mode, route, status)
-            assert seconds < BOUND, (mode, route, seconds)
+            if status == 503:  # answered by the store budget, not by some other failure
+                assert response.json()["code"] in {"store_unavailable", "store_timeout"}, response.text
+                assert response.headers["retry-after"].isdigit()
         if mode != "slow":
             assert rig.cache.stale_answers > stale_before  # the stale alias answer was counted
     finally:
@@ -140,10 +147,8 @@ def test_batch_input_is_retried_not_failed_while_the_store_hangs(rig: Rig) -> No
     processor = Processor(rig.cache, data_bucket_factory(rig.moto))
     rig.proxy.set_mode("hung")
     try:
-        started = time.perf_counter()
-        with pytest.raises(StoreUnavailableError):  # transient: the message goes back to the queue
+        with pytest.raises(StoreUnavailableError):  # gave up within the budget; the message goes back to the queue
             processor.process(item)
-        assert time.perf_counter() - started < BOUND
         listed = s3.list_objects_v2(Bucket=rig.bucket, Prefix="outputs/")
         assert listed.get("KeyCount", 0) == 0  # no failure report for a store outage
     finally:
@@ -160,9 +165,9 @@ def test_live_answers_while_a_request_waits_on_a_hung_store(rig: Rig) -> None:
         rig.proxy.set_mode("hung")
         try:
             waiting = threading.Thread(target=lambda: httpx.post(f"{url}/v1/models/later/versions/1/predict",
-                                                                 json=ROW, timeout=BOUND))
+                                                                 json=ROW, timeout=HTTP_TIMEOUT))
             waiting.start()
-            deadline = time.monotonic() + BOUND
+            deadline = time.monotonic() + HTTP_TIMEOUT
             while rig.proxy.open_connections == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)  # until the predict request is waiting on the hung store
             assert rig.proxy.open_connections > 0
