@@ -65,14 +65,11 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
         TimeRemainingColumn,
     )
 
-    from functions.batch.local import OUTPUT_FILES, for_batch, run_local
-    from functions.core.errors import AlreadyExistsError
+    from functions.batch.local import check_output_free, for_batch, run_local
     from functions.core.model_cache import ModelCache
     from functions.core.settings import get_settings
 
-    taken = [f for f in OUTPUT_FILES if (output_dir / f).exists()]
-    if taken:  # refused before any progress bar is drawn (run_local checks again)
-        raise AlreadyExistsError(f"{output_dir} already holds {', '.join(taken)}; choose an empty output folder")
+    check_output_free(output_dir)  # refused before any progress bar is drawn (run_local checks again)
 
     settings = get_settings()
     settings = dataclasses.replace(for_batch(settings), store=store_uri or settings.store)

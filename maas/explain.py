@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from maas.predict import read_payload, with_auth
+from maas.predict import read_payload, with_auth, with_call_options
 
 TOP = 12
 BAR_WIDTH = 30
@@ -15,11 +15,7 @@ BAR_WIDTH = 30
 
 @click.command("explain")
 @click.argument("name")
-@click.option("--data", required=True, help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.')
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
-              help="Base URL of the API (or $MAAS_URL).")
-@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
-@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@with_call_options
 @click.option("--top", default=TOP, show_default=True, type=click.IntRange(1), help="Bars shown per instance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON response instead of the chart.")
 @with_auth

@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from maas.predict import with_auth
+from maas.predict import url_option, with_auth
 
 if TYPE_CHECKING:
     from maas.client import Client
 
-url_option = click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
-                          help="Base URL of the API (or $MAAS_URL).")
 
 
 def _client(url: str, auth: str, token: str | None) -> Client:
@@ -67,16 +65,15 @@ def status(job_id: str, url: str, auth: str, token: str | None) -> None:
 @with_auth
 def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None) -> None:
     """Download a succeeded job's outputs into a folder."""
-    from functions.core.errors import AlreadyExistsError, NotFoundError
+    from functions.core.errors import NotFoundError
 
     client = _client(url, auth, token)
     job = client.job(job_id)
     if job.get("status") != "succeeded":
         raise NotFoundError(f"job {job_id} has no outputs yet: it is {job.get('status')}")
-    files = ("predictions.jsonl", "errors.jsonl", "report.json")
-    taken = [f for f in files if (output_dir / f).exists()]
-    if taken:  # as `maas batch`: outputs are never overwritten
-        raise AlreadyExistsError(f"{output_dir} already holds {', '.join(taken)}; choose an empty output folder")
+    from functions.batch.local import check_output_free
+
+    check_output_free(output_dir)  # as `maas batch`: outputs are never overwritten
     output_dir.mkdir(parents=True, exist_ok=True)
     outputs = job["outputs"]
     parts = outputs.get("parts")  # a fanned-out input: one pair of files per part, in input order

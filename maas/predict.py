@@ -14,6 +14,24 @@ auth_options = [
                  help="Bearer token (JWT) for a JWT-protected API (or $MAAS_TOKEN)."),
 ]
 
+url_option = click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
+                          help="Base URL of the API (or $MAAS_URL).")
+# NAME's instances and where to send them: shared by `maas predict` and `maas explain`.
+call_options = [
+    click.option("--data", required=True,
+                 help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.'),
+    url_option,
+    click.option("--version", "model_version", default=None, help="Explicit version (default: the alias)."),
+    click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest)."),
+]
+
+
+def with_call_options(command: click.decorators.FC) -> click.decorators.FC:
+    """--data, --url, --version and --alias."""
+    for option in reversed(call_options):
+        command = option(command)
+    return command
+
 
 def read_payload(data: str) -> dict[str, Any]:
     """``--data``: JSON inline or ``@FILE``; a bare list becomes ``{"instances": [...]}``."""
@@ -37,11 +55,7 @@ def with_auth(command: click.decorators.FC) -> click.decorators.FC:
 
 @click.command()
 @click.argument("name")
-@click.option("--data", required=True, help='JSON instances, e.g. \'[{"a": 1}]\' or {"instances": [...]}, or @FILE.')
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
-              help="Base URL of the API (or $MAAS_URL).")
-@click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
-@click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
+@with_call_options
 @with_auth
 def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, auth: str,
             token: str | None) -> None:

@@ -19,6 +19,23 @@ from functions.drift.batch import batch_drift
 OUTPUT_FILES = ("predictions.jsonl", "errors.jsonl", "report.json")
 
 
+def check_io(source: Path, output: Path) -> str:
+    """The input's format, after refusing a missing input or an output folder that already holds outputs
+    (outputs are never overwritten)."""
+    fmt = input_format(source.name)
+    if not source.is_file():
+        raise FileNotFoundError(f"input {source} does not exist")
+    check_output_free(output)
+    return fmt
+
+
+def check_output_free(output: Path) -> None:
+    """AlreadyExistsError if ``output`` holds any of OUTPUT_FILES."""
+    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
+    if taken:
+        raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
+
+
 def batch_threads(configured: int) -> int:
     """Cores for batch work: the configured number, or every core."""
     return configured or os.cpu_count() or 1
@@ -40,12 +57,7 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
 
     ``on_rows`` gets the rows of each chunk done, ``on_bytes`` how far into the input (bytes) it was.
     """
-    fmt = input_format(source.name)
-    if not source.is_file():
-        raise FileNotFoundError(f"input {source} does not exist")
-    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
-    if taken:
-        raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
+    fmt = check_io(source, output)
     model = cache.get(name, version, alias)
     output.mkdir(parents=True, exist_ok=True)
     settings = cache.settings

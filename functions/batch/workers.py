@@ -18,14 +18,12 @@ from typing import Any
 
 import orjson
 
-from functions.batch.formats import input_format
-from functions.batch.local import OUTPUT_FILES
+from functions.batch.local import OUTPUT_FILES, check_io
 from functions.batch.merge import merge_reports, ranges_document
 from functions.batch.part import PART_FILES, part_folder, run_part
 from functions.batch.ranges import ByteRange, FileSource, split
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats
-from functions.core.errors import AlreadyExistsError
 from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
 from functions.core.store import open_store
@@ -44,12 +42,7 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
                  version: str | None = None, alias: str | None = None,
                  on_rows: Callable[[int], None] | None = None, id_column: str | None = None) -> RunStats:
     """Split, run the parts in ``workers`` processes, merge into ``output`` (report.json last)."""
-    fmt = input_format(source_path.name)
-    if not source_path.is_file():
-        raise FileNotFoundError(f"input {source_path} does not exist")
-    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
-    if taken:
-        raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
+    fmt = check_io(source_path, output)
     model = cache.get(name, version, alias)
     shared = cache.settings  # the cores are shared by the workers
     settings = dataclasses.replace(shared, intra_op_threads=max(1, shared.intra_op_threads // workers),
