@@ -3,8 +3,10 @@ start -> first 200.
 
 Servers (one process each, onnxruntime or torch with 1 intra-op thread, access logs off, same digits-cnn
 model, same request body of one 8x8 image and the same response body): maas (`maas serve`: uvicorn with the
-Lambda's ASGI app), a hand-written FastAPI + onnxruntime app under uvicorn, FastAPI + PyTorch eager under
-uvicorn, and BentoML serving the same ONNX file (installed in bench/.venv, not in the project). The load
+Lambda's ASGI app, concurrent requests joining session runs), a hand-written FastAPI + onnxruntime app under
+uvicorn, FastAPI + PyTorch eager under uvicorn (every uvicorn here parses HTTP with httptools, from the
+project's ``local`` extra), and BentoML serving the same ONNX file (installed in bench/.venv, not in the
+project). The load
 tool for all is wrk (1 thread, keep-alive, fixed duration); servers are measured one at a time, in turn,
 on this 2-core machine, so the load generator shares the CPU with the server equally for every peer.
 """
@@ -107,7 +109,9 @@ def _ms(text: str) -> float:
 def _wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, Any]:
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))  # wrk pads "1.38s "
+    if set(percentiles) != {"50", "99"}:
+        raise RuntimeError(f"wrk reported no latency distribution for {url} at c={concurrency}:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {"concurrency": concurrency, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]

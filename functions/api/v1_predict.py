@@ -22,7 +22,7 @@ async def predict(service: PredictionService, call: Call, name: str, version: st
     ref = ModelRef.checked(name, version, alias)
     instances = instances_of(payload, settings.max_instances)
     model = await service.model(ref)
-    predictions = service.predict(model, instances, shape_predictions, call.request_id, started)
+    predictions = await service.predict(model, instances, shape_predictions, call.request_id, started)
     if settings.log_payloads:
         log("DEBUG", "prediction", request_id=call.request_id, instances=instances, predictions=predictions)
     return Reply(200, orjson.dumps({"model": model.name, "version": model.version, "variant": model.variant.name,

@@ -75,7 +75,7 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
             response_header["id"] = header["id"]
         return encode_outputs([o for o in outputs if o["name"] in requested], binary_names, response_header)
 
-    content, header_length = service.predict(model, list(values), decode, call.request_id, started)
+    content, header_length = await service.predict(model, list(values), decode, call.request_id, started)
     if header_length is None:
         return Reply(200, content)
     return Reply(200, content, "application/octet-stream", {"Inference-Header-Content-Length": str(header_length)})

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from functions.core.errors import IntegrityError
 from functions.core.manifest import FileEntry
-from functions.core.onnx_wire import WireFormatError, inspect_model
+from functions.core.onnx_wire import ModelFacts, WireFormatError, inspect_model
 
 
 def verify_bytes(data: bytes, entry: FileEntry) -> None:
@@ -19,8 +19,9 @@ def verify_bytes(data: bytes, entry: FileEntry) -> None:
         raise IntegrityError(f"{entry.path}: sha256 {digest[:12]}..., manifest says {entry.sha256[:12]}...")
 
 
-def vet_onnx(data: bytes, allowed_domains: Iterable[str], label: str = "model") -> None:
-    """Refuse ONNX bytes that reference external data or use operator domains outside the allow-list.
+def vet_onnx(data: bytes, allowed_domains: Iterable[str], label: str = "model") -> ModelFacts:
+    """Refuse ONNX bytes that reference external data or use operator domains outside the allow-list; else
+    return what the walk found.
 
     Only domains that nodes actually use count (optimizers declare unused opset imports), in every graph the
     model holds (main, subgraphs, local functions, training_info); the domains of functions defined inside the
@@ -37,6 +38,7 @@ def vet_onnx(data: bytes, allowed_domains: Iterable[str], label: str = "model") 
     foreign = sorted((facts.node_domains | facts.function_domains) - set(allowed_domains))
     if foreign:
         raise IntegrityError(f"{label}: operator domain(s) not allowed: {', '.join(map(repr, foreign))}")
+    return facts
 
 
 def verify_model_bytes(data: bytes, entry: FileEntry, allowed_domains: Iterable[str]) -> None:

@@ -59,6 +59,8 @@ class LoadedModel:
     requests: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
     """Verified auxiliary files kept for explanations (the background sample)."""
+    joinable: bool = False
+    """Concurrent requests may share a session run: no row of a run changes another's result."""
 
     @property
     def name(self) -> str:
@@ -67,6 +69,19 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+
+# Operators whose result for one row depends on the other rows of the run: dynamic quantization scales each
+# activation tensor by its range over the whole batch.
+ROW_COUPLED_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"})
+
+
+def rows_independent(op_types: set[str], session: ort.InferenceSession) -> bool:
+    """Rows of one run never influence each other: no row-coupled operator, and every input's first
+    dimension is free (a batch axis)."""
+    inputs = session.get_inputs()
+    return not op_types & ROW_COUPLED_OPS and bool(inputs) and all(
+        bool(i.shape) and not isinstance(i.shape[0], int) for i in inputs)
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -206,7 +221,7 @@ class ModelCache:
         prefix = catalog.version_prefix(name, version)
         try:
             data = self._fetch_verified(f"{prefix}/{variant.file}", manifest.file(variant.file))
-            vet_onnx(data, self.settings.allowed_op_domains, variant.file)  # checksum verified once, just above
+            facts = vet_onnx(data, self.settings.allowed_op_domains, variant.file)  # checksum verified just above
             aux = {path: self._fetch_verified(f"{prefix}/{path}", manifest.file(path))
                    for path in [*auxiliary_files(manifest.preprocessing), *background_files(manifest)]}
         except (NotFoundError, KeyError) as exc:
@@ -226,6 +241,7 @@ class ModelCache:
         return LoadedModel(manifest=manifest, variant=variant, session=session, preprocessor=preprocessor,
                            size_bytes=len(data) * 2, load_ms=(time.perf_counter() - started) * 1000,
                            providers=list(session.get_providers()),
+                           joinable=rows_independent(facts.op_types, session),
                            files={path: aux[path] for path in background_files(manifest)})
 
     def _fetch_verified(self, key: str, entry: FileEntry) -> bytes:

@@ -1,8 +1,9 @@
 """A minimal reader of the ONNX protobuf wire format, enough to vet a model before onnxruntime parses it.
 
 It walks every graph a model can hold: the main graph, subgraphs in node attributes (If/Loop/Scan), model-local
-functions and training_info (initialization and algorithm graphs), and reports the operator domains used,
-the domains of local functions and whether any tensor points at external data. It never decodes tensor payloads.
+functions and training_info (initialization and algorithm graphs), and reports the operator types and
+domains used, the domains of local functions and whether any tensor points at external data. It never decodes
+tensor payloads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ _MODEL_OPSET_IMPORT, _MODEL_GRAPH, _MODEL_FUNCTIONS, _MODEL_TRAINING_INFO = 8, 7
 _TRAINING_INITIALIZATION, _TRAINING_ALGORITHM = 1, 2
 _OPSET_DOMAIN = 1
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
-_NODE_ATTRIBUTE, _NODE_DOMAIN = 5, 7
+_NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 4, 5, 7
 _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
 _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
@@ -36,6 +37,7 @@ class ModelFacts:
     node_domains: set[str] = field(default_factory=set)
     opset_domains: set[str] = field(default_factory=set)
     function_domains: set[str] = field(default_factory=set)
+    op_types: set[str] = field(default_factory=set)
     external_tensors: int = 0
     nodes: int = 0
 
@@ -134,6 +136,8 @@ def _node(buf: memoryview, facts: ModelFacts) -> None:
     for number, _, value in _fields(buf):
         if number == _NODE_DOMAIN:
             domain = _text(value)
+        elif number == _NODE_OP_TYPE:
+            facts.op_types.add(_text(value))
         elif number == _NODE_ATTRIBUTE:
             _attribute(_message(value), facts)
     facts.node_domains.add(domain)

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from functions.core import capture
+from functions.core.batching import RunBatcher
 from functions.core.errors import (
     MaasError,
     ModelUnavailableError,
@@ -65,6 +66,7 @@ class PredictionService:
         self.cache = cache
         self.settings = settings or cache.settings
         self.budget = request_budget(self.settings)
+        self.batcher = RunBatcher(self.run, self.settings.max_batch_rows)
 
     def load(self, ref: ModelRef) -> LoadedModel:
         """The loaded model (blocking: may read the store). A file missing from a version is a 503."""
@@ -102,11 +104,12 @@ class PredictionService:
         output: Output = model.session.run(None, tensors)[0]
         return output
 
-    def predict(self, model: LoadedModel, instances: Sequence[Any], decode: Callable[[LoadedModel, Output], T],
-                request_id: str, started: float | None = None) -> T:
-        """Encode, run, decode with the codec's ``decode``, then count the request and emit its metrics."""
+    async def predict(self, model: LoadedModel, instances: Sequence[Any],
+                      decode: Callable[[LoadedModel, Output], T], request_id: str, started: float | None = None) -> T:
+        """Encode, run (sharing the run with concurrent requests), decode with the codec's ``decode``, then count
+        the request and emit its metrics."""
         started = time.perf_counter() if started is None else started
-        output = self.run(model, self.encode(model, instances))
+        output = await self.batcher.run(model, self.encode(model, instances))
         result = decode(model, output)
         capture.record(model, instances, output, request_id)
         self.record(model, len(instances), started, request_id)

@@ -14,6 +14,7 @@ ENV_ALLOWED_OP_DOMAINS = "MAAS_ALLOWED_OP_DOMAINS"
 ENV_INTRA_OP_THREADS = "MAAS_INTRA_OP_THREADS"
 ENV_MAX_BODY_BYTES = "MAAS_MAX_BODY_BYTES"
 ENV_MAX_INSTANCES = "MAAS_MAX_INSTANCES"
+ENV_MAX_BATCH_ROWS = "MAAS_MAX_BATCH_ROWS"
 ENV_ALIAS_TTL_SECONDS = "MAAS_ALIAS_TTL_SECONDS"
 ENV_MODEL_MEMORY_MB = "MAAS_MODEL_MEMORY_MB"
 ENV_PRELOAD = "MAAS_PRELOAD"
@@ -50,6 +51,8 @@ class Settings:
     intra_op_threads: int = 1
     max_body_bytes: int = 1024 * 1024
     max_instances: int = 256
+    max_batch_rows: int = 64
+    """rows concurrent requests may join into one session run (dynamic batching); 1 turns joining off"""
     alias_ttl_seconds: float = 30.0
     model_memory_mb: int = 1024
     preload: tuple[str, ...] = ()
@@ -113,6 +116,7 @@ class Settings:
 
 _ENV_FIELDS = {
     ENV_INTRA_OP_THREADS: "intra_op_threads", ENV_MAX_BODY_BYTES: "max_body_bytes", ENV_MAX_INSTANCES: "max_instances",
+    ENV_MAX_BATCH_ROWS: "max_batch_rows",
     ENV_ALIAS_TTL_SECONDS: "alias_ttl_seconds", ENV_MODEL_MEMORY_MB: "model_memory_mb",
     ENV_LOG_PAYLOADS: "log_payloads", ENV_BATCH_CHUNK_ROWS: "batch_chunk_rows", ENV_BATCH_THREADS: "batch_threads",
     ENV_BATCH_DISPATCH_BYTES: "batch_dispatch_bytes", ENV_BATCH_JOB_QUEUE: "batch_job_queue",
@@ -125,6 +129,7 @@ _ENV_FIELDS = {
 _ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
 _BOUNDS: dict[str, tuple[float, float | None]] = {
     "intra_op_threads": (1, 64), "max_body_bytes": (1024, None), "max_instances": (1, None),
+    "max_batch_rows": (1, 4096),
     "alias_ttl_seconds": (0, None), "model_memory_mb": (1, None), "batch_chunk_rows": (1, None),
     "batch_threads": (0, None), "batch_dispatch_bytes": (0, None), "batch_safety_ms": (0, None),
     "batch_max_line_bytes": (16, None), "request_budget_seconds": (1, 900),

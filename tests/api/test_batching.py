@@ -1,0 +1,194 @@
+"""Dynamic batching: concurrent requests share session runs and get exactly the answers they get alone."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+
+from functions.core import catalog
+from functions.core.batching import RunBatcher
+from functions.core.inference import shape_predictions
+from functions.core.model_cache import ROW_COUPLED_OPS, ModelCache, rows_independent
+from functions.core.onnx_wire import inspect_model
+from functions.core.preprocessing import Tensors
+from functions.core.service import ModelRef, PredictionService
+from functions.core.settings import Settings
+from functions.core.store import LocalStore
+
+DIGITS = load_digits().images[:24].astype(int).tolist()
+CANCER = load_breast_cancer().data[:24].tolist()
+
+
+class CountingRun:
+    """The service's real session run, recording the rows of every run; ``poison`` fails runs holding it."""
+
+    def __init__(self, poison: float | None = None) -> None:
+        self.rows: list[int] = []
+        self.poison = poison
+
+    def __call__(self, model: Any, tensors: Tensors) -> Any:
+        first = next(iter(tensors.values()))
+        self.rows.append(len(first))
+        if self.poison is not None and bool((first == self.poison).any()):
+            raise RuntimeError("poisoned run")
+        return PredictionService.run(model, tensors)
+
+
+@pytest.fixture
+def service(serving_store: LocalStore) -> PredictionService:
+    settings = Settings(store=serving_store.uri)
+    return PredictionService(ModelCache(serving_store, settings), settings)
+
+
+def _alone(service: PredictionService, name: str, instances: list[Any]) -> list[Any]:
+    model = service.cache.get(name)
+    return [shape_predictions(model, PredictionService.run(model, service.encode(model, [i])))[0]
+            for i in instances]
+
+
+async def _together(service: PredictionService, batcher: RunBatcher, name: str,
+                    requests: list[list[Any]]) -> list[Any]:
+    model = await service.model(ModelRef.checked(name))
+
+    async def one(instances: list[Any]) -> Any:
+        return shape_predictions(model, await batcher.run(model, service.encode(model, instances)))
+
+    return await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
+
+
+@pytest.mark.parametrize(("name", "rows"), [("digits-cnn", DIGITS), ("cancer-mlp", CANCER)])
+def test_concurrent_requests_share_one_run_and_get_their_own_answers(service: PredictionService, name: str,
+                                                                     rows: list[Any]) -> None:
+    run = CountingRun()
+    answers = asyncio.run(_together(service, RunBatcher(run, 64), name, [[row] for row in rows]))
+    assert run.rows == [len(rows)]
+    assert [a[0] for a in answers] == _alone(service, name, rows)  # byte-for-byte the same numbers
+
+
+def test_a_run_never_exceeds_max_rows(service: PredictionService) -> None:
+    run = CountingRun()
+    requests = [DIGITS[i:i + 3] for i in range(0, 24, 3)]
+    answers = asyncio.run(_together(service, RunBatcher(run, 7), "digits-cnn", requests))
+    assert max(run.rows) <= 7 and sum(run.rows) == 24
+    assert [p for a in answers for p in a] == _alone(service, "digits-cnn", DIGITS)
+
+
+def test_max_rows_one_runs_every_request_alone(service: PredictionService) -> None:
+    run = CountingRun()
+    asyncio.run(_together(service, RunBatcher(run, 1), "digits-cnn", [[row] for row in DIGITS[:5]]))
+    assert run.rows == [1] * 5
+
+
+def test_a_failed_shared_run_fails_only_the_request_that_caused_it(service: PredictionService) -> None:
+    poisoned = [[15.5] * 8 for _ in range(8)]  # a valid image; no digit image has a 15.5 pixel
+    run = CountingRun(poison=15.5 / 16)
+    requests = [[row] for row in DIGITS[:4]] + [[poisoned]] + [[row] for row in DIGITS[4:8]]
+    answers = asyncio.run(_together(service, RunBatcher(run, 64), "digits-cnn", requests))
+    assert isinstance(answers[4], RuntimeError)
+    good = [a[0] for i, a in enumerate(answers) if i != 4]
+    assert good == _alone(service, "digits-cnn", DIGITS[:8])
+    assert run.rows[0] == 9 and run.rows[1:] == [1] * 9  # the shared run, then each request on its own
+
+
+def test_tensors_of_different_layouts_never_share_a_run(service: PredictionService) -> None:
+    model = service.cache.get("digits-cnn")
+    name = model.manifest.inputs[0].name
+    run = CountingRun()
+    batcher = RunBatcher(run, 64)
+
+    async def both() -> tuple[Any, Any]:
+        good = batcher.run(model, service.encode(model, DIGITS[:2]))
+        odd = batcher.run(model, {name: np.zeros((3, 1, 4, 4), dtype=np.float32)})  # the session refuses it
+        return await asyncio.gather(good, odd, return_exceptions=True)
+
+    good, odd = asyncio.run(both())
+    assert sorted(run.rows) == [2, 3]
+    assert isinstance(odd, Exception) and not isinstance(good, Exception)
+    assert good.shape == (2, 10)
+
+
+def test_a_cancelled_request_leaves_the_others_answered(service: PredictionService) -> None:
+    model = service.cache.get("digits-cnn")
+    run = CountingRun()
+    batcher = RunBatcher(run, 64)
+
+    async def go() -> list[Any]:
+        tasks = [asyncio.ensure_future(batcher.run(model, service.encode(model, [row]))) for row in DIGITS[:5]]
+        await asyncio.sleep(0)  # every request has joined the group
+        tasks[2].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert run.rows == [4]
+    kept = [r for i, r in enumerate(results) if i != 2]
+    assert [shape_predictions(model, r)[0] for r in kept] == _alone(service, "digits-cnn",
+                                                                    [DIGITS[i] for i in (0, 1, 3, 4)])
+
+
+def test_models_whose_rows_are_not_independent_never_join(service: PredictionService) -> None:
+    model = dataclasses.replace(service.cache.get("digits-cnn"), joinable=False)
+    run = CountingRun()
+    batcher = RunBatcher(run, 64)
+
+    async def go() -> None:
+        await asyncio.gather(*(batcher.run(model, service.encode(model, [row])) for row in DIGITS[:3]))
+
+    asyncio.run(go())
+    assert run.rows == [1, 1, 1]
+
+
+class _Session:
+    """What ``rows_independent`` reads from an onnxruntime session: the inputs' shapes."""
+
+    def __init__(self, *shapes: list[Any]) -> None:
+        self.shapes = shapes
+
+    def get_inputs(self) -> list[Any]:
+        return [type("Input", (), {"shape": shape})() for shape in self.shapes]
+
+
+def test_rows_independent_needs_a_free_batch_axis_and_no_dynamic_quantization() -> None:
+    assert rows_independent({"Conv", "Gemm"}, _Session(["batch", 1, 8, 8]))
+    assert rows_independent({"Gemm"}, _Session([None, 30]))
+    assert not rows_independent({"Gemm"}, _Session([1, 30]))
+    assert not rows_independent({"Gemm"}, _Session(["batch", 30], [4]))
+    assert not rows_independent({"Gemm"}, _Session([]))
+    dynamic_int8 = {"DynamicQuantizeLinear", "MatMulInteger"}
+    assert not rows_independent(dynamic_int8, _Session(["batch", 30]))
+
+
+def test_loaded_models_know_whether_their_rows_may_join(service: PredictionService,
+                                                        serving_store: LocalStore) -> None:
+    """The quick build picks each model's variant by measured speed, so which variant is served may vary:
+    a dynamically quantized one must not join runs, any other may."""
+    joinable = {}
+    for name in ("digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"):
+        model = service.cache.get(name)
+        data = serving_store.get_bytes(f"{catalog.version_prefix(name, model.version)}/{model.variant.file}")
+        assert model.joinable == (not inspect_model(data).op_types & ROW_COUPLED_OPS), name
+        joinable[name] = model.joinable
+    assert joinable["digits-cnn"] or joinable["cancer-mlp"]
+
+
+def test_concurrent_http_requests_get_the_answers_they_get_alone(client: httpx.Client, base_url: str) -> None:
+    path = "/v1/models/digits-cnn/predict"
+    alone = [client.post(path, json={"instances": [row]}).json() for row in DIGITS]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        together = list(pool.map(lambda row: httpx.post(base_url + path, json={"instances": [row]}, timeout=30).json(),
+                                 DIGITS * 3))
+    assert together == alone * 3
+
+
+def test_max_batch_rows_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"MAAS_MAX_BATCH_ROWS": "8"}).max_batch_rows == 8
+    assert Settings().max_batch_rows == 64
+    with pytest.raises(ValueError, match="MAAS_MAX_BATCH_ROWS"):
+        Settings.from_env({"MAAS_MAX_BATCH_ROWS": "0"})
