@@ -5,13 +5,16 @@ The FastAPI app behind it (OpenAPI, listings) is built only when such a route is
 
 from __future__ import annotations
 
+import dataclasses
+
 from mangum import Mangum
 
 from functions.api import snapstart
 from functions.api.front import create_front
 from functions.core.settings import get_settings
 
-_settings = get_settings()
+# One invocation carries one request, so no two requests could ever join a session run: skip the batcher's hop.
+_settings = dataclasses.replace(get_settings(), max_batch_rows=1)
 app = create_front(_settings)
 if _settings.preload:  # load listed models during init (SnapStart / provisioned concurrency)
     app.cache.preload(_settings.preload)

@@ -56,7 +56,7 @@ class RunBatcher:
     async def run(self, model: LoadedModel, tensors: Tensors) -> Output:
         """The model's output for these tensors, from a run shared with the requests waiting beside it."""
         rows = _rows(tensors)
-        if not model.joinable or self.max_rows <= 1 or rows >= self.max_rows:
+        if self.max_rows <= 1 or not model.joinable or rows >= self.max_rows:
             return self._run(model, tensors)
         loop = asyncio.get_running_loop()
         key = _key(model, tensors)

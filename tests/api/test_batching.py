@@ -192,3 +192,10 @@ def test_max_batch_rows_is_read_from_the_environment() -> None:
     assert Settings().max_batch_rows == 64
     with pytest.raises(ValueError, match="MAAS_MAX_BATCH_ROWS"):
         Settings.from_env({"MAAS_MAX_BATCH_ROWS": "0"})
+
+
+def test_the_lambda_handler_never_waits_to_join() -> None:
+    """One invocation is one request: the Lambda app runs each request at once, whatever the environment."""
+    from functions.api import handler
+
+    assert handler.app.service.batcher.max_rows == 1
