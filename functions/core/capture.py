@@ -208,24 +208,29 @@ def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: An
         capture.dropped += 1
 
 
-_heads: dict[tuple[str, str], bytes] = {}
+_heads: dict[tuple[str, str], tuple[int, bytes, dict[str, Any]]] = {}
 
 
 def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
           capture: Capture) -> tuple[dict[str, Any], bytes]:
-    """The record's JSON line, byte for byte ``make_record``'s, from a cached head per model version and one
-    orjson call for the rest; and the fields a sink files it by (model, version, day)."""
+    """The record's JSON line, byte for byte ``make_record``'s, and the fields a sink files it by (model,
+    version, day). Everything up to the time's seconds is cached per model version and rebuilt once a second;
+    one orjson call writes the rest."""
+    now = time.time()
+    second = int(now)
     key = (model.name, model.version)
-    head = _heads.get(key)
-    if head is None:
-        head = _heads[key] = b'{"%s":1,"model":%s,"version":%s,"day":"' % (
-            MARKER.encode(), orjson.dumps(model.name), orjson.dumps(model.version))
-    day, stamp = _clock()
+    cached = _heads.get(key)
+    if cached is None or cached[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        day = moment.strftime("%Y-%m-%d")
+        head = b'{"%s":1,"model":%s,"version":%s,"day":"%s","time":"%s' % (
+            MARKER.encode(), orjson.dumps(model.name), orjson.dumps(model.version), day.encode(),
+            moment.strftime("%Y-%m-%dT%H:%M:%S").encode())
+        cached = _heads[key] = (second, head, {"model": model.name, "version": model.version, "day": day})
     rest = orjson.dumps({"request_id": request_id,
                          "inputs": masked_inputs(model, instances, capture.rules(model.name), capture.hash_key),
                          "outputs": compact_outputs(model, output)}, option=orjson.OPT_SERIALIZE_NUMPY)
-    line = b'%s%s","time":"%s",%s\n' % (head, day.encode(), stamp.encode(), rest[1:])
-    return {"model": model.name, "version": model.version, "day": day}, line
+    return cached[2], b'%s.%03dZ",%s\n' % (cached[1], int((now - second) * 1000), rest[1:])
 
 
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
