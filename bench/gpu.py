@@ -1,7 +1,9 @@
 """GPU worker figures (``make bench-gpu``): minilm-embed's fp16 variant on CUDA, as the AWS Batch worker runs
-it, against the CPU variant on the CPU and PyTorch fp16 eager on CUDA; batch 32 of 128-token texts, medians.
+it, against the CPU variant on the CPU (one intra-op thread, the serving default) and PyTorch fp16 eager on
+CUDA; one batch of 32 texts per run, median of the timed runs.
 
-Without CUDA (no onnxruntime CUDA provider or no ``torch.cuda``) it says so plainly and exits 0.
+Without CUDA (no onnxruntime CUDA provider or no ``torch.cuda``) it says so plainly and exits 0. With CUDA it
+stores ``bench/results/gpu.json`` and regenerates docs/benchmarks.md.
 
     python -m bench.gpu [--rounds N]
 """
@@ -19,6 +21,8 @@ from typing import Any
 
 MODEL = "minilm-embed"
 BATCH = 32
+TITLE = "GPU worker: minilm-embed fp16 on CUDA against the CPU variant and PyTorch fp16"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cuda_status() -> tuple[bool, str]:
@@ -99,7 +103,33 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args.rounds)
     for key, value in result.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+    _store(result, message, args.rounds)
     return 0
+
+
+def _store(result: dict[str, Any], device: str, rounds: int) -> None:
+    import orjson
+
+    from bench import machine
+    from bench.run import DOC, RESULTS, write_doc
+
+    document = {"benchmark": "gpu", "machine": machine.describe(), "command": "make bench-gpu", "device": device,
+                "rounds": rounds, **result}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gpu.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    write_doc(RESULTS, DOC)
+
+
+def render(result: dict[str, Any]) -> str:
+    worker = result["worker fp16 on CUDA (ms)"]
+    rows = [("worker: shipped " + result["gpu_variant"] + " variant on CUDA (onnxruntime)", worker),
+            ("shipped " + result["cpu_variant"] + " variant on the CPU, 1 intra-op thread",
+             result["CPU variant on the CPU (ms)"]),
+            ("PyTorch fp16 eager on CUDA", result["PyTorch fp16 eager on CUDA (ms)"])]
+    lines = [f"{result['device']}; batch {result['batch']}, median of {result['rounds']} runs.", "",
+             "| contender | ms per batch | texts/s | worker's speed-up |", "|---|---|---|---|"]
+    lines += [f"| {name} | {ms:.2f} | {result['batch'] / ms * 1000:,.0f} | {ms / worker:.1f}x |" for name, ms in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
