@@ -230,7 +230,7 @@ def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any
     rest = orjson.dumps({"request_id": request_id,
                          "inputs": masked_inputs(model, instances, capture.rules(model.name), capture.hash_key),
                          "outputs": compact_outputs(model, output)}, option=orjson.OPT_SERIALIZE_NUMPY)
-    return cached[2], b'%s.%03dZ",%s\n' % (cached[1], int((now - second) * 1000), rest[1:])
+    return dict(cached[2]), b'%s.%03dZ",%s\n' % (cached[1], int((now - second) * 1000), rest[1:])
 
 
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,

@@ -61,6 +61,8 @@ class LoadedModel:
     """Verified auxiliary files kept for explanations (the background sample)."""
     joinable: bool = False
     """Concurrent requests may share a session run: no row of a run changes another's result."""
+    join_checked: bool = False
+    """The first shared run has been checked against runs of their own (functions.core.batching)."""
 
     @property
     def name(self) -> str:
@@ -77,11 +79,12 @@ ROW_COUPLED_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "
 
 
 def rows_independent(op_types: set[str], session: ort.InferenceSession) -> bool:
-    """Rows of one run never influence each other: no row-coupled operator, and every input's first
-    dimension is free (a batch axis)."""
-    inputs = session.get_inputs()
-    return not op_types & ROW_COUPLED_OPS and bool(inputs) and all(
-        bool(i.shape) and not isinstance(i.shape[0], int) for i in inputs)
+    """Rows of one run plausibly never influence each other: no row-coupled operator, and every input and
+    output starts with the same free (named) dimension, the batch axis. The batcher also checks each model's
+    first shared run against runs of their own."""
+    ends = [*session.get_inputs(), *session.get_outputs()]
+    first = {e.shape[0] if e.shape else None for e in ends}
+    return not op_types & ROW_COUPLED_OPS and bool(ends) and len(first) == 1 and isinstance(first.pop(), str)
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -54,8 +55,10 @@ def _alone(service: PredictionService, name: str, instances: list[Any]) -> list[
 
 
 async def _together(service: PredictionService, batcher: RunBatcher, name: str,
-                    requests: list[list[Any]]) -> list[Any]:
+                    requests: list[list[Any]], checked: bool = True) -> list[Any]:
+    """The requests at once; ``checked`` skips the first-shared-run check (tests that count runs)."""
     model = await service.model(ModelRef.checked(name))
+    model.join_checked = model.join_checked or checked
 
     async def one(instances: list[Any]) -> Any:
         return shape_predictions(model, await batcher.run(model, service.encode(model, instances)))
@@ -67,9 +70,15 @@ async def _together(service: PredictionService, batcher: RunBatcher, name: str,
 def test_concurrent_requests_share_one_run_and_get_their_own_answers(service: PredictionService, name: str,
                                                                      rows: list[Any]) -> None:
     run = CountingRun()
-    answers = asyncio.run(_together(service, RunBatcher(run, 64), name, [[row] for row in rows]))
+    batcher = RunBatcher(run, 64)
+    requests = [[row] for row in rows]
+    first = asyncio.run(_together(service, batcher, name, requests, checked=False))
+    assert run.rows == [len(rows)] + [1] * len(rows)  # the first shared run is checked against runs alone
+    assert service.cache.get(name).join_checked and service.cache.get(name).joinable
+    run.rows.clear()
+    again = asyncio.run(_together(service, batcher, name, requests, checked=False))
     assert run.rows == [len(rows)]
-    assert [a[0] for a in answers] == _alone(service, name, rows)  # byte-for-byte the same numbers
+    assert [a[0] for a in first] == [a[0] for a in again] == _alone(service, name, rows)  # the same numbers
 
 
 def test_a_run_never_exceeds_max_rows(service: PredictionService) -> None:
@@ -116,6 +125,7 @@ def test_tensors_of_different_layouts_never_share_a_run(service: PredictionServi
 
 def test_a_cancelled_request_leaves_the_others_answered(service: PredictionService) -> None:
     model = service.cache.get("digits-cnn")
+    model.join_checked = True
     run = CountingRun()
     batcher = RunBatcher(run, 64)
 
@@ -146,23 +156,29 @@ def test_models_whose_rows_are_not_independent_never_join(service: PredictionSer
 
 
 class _Session:
-    """What ``rows_independent`` reads from an onnxruntime session: the inputs' shapes."""
+    """What ``rows_independent`` reads from an onnxruntime session: the shapes of inputs and outputs."""
 
-    def __init__(self, *shapes: list[Any]) -> None:
-        self.shapes = shapes
+    def __init__(self, inputs: list[list[Any]], outputs: list[list[Any]]) -> None:
+        self.inputs, self.outputs = inputs, outputs
 
     def get_inputs(self) -> list[Any]:
-        return [type("Input", (), {"shape": shape})() for shape in self.shapes]
+        return [SimpleNamespace(shape=shape) for shape in self.inputs]
+
+    def get_outputs(self) -> list[Any]:
+        return [SimpleNamespace(shape=shape) for shape in self.outputs]
 
 
-def test_rows_independent_needs_a_free_batch_axis_and_no_dynamic_quantization() -> None:
-    assert rows_independent({"Conv", "Gemm"}, _Session(["batch", 1, 8, 8]))
-    assert rows_independent({"Gemm"}, _Session([None, 30]))
-    assert not rows_independent({"Gemm"}, _Session([1, 30]))
-    assert not rows_independent({"Gemm"}, _Session(["batch", 30], [4]))
-    assert not rows_independent({"Gemm"}, _Session([]))
+def test_rows_independent_needs_one_named_batch_axis_and_no_dynamic_quantization() -> None:
+    assert rows_independent({"Conv", "Gemm"}, _Session([["batch", 1, 8, 8]], [["batch", 10]]))
+    assert rows_independent({"Gather", "LSTM"}, _Session([["N", 32], ["N", 32]], [["N", 4]]))
+    assert not rows_independent({"Gemm"}, _Session([[None, 30]], [[None, 2]]))  # unnamed: may differ
+    assert not rows_independent({"Gemm"}, _Session([[1, 30]], [[1, 2]]))
+    assert not rows_independent({"Transpose"}, _Session([["batch", 30]], [[30, "batch"]]))
+    assert not rows_independent({"Gemm"}, _Session([["N", 4], ["M", 4]], [["N", 2]]))
+    assert not rows_independent({"Gemm"}, _Session([["batch", 30], [4]], [["batch", 2]]))
+    assert not rows_independent({"ReduceSum"}, _Session([["batch", 30]], [[]]))
     dynamic_int8 = {"DynamicQuantizeLinear", "MatMulInteger"}
-    assert not rows_independent(dynamic_int8, _Session(["batch", 30]))
+    assert not rows_independent(dynamic_int8, _Session([["batch", 30]], [["batch", 2]]))
 
 
 def test_loaded_models_know_whether_their_rows_may_join(service: PredictionService,
@@ -194,8 +210,81 @@ def test_max_batch_rows_is_read_from_the_environment() -> None:
         Settings.from_env({"MAAS_MAX_BATCH_ROWS": "0"})
 
 
-def test_the_lambda_handler_never_waits_to_join() -> None:
-    """One invocation is one request: the Lambda app runs each request at once, whatever the environment."""
-    from functions.api import handler
+def _tiny_session(node: Any, output_shape: list[Any]) -> Any:
+    """An onnxruntime session over one node taking x [batch, 2] (built in memory, no file)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
 
-    assert handler.app.service.batcher.max_rows == 1
+    graph = helper.make_graph([node], "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _rows_of(session: Any, values: list[list[float]]) -> list[Any]:
+    """Each one-row request through a batcher at once, over a stand-in model the graph check passed."""
+    model = SimpleNamespace(joinable=True, join_checked=False)
+    batcher = RunBatcher(lambda _, tensors: session.run(None, tensors)[0], 64)
+
+    async def go() -> list[Any]:
+        requests = [batcher.run(model, {"x": np.array([v], dtype=np.float32)}) for v in values]  # type: ignore[arg-type]
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 10)
+
+    results = asyncio.run(go())
+    results.append(model)
+    return results
+
+
+def test_a_graph_that_mixes_rows_is_caught_by_the_first_shared_run() -> None:
+    """Softmax over the batch axis passes the graph check (one named batch axis) but mixes rows: the first
+    shared run differs from the runs alone, so every request gets its own answer and the model stops joining."""
+    from onnx import helper
+
+    session = _tiny_session(helper.make_node("Softmax", ["x"], ["y"], axis=0), ["batch", 2])
+    *answers, model = _rows_of(session, [[1.0, 2.0], [3.0, 5.0]])
+    assert [a.tolist() for a in answers] == [[[1.0, 1.0]], [[1.0, 1.0]]]  # softmax over one row, as alone
+    assert model.join_checked and not model.joinable
+
+
+def test_an_output_without_rows_never_leaves_a_request_waiting() -> None:
+    from onnx import helper
+
+    session = _tiny_session(helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0), [])
+    *answers, _ = _rows_of(session, [[1.0, 2.0], [3.0, 5.0]])
+    assert [float(a) for a in answers] == [3.0, 8.0]
+
+
+class _Interrupt(BaseException):
+    """Not an Exception: escapes every ``except Exception``."""
+
+
+def test_an_interrupted_run_fails_every_waiting_request_instead_of_hanging() -> None:
+    def interrupted(model: Any, tensors: Tensors) -> Any:
+        raise _Interrupt
+
+    batcher = RunBatcher(interrupted, 64)
+    model = SimpleNamespace(joinable=True, join_checked=True)
+
+    async def go() -> list[Any]:
+        requests = [batcher.run(model, {"x": np.zeros((1, 2), np.float32)}) for _ in range(3)]  # type: ignore[arg-type]
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 10)
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, RuntimeError) and "interrupted" in str(r) for r in results)
+
+
+def test_a_group_left_by_a_stopped_loop_does_not_capture_later_requests(service: PredictionService) -> None:
+    model = service.cache.get("digits-cnn")
+    batcher = RunBatcher(PredictionService.run, 64)
+    tensors = service.encode(model, [DIGITS[0]])
+    old = asyncio.new_event_loop()
+    task = old.create_task(batcher.run(model, tensors))
+    old.call_soon(old.stop)  # stops before the group's flush, which was queued after this
+    old.run_forever()
+    assert not task.done()
+    old.close()
+
+    async def later() -> Any:
+        return await asyncio.wait_for(batcher.run(model, tensors), 10)
+
+    assert asyncio.run(later()).tolist() == PredictionService.run(model, tensors).tolist()

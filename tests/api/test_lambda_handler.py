@@ -90,6 +90,13 @@ def test_alias_query_parameter_through_lambda(handler: Any, make_event: EventMak
     assert response["version"] == "1"
 
 
+def test_the_lambda_handler_never_waits_to_join_runs(handler: Any) -> None:
+    """One invocation is one request: the Lambda app runs each request at once, whatever the environment."""
+    import functions.api.handler as module
+
+    assert module.app.service.batcher.max_rows == 1
+
+
 def test_handler_is_built_once_at_import(handler: Any) -> None:
     module = importlib.import_module("functions.api.handler")
     assert module.handler is handler

@@ -175,3 +175,5 @@ def test_the_fast_line_is_the_records_json(monitor_store: LocalStore) -> None:
         document["time"] = orjson.loads(line)["time"]  # the two calls read the clock apart
         assert line == orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
         assert where == {"model": name, "version": document["version"], "day": document["day"]}
+        where["day"] = "changed by a sink"  # each record gets its own copy of the cached fields
+        assert capture._line(model, instances, output, "r", state)[0]["day"] == document["day"]
