@@ -105,8 +105,8 @@ class RunBatcher:
 
     def _joined(self, model: LoadedModel, waiting: list[Waiting]) -> bool:
         """Answer every request from one run; False (nothing answered) when the run fails or its output is
-        not one row per input row, or when the model's first shared run answers any request differently
-        from a run of its own."""
+        not one row per input row. The model's first shared run is also run request by request: if any
+        answer differs, those answers are given and the model never joins runs again."""
         try:
             joined = {name: np.concatenate([tensors[name] for tensors, _, _ in waiting]) for name in waiting[0][0]}
             output = self._run(model, joined)
@@ -116,10 +116,10 @@ class RunBatcher:
             parts = [output[start:end] for start, end in pairwise(bounds)]
             if not model.join_checked:
                 model.join_checked = True
-                if not all(np.array_equal(part, self._run(model, tensors), equal_nan=True)
-                           for part, (tensors, _, _) in zip(parts, waiting, strict=True)):
+                alone = [self._run(model, tensors) for tensors, _, _ in waiting]
+                if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(parts, alone, strict=True)):
                     model.joinable = False
-                    return False
+                    parts = alone  # each request gets the answer it gets on its own
         except Exception:  # each request is then run, and fails or succeeds, on its own
             return False
         for part, (_, _, future) in zip(parts, waiting, strict=True):
