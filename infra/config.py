@@ -75,6 +75,8 @@ class StageConfig(_Camel):
     fanout_rows_per_part: int = Field(default=200_000, ge=1)
     fanout_timeout_hours: int = Field(default=24, ge=1, le=8760)
     capture_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    # Write capture records once the runtime has posted the response (false: inline, inside the handler).
+    capture_after_response: bool = True
     capture_retention_days: int = Field(default=90, ge=1, le=3650)
     drift_schedule: str = Field(default="cron(30 0 * * ? *)", pattern=r"^(rate|cron)\(.+\)$")
     drift_memory_mb: int = Field(default=1024, ge=256, le=10240)

@@ -47,6 +47,7 @@ class Monitoring(Construct):
         config = foundation.config
         stack = Stack.of(self)
         api.function.add_environment("MAAS_CAPTURE_RATE", str(config.capture_rate))
+        api.function.add_environment("MAAS_CAPTURE_AFTER_RESPONSE", "on" if config.capture_after_response else "off")
         data_bucket.add_lifecycle_rule(id="capture-expiry", prefix=f"{CAPTURE}/",
                                        expiration=Duration.days(config.capture_retention_days))
         data_bucket.add_lifecycle_rule(id="capture-errors-expiry", prefix=f"{CAPTURE_ERRORS}/",

@@ -1,6 +1,7 @@
 """Lambda entry point: the fast ASGI front wrapped by Mangum, built once per container at import.
 
-The FastAPI app behind it (OpenAPI, listings) is built only when such a route is first asked for.
+The FastAPI app behind it (OpenAPI, listings) is built only when such a route is first asked for. With capture
+on, the handler only queues its records: they are written once Lambda's runtime has posted the response.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from mangum import Mangum
 
 from functions.api import snapstart
 from functions.api.front import create_front
+from functions.core import capture
 from functions.core.settings import get_settings
 
 # One invocation carries one request, so no two requests could ever join a session run: skip the batcher's hop.
@@ -20,3 +22,4 @@ if _settings.preload:  # load listed models during init (SnapStart / provisioned
     app.cache.preload(_settings.preload)
 snapstart.register(app)  # only in Lambda: warm-up before the snapshot, fresh clients and aliases after a restore
 handler = Mangum(app, lifespan="off")
+capture.start_after_response()  # in Lambda with capture on: records are written after the runtime's post

@@ -5,11 +5,13 @@ a share ``MAAS_CAPTURE_RATE`` of requests (0.0 to 1.0) is kept. Sinks:
 
 - in Lambda: one JSON line on stdout carrying ``"maas_capture": 1`` (no network call); a CloudWatch Logs
   subscription filter routes those lines to Firehose, which partitions them by model/version/day into the data
-  bucket (``infra/monitoring.py``);
+  bucket (``infra/monitoring.py``). The API handler only queues the record; it is serialized and written once
+  the runtime has posted the response (``capture_after_response``; ``MAAS_CAPTURE_AFTER_RESPONSE=off``
+  writes inline);
 - locally (``maas serve --capture DIR`` or ``MAAS_CAPTURE_DIR``): JSON lines in ``DIR/NAME/VERSION/DAY.jsonl``,
   written by a background thread behind a bounded queue.
 
-A failing or missing sink never fails or slows a prediction: every error is caught and counted in ``dropped``.
+A failing or missing sink never fails a prediction: every error is caught and counted in ``dropped``.
 
 Masking (``MAAS_CAPTURE_MASK``: JSON, or ``@FILE`` holding it): an object of model name (or ``"*"`` for every
 model) to rules ``{"drop": [features], "hash": [features], "raw_text": false}``. Dropped features are left out,
@@ -44,10 +46,16 @@ ENV_CAPTURE_RATE = "MAAS_CAPTURE_RATE"
 ENV_CAPTURE_DIR = "MAAS_CAPTURE_DIR"
 ENV_CAPTURE_MASK = "MAAS_CAPTURE_MASK"
 ENV_CAPTURE_HASH_KEY = "MAAS_CAPTURE_HASH_KEY"
+ENV_CAPTURE_AFTER_RESPONSE = "MAAS_CAPTURE_AFTER_RESPONSE"
+SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+PENDING_LIMIT = 100  # records one request may queue for after its response
 MARKER = "maas_capture"
 MAX_RECORD_BYTES = 200_000  # CloudWatch Logs events are at most 256 KiB
 QUEUE_RECORDS = 10_000
 EMBEDDING_DIGITS = 4
+
+
+Pending = tuple["LoadedModel", Any, Any, str, float]  # model, instances, output, request id, time
 
 
 class CaptureConfigError(ValueError):
@@ -147,6 +155,7 @@ class Capture:
     sink: Sink | None = None
     masks: dict[str, MaskRules] = field(default_factory=dict)
     hash_key: bytes = b""
+    pending: list[Pending] | None = None  # in Lambda: records queued until the runtime has posted the response
     captured: int = 0
     dropped: int = 0
 
@@ -165,6 +174,7 @@ def configure(rate: float | None = None, directory: Path | None = None, masks: s
     start-up. In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) the sink is stdout; elsewhere a directory, if any."""
     global _state
     env = os.environ if env is None else env
+    write_pending()  # nothing queued under the old settings is lost
     directory = directory or (Path(env[ENV_CAPTURE_DIR]) if env.get(ENV_CAPTURE_DIR) else None)
     if rate is None:
         default = 1.0 if directory is not None else 0.0
@@ -189,34 +199,91 @@ def state() -> Capture:
     return _state
 
 
+def start_after_response(env: Mapping[str, str] | None = None, client_class: type[Any] | None = None) -> bool:
+    """Write records after the response: wrap the Lambda runtime client's posts (``client_class``, default the
+    one this process was started by) so that they write what the handler queued. Only the API handler module
+    calls this, at import; in Lambda with capture on, it logs which way records are written. False, and
+    records stay inline, when capture is off or not in Lambda, ``MAAS_CAPTURE_AFTER_RESPONSE`` is off, or no
+    runtime client is loaded."""
+    from functions.core import capture_after_response
+    from functions.core.telemetry import log
+
+    env = os.environ if env is None else env
+    setting = env.get(ENV_CAPTURE_AFTER_RESPONSE, "on").strip().lower()
+    if setting not in SWITCH:
+        raise CaptureConfigError(f"{ENV_CAPTURE_AFTER_RESPONSE} must be on or off, got {setting!r}")
+    if not (_state.rate and isinstance(_state.sink, StdoutSink)):
+        return False
+    if not SWITCH[setting]:
+        log("INFO", f"capture records are written inside the handler ({ENV_CAPTURE_AFTER_RESPONSE}=off)")
+        return False
+    client_class = client_class or capture_after_response.runtime_client_class()
+    if client_class is None:
+        log("WARNING", "capture records are written inside the handler: Lambda's runtime client was not found")
+        return False
+    capture_after_response.install(client_class, write_pending)
+    _state.pending = []
+    log("INFO", "capture records are written after the response",
+        runtime_client=f"{client_class.__module__}.{client_class.__qualname__}")
+    return True
+
+
+def write_pending() -> None:
+    """Write the records queued during the handler (called once the response is posted); never raises."""
+    capture = _state
+    pending = capture.pending
+    if pending:
+        capture.pending = []
+        write_records(capture, pending)
+
+
 def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str) -> None:
-    """Capture one prediction request, sampled; never raises and costs one attribute check when off."""
+    """Capture one prediction request, sampled; never raises and costs one attribute check when off. Queued
+    for after the response where the runtime allows it (``start_after_response``), else written now."""
     capture = _state
     if not capture.rate:
         return
     try:
         if capture.rate < 1.0 and random.random() >= capture.rate:
             return
-        assert capture.sink is not None
-        where, line = _line(model, instances, output, request_id, capture)
-        if len(line) > MAX_RECORD_BYTES:
-            document = _truncated(make_record(model, instances, output, request_id, capture), len(line))
-            line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
-        capture.sink.write(where, line)
-        capture.captured += 1
+        item = (model, instances, output, request_id, time.time())
+        pending = capture.pending
+        if pending is None:
+            write_records(capture, (item,))
+        elif not pending or (pending[-1][3] == request_id and len(pending) < PENDING_LIMIT):
+            pending.append(item)
+        else:  # a new request while the last one's records wait (no post wrote them), or a request queuing more
+            # than PENDING_LIMIT: write everything now, and inline from here on
+            capture.pending = None
+            write_records(capture, [*pending, item])
     except Exception:  # capture must never fail a prediction
         capture.dropped += 1
+
+
+def write_records(capture: Capture, items: Sequence[Pending]) -> None:
+    """Serialize each record and hand it to the sink; a failing record is counted as dropped, never raised."""
+    for model, instances, output, request_id, now in items:
+        try:
+            assert capture.sink is not None
+            where, line = _line(model, instances, output, request_id, capture, now)
+            if len(line) > MAX_RECORD_BYTES:
+                document = _truncated(make_record(model, instances, output, request_id, capture, now), len(line))
+                line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+            capture.sink.write(where, line)
+            capture.captured += 1
+        except Exception:  # capture must never fail a prediction, nor the runtime's post
+            capture.dropped += 1
 
 
 _heads: dict[tuple[str, str], tuple[int, bytes, dict[str, Any]]] = {}
 
 
 def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
-          capture: Capture) -> tuple[dict[str, Any], bytes]:
+          capture: Capture, now: float | None = None) -> tuple[dict[str, Any], bytes]:
     """The record's JSON line, byte for byte ``make_record``'s, and the fields a sink files it by (model,
-    version, day). Everything up to the time's seconds is cached per model version and rebuilt once a second;
-    one orjson call writes the rest."""
-    now = time.time()
+    version, day), stamped ``now`` (default: the current time). Everything up to the time's seconds is cached
+    per model version and rebuilt once a second; one orjson call writes the rest."""
+    now = time.time() if now is None else now
     second = int(now)
     key = (model.name, model.version)
     cached = _heads.get(key)
@@ -234,9 +301,10 @@ def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any
 
 
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
-                capture: Capture) -> dict[str, Any]:
-    """The capture record: model, version, day, time, request id, masked inputs and compact outputs."""
-    day, stamp = _clock()
+                capture: Capture, now: float | None = None) -> dict[str, Any]:
+    """The capture record: model, version, day, time (``now``, default the current time), request id, masked
+    inputs and compact outputs."""
+    day, stamp = _clock(now)
     rules = capture.rules(model.name)
     return {MARKER: 1, "model": model.name, "version": model.version, "day": day, "time": stamp,
             "request_id": request_id, "inputs": masked_inputs(model, instances, rules, capture.hash_key),
@@ -246,9 +314,10 @@ def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, outpu
 _second: list[Any] = [-1, "", ""]
 
 
-def _clock() -> tuple[str, str]:
-    """(UTC day, ISO time with milliseconds); the date part is formatted once per second."""
-    now = time.time()
+def _clock(now: float | None = None) -> tuple[str, str]:
+    """(UTC day, ISO time with milliseconds) of ``now`` (default: the current time); the date part is formatted
+    once per second."""
+    now = time.time() if now is None else now
     second = int(now)
     if second != _second[0]:
         moment = datetime.fromtimestamp(second, UTC)

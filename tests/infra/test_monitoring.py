@@ -58,6 +58,7 @@ def test_only_marked_log_lines_of_the_api_function_reach_the_stream(prod: Synthe
     _, api = _function(prod, "functions.api.handler.handler")
     assert subscription["LogGroupName"] == api["LoggingConfig"]["LogGroup"]
     assert api["Environment"]["Variables"]["MAAS_CAPTURE_RATE"] == str(DEFAULTS.capture_rate) == "0.01"
+    assert api["Environment"]["Variables"]["MAAS_CAPTURE_AFTER_RESPONSE"] == "on"
     role_id = subscription["RoleArn"]["Fn::GetAtt"][0]
     (statement,) = _role_statements(prod, role_id)
     assert sorted(_as_list(statement["Action"])) == ["firehose:PutRecord", "firehose:PutRecordBatch"]
@@ -123,9 +124,10 @@ def test_dashboard_has_drift_widgets_and_an_alarm(prod: Synthesized) -> None:
 def test_capture_rate_and_schedule_come_from_cdk_json(tmp_path: Any) -> None:
     from tests.infra.conftest import synthesize
 
-    synth = synthesize(tmp_path, {"stage": "dev", "stages": {"dev": {"captureRate": 0.2,
+    synth = synthesize(tmp_path, {"stage": "dev", "stages": {"dev": {"captureRate": 0.2, "captureAfterResponse": False,
                                                                      "driftSchedule": "rate(12 hours)"}}})
     _, api = _function(synth, "functions.api.handler.handler")
     assert api["Environment"]["Variables"]["MAAS_CAPTURE_RATE"] == "0.2"
+    assert api["Environment"]["Variables"]["MAAS_CAPTURE_AFTER_RESPONSE"] == "off"
     (rule,) = [r for r in synth.resources("AWS::Events::Rule").values() if "ScheduleExpression" in r]
     assert rule["ScheduleExpression"] == "rate(12 hours)"
