@@ -1,6 +1,6 @@
 """Capture writes after the response, in Lambda: run them once the runtime has posted the handler's result.
 
-Serializing and writing a capture record costs 35 to 40 µs inside a warm handler, more than the 5% of a 0.2 to 0.3 ms
+Serializing and writing a capture record costs 25 to 40 µs inside a warm handler, more than the 5% of a 0.2 to 0.3 ms
 prediction that capture may add. Lambda's Python runtime posts the handler's result to the Runtime API (at
 which point the response goes to the caller), then asks for the next invocation, and Lambda freezes the
 environment only at that request. Work done between the two is off the response's path and is never lost.
