@@ -3,96 +3,36 @@
 Asserts statuses, not timings: models in memory keep serving, alias routes answer their last known target,
 what needs the store gets a 503 from the store budget (its error code and Retry-After), and everything recovers
 by itself when the store is back. That every store call ends within the budget is the client configuration's
-arithmetic (``call_bounds``); the seconds each answer took are printed as a table, not asserted (a hang is
-caught by pytest's timeout).
+arithmetic (``call_bounds``); how long each answer takes is measured by ``bench/faults.py``, not here.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from functions.api.app import create_app
 from functions.batch.objects import InputObject, data_bucket_factory
 from functions.batch.process import Processor
-from functions.core.catalog import alias_key, version_prefix
 from functions.core.errors import StoreUnavailableError
 from functions.core.model_cache import ModelCache
-from functions.core.settings import Settings
 from functions.core.store import S3Store, call_bounds
-from tests.reliability.artifacts import model_bytes, version_files
-from tests.reliability.proxy import FaultProxy, Mode
+from tests.reliability.proxy import Mode
+from tests.reliability.rig import BUDGET, ROUTES, ROW, Rig, fault_rig, request
 
-BUDGET = 3.0
 HTTP_TIMEOUT = 60.0  # the live-server client's own limit: a hang guard, not a speed target
-ROW = {"instances": [[1.0, 2.0]]}
-TABLE: list[dict[str, Any]] = []
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Rig:
-    proxy: FaultProxy
-    client: TestClient
-    cache: ModelCache
-    clock: Clock
-    bucket: str
-    moto: str
 
 
 @pytest.fixture(scope="module")
 def rig(moto_endpoint: str) -> Iterator[Rig]:
-    import boto3
-
-    bucket = f"maas-faults-{os.urandom(4).hex()}"
-    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
-    direct = S3Store(bucket, "store", endpoint_url=moto_endpoint)
-    for name in ("loaded", "cold-stopped", "cold-hung", "cold-slow", "later"):
-        for key, data in version_files(name, model_bytes()).items():
-            direct.put_bytes(f"{version_prefix(name, '1')}/{key}", data)
-    direct.put_bytes(alias_key("loaded", "prod"), b'{"version": "1", "previous": [], "updated_at": "t"}')
-    host, port = moto_endpoint.removeprefix("http://").split(":")
-    proxy = FaultProxy((host, int(port)))
-    settings = Settings(store=direct.uri, s3_endpoint_url=proxy.endpoint, request_budget_seconds=BUDGET,
-                        alias_ttl_seconds=30, cache_dir=f"/tmp/maas-faults-{os.getpid()}")
-    clock = Clock()
-    cache = ModelCache(S3Store(bucket, "store", endpoint_url=proxy.endpoint, budget_seconds=BUDGET), settings,
-                       clock=clock)
-    with TestClient(create_app(settings, cache), raise_server_exceptions=False) as client:
-        assert client.post("/v1/models/loaded/predict", json=ROW).status_code == 200
-        yield Rig(proxy, client, cache, clock, bucket, moto_endpoint)
-    proxy.close()
+    with fault_rig(moto_endpoint) as rig:
+        yield rig
 
 
-def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    """The response and the seconds it took (for the printed table only)."""
-    started = time.perf_counter()
-    response = call(*args, **kwargs)
-    return response, time.perf_counter() - started
-
-
-ROUTES = {
-    "alias route, model in memory (TTL expired)": ("post", "/v1/models/loaded/predict"),
-    "version route, model in memory": ("post", "/v1/models/loaded/versions/1/predict"),
-    "version route, model not loaded": ("post", "/v1/models/cold-{mode}/versions/1/predict"),
-    "model list": ("get", "/v1/models"),
-    "health live": ("get", "/v2/health/live"),
-}
 EXPECTED: dict[Mode, dict[str, set[int]]] = {
     "stopped": {"version route, model not loaded": {503}, "model list": {503}},
     "hung": {"version route, model not loaded": {503}, "model list": {503}},
@@ -114,13 +54,10 @@ def test_store_fault(rig: Rig, mode: Mode) -> None:
     rig.clock.now += 60  # past the alias TTL: the alias must be re-read, and cannot be
     stale_before = rig.cache.stale_answers
     try:
-        for route, (method, url) in ROUTES.items():
-            url = url.format(mode=mode)
-            response, seconds = timed(rig.client.post, url, json=ROW) if method == "post" \
-                else timed(rig.client.get, url)
+        for route in ROUTES:
+            response = request(rig, route, mode)
             status = response.status_code
             allowed = EXPECTED[mode].get(route, {200})
-            TABLE.append({"store": mode, "route": route, "status": status, "seconds": round(seconds, 3)})
             assert status in allowed, (mode, route, status)
             if status == 503:  # answered by the store budget, not by some other failure
                 assert response.json()["code"] in {"store_unavailable", "store_timeout"}, response.text
@@ -130,11 +67,8 @@ def test_store_fault(rig: Rig, mode: Mode) -> None:
     finally:
         rig.proxy.set_mode("pass")
     # recovery needs nothing: a store outage was not remembered as a broken version
-    started = time.perf_counter()
     assert rig.client.post(f"/v1/models/cold-{mode}/versions/1/predict", json=ROW).status_code == 200
     assert rig.client.get("/v1/models").status_code == 200
-    TABLE.append({"store": mode, "route": "recovery (first request after the store is back)", "status": 200,
-                  "seconds": round(time.perf_counter() - started, 3)})
 
 
 def test_batch_input_is_retried_not_failed_while_the_store_hangs(rig: Rig) -> None:
@@ -171,14 +105,8 @@ def test_live_answers_while_a_request_waits_on_a_hung_store(rig: Rig) -> None:
             while rig.proxy.open_connections == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)  # until the predict request is waiting on the hung store
             assert rig.proxy.open_connections > 0
-            assert httpx.get(f"{url}/v2/health/live", timeout=1.0).status_code == 200
+            assert httpx.get(f"{url}/v2/health/live", timeout=HTTP_TIMEOUT).status_code == 200
+            assert waiting.is_alive() and rig.proxy.open_connections > 0  # answered while the predict still waits
             waiting.join()
         finally:
             rig.proxy.set_mode("pass")
-
-
-def test_print_fault_table() -> None:
-    """The figures for docs/reliability.md (run with -s to see them)."""
-    for row in TABLE:
-        print(f"| {row['store']} | {row['route']} | {row['status']} | {row['seconds']} |")
-    assert TABLE
