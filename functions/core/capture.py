@@ -205,15 +205,15 @@ def start_after_response(env: Mapping[str, str] | None = None, client_class: typ
     calls this, at import; in Lambda with capture on, it logs which way records are written. False, and
     records stay inline, when capture is off or not in Lambda, ``MAAS_CAPTURE_AFTER_RESPONSE`` is off, or no
     runtime client is loaded."""
-    from functions.core import capture_after_response
-    from functions.core.telemetry import log
-
     env = os.environ if env is None else env
     setting = env.get(ENV_CAPTURE_AFTER_RESPONSE, "on").strip().lower()
     if setting not in SWITCH:
         raise CaptureConfigError(f"{ENV_CAPTURE_AFTER_RESPONSE} must be on or off, got {setting!r}")
     if not (_state.rate and isinstance(_state.sink, StdoutSink)):
         return False
+    from functions.core import capture_after_response  # only in Lambda with capture on: off the cold path
+    from functions.core.telemetry import log
+
     if not SWITCH[setting]:
         log("INFO", f"capture records are written inside the handler ({ENV_CAPTURE_AFTER_RESPONSE}=off)")
         return False
