@@ -56,8 +56,11 @@ def built_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     """Every demo recipe built once in quick mode into one local store."""
     from model_build.pipeline import build
     from model_build.recipes import load_recipe
+    from tests.pinned import ENV_TEST_VARIANT, pin_variant
 
     store = LocalStore(tmp_path_factory.mktemp("built") / "store")
     for name in DEMO_RECIPES:
         build(load_recipe(name), store, quick=True)
+    if variant := os.environ.get(ENV_TEST_VARIANT):
+        pin_variant(store, variant)
     return store

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +23,7 @@ from functions.core.preprocessing import Tensors
 from functions.core.service import ModelRef, PredictionService
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
+from tests.pinned import pinned_copy
 
 DIGITS = load_digits().images[:24].astype(int).tolist()
 CANCER = load_breast_cancer().data[:24].tolist()
@@ -42,10 +44,16 @@ class CountingRun:
         return PredictionService.run(model, tensors)
 
 
+@pytest.fixture(scope="module")
+def fp32_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """The demo models serving fp32 (row-independent) whatever variant this machine's build chose."""
+    return pinned_copy(built_store, tmp_path_factory.mktemp("fp32") / "store", "fp32")
+
+
 @pytest.fixture
-def service(serving_store: LocalStore) -> PredictionService:
-    settings = Settings(store=serving_store.uri)
-    return PredictionService(ModelCache(serving_store, settings), settings)
+def service(fp32_store: LocalStore) -> PredictionService:
+    settings = Settings(store=fp32_store.uri)
+    return PredictionService(ModelCache(fp32_store, settings), settings)
 
 
 def _alone(service: PredictionService, name: str, instances: list[Any]) -> list[Any]:
@@ -181,17 +189,21 @@ def test_rows_independent_needs_one_named_batch_axis_and_no_dynamic_quantization
     assert not rows_independent(dynamic_int8, _Session([["batch", 30]], [["batch", 2]]))
 
 
-def test_loaded_models_know_whether_their_rows_may_join(service: PredictionService,
-                                                        serving_store: LocalStore) -> None:
-    """The quick build picks each model's variant by measured speed, so which variant is served may vary:
-    a dynamically quantized one must not join runs, any other may."""
-    joinable = {}
-    for name in ("digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"):
-        model = service.cache.get(name)
-        data = serving_store.get_bytes(f"{catalog.version_prefix(name, model.version)}/{model.variant.file}")
+@pytest.mark.parametrize("variant", ["fp32", "int8-static", "int8-dynamic"])
+def test_loaded_models_know_whether_their_rows_may_join(built_store: LocalStore, tmp_path: Path,
+                                                        variant: str) -> None:
+    """Which variant a build serves depends on the building machine's speed: every shipped variant is checked.
+    Dynamic int8 (activation scales computed per run) must never join runs; fp32 and static int8 may."""
+    store = pinned_copy(built_store, tmp_path / "store", variant)
+    cache = ModelCache(store, Settings(store=store.uri))
+    served = [name for name in ("digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm")
+              if cache.get(name).variant.name == variant]
+    assert served
+    for name in served:
+        model = cache.get(name)
+        data = store.get_bytes(f"{catalog.version_prefix(name, model.version)}/{model.variant.file}")
         assert model.joinable == (not inspect_model(data).op_types & ROW_COUPLED_OPS), name
-        joinable[name] = model.joinable
-    assert joinable["digits-cnn"] or joinable["cancer-mlp"]
+        assert model.joinable == (variant != "int8-dynamic"), name
 
 
 def test_concurrent_http_requests_get_the_answers_they_get_alone(client: httpx.Client, base_url: str) -> None:

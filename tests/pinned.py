@@ -1,0 +1,49 @@
+"""Pin the variant a built store serves, so tests do not depend on which variant a machine's speed gate chose.
+
+The build ships every variant that passed its gates and serves the fastest on the machine that built it: int8
+wins on CPUs with fast int8 kernels, fp32 elsewhere. Tests that need a given graph (row-independent fp32 for
+dynamic batching, dynamic int8 for its batch-coupled outputs) pin it on a copy of the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from functions.core.store import LocalStore
+
+ENV_TEST_VARIANT = "MAAS_TEST_VARIANT"
+"""Run the whole suite on one variant: ``MAAS_TEST_VARIANT=int8-dynamic make test`` (an fp32 machine then
+tests what an int8 machine would serve)."""
+
+
+def pin_variant(store: LocalStore, variant: str, names: Iterable[str] | None = None) -> list[str]:
+    """Make every version of ``names`` (default: all models) serve ``variant`` on CPU where that variant shipped
+    a file; returns the models pinned."""
+    pinned = []
+    for model in sorted((store.root / "models").iterdir()):
+        if names is not None and model.name not in set(names):
+            continue
+        for manifest_path in sorted(model.glob("versions/*/manifest.json")):
+            manifest = orjson.loads(manifest_path.read_bytes())
+            if not any(v["name"] == variant and v.get("file") for v in manifest["variants"]):
+                continue
+            if manifest["selected"]["cpu"] != variant:
+                manifest["selected"]["cpu"] = variant
+                manifest["selection_reason"] = f"{variant}: pinned by the tests ({manifest['selection_reason']})"
+            manifest_path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            pinned.append(model.name)
+    return sorted(set(pinned))
+
+
+def pinned_copy(store: LocalStore, root: Path, variant: str, names: Iterable[str] | None = None) -> LocalStore:
+    """A copy of ``store`` at ``root`` with ``variant`` pinned; fails if no model shipped it."""
+    shutil.copytree(store.root, root)
+    copy = LocalStore(root)
+    wanted = list(names) if names is not None else None
+    pinned = pin_variant(copy, variant, wanted)
+    assert pinned and (wanted is None or pinned == sorted(wanted)), f"{variant} shipped only for {pinned}"
+    return copy
