@@ -78,7 +78,8 @@ def run(quick: bool) -> dict[str, Any]:
             explained = _timed(handler, _event(name, instance, "explain"), explain_runs, 2)
             answer = explained.pop("body")["explanations"][0]
             predicted.pop("body")
-            results[name] = {"predict": predicted, "explain": explained, "method": answer["method"],
+            results[name] = {"variant": manifest.selected["cpu"], "predict": predicted, "explain": explained,
+                             "method": answer["method"],
                              "evaluations": answer["evaluations"],
                              "players": len(answer["tokens"]) if "tokens" in answer else
                              (16 if name == "digits-cnn" else len(answer["attributions"])),
@@ -87,10 +88,10 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = ["| model | players | method | model evaluations | predict p50 / p99 (ms) | explain p50 / p99 (ms) "
-             "| explain / predict (p50) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | variant | players | method | model evaluations | predict p50 / p99 (ms) "
+             "| explain p50 / p99 (ms) | explain / predict (p50) |", "|---|---|---|---|---|---|---|---|"]
     for name, r in result["models"].items():
-        lines.append(f"| {name} | {r['players']} | {r['method']} | {r['evaluations']:,} "
+        lines.append(f"| {name} | {r.get('variant', '-')} | {r['players']} | {r['method']} | {r['evaluations']:,} "
                      f"| {r['predict']['p50_ms']:.2f} / {r['predict']['p99_ms']:.2f} "
                      f"| {r['explain']['p50_ms']:.1f} / {r['explain']['p99_ms']:.1f} | {r['explain_over_predict']}x |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import uuid
@@ -16,6 +17,7 @@ from functions.batch.handler import build_processor
 from functions.batch.process import Processor
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
+from tests.pinned import pinned_copy
 
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 DIABETES_ROW = [50.0, 1.0, 27.5, 95.0, 190.0, 115.0, 45.0, 4.0, 4.6, 92.0]
@@ -90,6 +92,22 @@ def processor(batch_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Proc
     import functions.batch.handler as batch_handler
 
     built = build_processor(batch_settings)
+    monkeypatch.setattr(batch_handler, "processor", built)
+    return built
+
+
+@pytest.fixture(scope="session")
+def fp32_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """The batch tests' models serving fp32 whatever this machine's build chose: tests that compare outputs of
+    different splits need row-independent graphs (int8-dynamic scales activations over each run)."""
+    return pinned_copy(built_store, tmp_path_factory.mktemp("fp32") / "store", "fp32", ["diabetes-mlp", "digits-cnn"])
+
+
+@pytest.fixture
+def fp32_processor(batch_settings: Settings, fp32_store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> Processor:
+    import functions.batch.handler as batch_handler
+
+    built = build_processor(dataclasses.replace(batch_settings, store=fp32_store.uri))
     monkeypatch.setattr(batch_handler, "processor", built)
     return built
 

@@ -1,7 +1,8 @@
 """``maas batch --workers N`` runs the split, parts and merge in processes; the output equals one worker's.
 
-The equality holds for row-independent graphs, so those tests pin fp32: a dynamically quantized variant (which a
-build serves where it measured fastest) scales activations over each run, so its numbers move with the chunks."""
+The equality holds for row-independent graphs, so these tests use ``fp32_store``: a dynamically quantized
+variant (which a build serves where it measured fastest) scales activations over each run, so its numbers move
+with the chunks."""
 
 from __future__ import annotations
 
@@ -9,17 +10,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from functions.core.store import LocalStore
 from tests.batch.conftest import DIABETES_ROW, csv_bytes
 from tests.batch.test_local_cli import maas_batch
-from tests.pinned import pinned_copy
-
-
-@pytest.fixture(scope="module")
-def fp32_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
-    return pinned_copy(built_store, tmp_path_factory.mktemp("fp32") / "store", "fp32")
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

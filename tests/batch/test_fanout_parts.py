@@ -74,7 +74,8 @@ def split_and_items(bucket: DataBucket, processor: Processor, key: str, etag: st
     return split, items
 
 
-def test_fanned_out_csv_merges_to_the_single_run_output(data_bucket: DataBucket, processor: Processor) -> None:
+def test_fanned_out_csv_merges_to_the_single_run_output(data_bucket: DataBucket, fp32_processor: Processor) -> None:
+    processor = fp32_processor  # parts and the single run chunk differently: byte equality needs independent rows
     body = rows_with_bad_ones(600)
     etag = upload(data_bucket, KEY, body)
     data_bucket.receive(1)

@@ -3,6 +3,7 @@ errors as predict, caps as 422 naming the setting, versions without a background
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ import numpy as np
 import orjson
 import pytest
 
-from functions.core.explain.background import NUMERIC_FILE, TEXT_FILE
-from functions.core.explain.explainer import explain
-from functions.core.inference import predict
+from functions.core.explain.background import NUMERIC_FILE, TEXT_FILE, load_background
+from functions.core.explain.explainer import CHUNK_ROWS, coalition_values, explain, masker_for
+from functions.core.inference import predict, run_model
 from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
@@ -73,6 +74,47 @@ def test_a_dynamically_quantized_model_explains_the_output_it_predicts(built_sto
     [prediction] = predict(model, [CANCER_ROW])
     assert answer["label"] == prediction["label"] and additive(answer) < ADDITIVITY
     assert answer["output"] == pytest.approx(explained(prediction), abs=1e-6)
+
+
+@pytest.mark.parametrize(("name", "instance"), [("diabetes-mlp", DIABETES_ROW), ("cancer-mlp", CANCER_ROW),
+                                              ("digits-cnn", DIGIT_ZERO), ("text-lstm", TEXTS[0])])
+def test_each_masker_with_every_player_present_rebuilds_the_instance(built_store: LocalStore, tmp_path: Path,
+                                                                      name: str, instance: Any) -> None:
+    """The explained output is the prediction, so the full coalition is never run: here it is, and it must predict
+    what predict does (fp32, whose rows are independent). A masker that misplaced a feature, a pixel or a word
+    would be silently absorbed by the attributions otherwise."""
+    store = pinned_copy(built_store, tmp_path / "store", "fp32", [name])
+    model = ModelCache(store, Settings(store=store.uri)).get(name)
+    [output] = run_model(model, [instance])
+    column = int(np.argmax(output)) if model.manifest.task == "classification" else 0
+    masker, kind = masker_for(model, instance, load_background(model.manifest, model.files))
+    everything = np.ones((1, masker.players), dtype=bool)
+    [full] = coalition_values(model, masker, everything, column, CHUNK_ROWS[kind])
+    assert full == pytest.approx(float(np.ravel(output)[column]), rel=1e-5, abs=1e-6)
+    nothing = coalition_values(model, masker, ~everything, column, CHUNK_ROWS[kind])
+    assert abs(nothing[0] - full) > 1e-3  # the check can tell a masked instance from the instance
+
+
+class _FlatOutput:
+    """A session whose regressor output is ``[batch]`` instead of ``[batch, 1]`` (both are valid graphs)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def run(self, names: Any, feeds: Any) -> list[Any]:
+        return [np.ravel(out) for out in self.session.run(names, feeds)]
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.session, attribute)
+
+
+def test_a_regressor_with_a_flat_output_is_explained(explain_cache: ModelCache, explain_settings: Settings) -> None:
+    model = explain_cache.get("diabetes-mlp")
+    flat = dataclasses.replace(model, session=_FlatOutput(model.session))
+    [answer] = explain(flat, [DIABETES_ROW], explain_settings)
+    [expected] = explain(model, [DIABETES_ROW], explain_settings)
+    assert answer["output"] == expected["output"] == answer["value"]
+    assert answer["attributions"] == pytest.approx(expected["attributions"], abs=1e-9)
 
 
 def test_kserve_explain_route_answers_as_the_plain_route(explain_client: httpx.Client) -> None:

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from functions.core.errors import InvalidInputError
 from functions.core.explain import kernel_shap
-from functions.core.explain.background import NoBackgroundError, load_background
+from functions.core.explain.background import Background, NoBackgroundError, load_background
 from functions.core.explain.maskers import Masker, NumericMasker, TextMasker, numeric_masker, split_words
 from functions.core.inference import run_model, shape_predictions
 from functions.core.model_cache import LoadedModel
@@ -53,43 +53,49 @@ def explain(model: LoadedModel, instances: Sequence[Any], settings: Settings) ->
     answers = shape_predictions(model, outputs)
     for index, (instance, answer, output) in enumerate(zip(instances, answers, outputs, strict=True)):
         column = int(np.argmax(output)) if model.manifest.task == "classification" else 0
-        pre = model.preprocessor
-        if isinstance(pre, TextVocabPreprocessor | TokenizerPreprocessor):
-            text = TextMasker(pre, instance, split_words(instance))
-            answer.update(_attribute(model, text, "text", float(output[column]), column, index, settings))
-            answer["tokens"] = [{"text": w.text, "start": w.start, "end": w.end} for w in text.words]
-            continue
-        if background.rows is None:
-            raise NoBackgroundError(f"model {model.name} version {model.version} has no numeric background")
-        names = pre.features if isinstance(pre, TabularPreprocessor) else None
-        numeric = numeric_masker(pre, instance, background.rows, names)
-        answer.update(_attribute(model, numeric, "tabular" if names else "image", float(output[column]), column,
-                                 index, settings))
-        answer["attributions"] = dict(zip(names, answer["attributions"], strict=True)) if names else \
-            _pixel_map(answer["attributions"], numeric)
+        masker, kind = masker_for(model, instance, background)
+        answer.update(_attribute(model, masker, kind, float(np.ravel(output)[column]), column, index, settings))
+        if isinstance(masker, TextMasker):
+            answer["tokens"] = [{"text": w.text, "start": w.start, "end": w.end} for w in masker.words]
+        elif isinstance(model.preprocessor, TabularPreprocessor):
+            answer["attributions"] = dict(zip(model.preprocessor.features, answer["attributions"], strict=True))
+        elif isinstance(masker, NumericMasker):
+            answer["attributions"] = _pixel_map(answer["attributions"], masker)
     return answers
+
+
+def masker_for(model: LoadedModel, instance: Any, background: Background) -> tuple[Masker, str]:
+    """The instance's masker and its kind (``tabular``, ``image`` or ``text``)."""
+    pre = model.preprocessor
+    if isinstance(pre, TextVocabPreprocessor | TokenizerPreprocessor):
+        return TextMasker(pre, instance, split_words(instance)), "text"
+    if background.rows is None:
+        raise NoBackgroundError(f"model {model.name} version {model.version} has no numeric background")
+    names = pre.features if isinstance(pre, TabularPreprocessor) else None
+    return numeric_masker(pre, instance, background.rows, names), "tabular" if names else "image"
 
 
 def _attribute(model: LoadedModel, masker: Masker, kind: str, predicted: float, column: int, index: int,
                settings: Settings) -> dict[str, Any]:
-    """Attributions of ``predicted`` (the instance's output as predict returns it) against the base value.
+    """Attributions of ``predicted`` (the instance's output as predict answers the same instances) against the
+    base value; the instance plus every coalition but the full one are run (``per_coalition`` rows each).
 
-    The explained output is the prediction itself, not the all-present coalition's value: that value comes from a
-    large batched run, where padding (text) and float32 kernels move it in the 4th decimal, and a dynamically
-    quantized model's activation scales (computed over the whole batch) move it by about 1e-2."""
+    The explained output is the prediction itself, not the full coalition's value inside the large batched runs:
+    there a subword model pads to the longest text, and a dynamically quantized model scales its activations over
+    the whole run, which moves a probability by about 1e-2."""
     players, per_coalition = masker.players, masker.background_rows
     cap = settings.explain_max_evaluations
-    budget = min(TARGET_COALITIONS[kind], cap // per_coalition - 2)
+    budget = min(TARGET_COALITIONS[kind], (cap - 1) // per_coalition - 1)
     if players == 0:
         raise InvalidInputError("no words to explain", index)
     if budget < 2 * players:
         raise ExplainLimitError(
             f"explaining {players} {'words' if kind == 'text' else 'players'} needs at least "
-            f"{(2 * players + 2) * per_coalition} model evaluations, over the limit of {cap} per instance "
+            f"{(2 * players + 1) * per_coalition + 1} model evaluations, over the limit of {cap} per instance "
             f"({ENV_EXPLAIN_MAX_EVALUATIONS})", index)
     design = kernel_shap.sampled_design(players, budget)
     nothing = np.zeros((1, players), dtype=bool)
-    values = _values(model, masker, np.concatenate([nothing, design.masks]), column, CHUNK_ROWS[kind])
+    values = coalition_values(model, masker, np.concatenate([nothing, design.masks]), column, CHUNK_ROWS[kind])
     base = float(values[0])
     attributions = kernel_shap.solve(design, values[1:], base, predicted)
     return {"output": predicted, "base_value": base, "attributions": attributions.tolist(),
@@ -97,7 +103,7 @@ def _attribute(model: LoadedModel, masker: Masker, kind: str, predicted: float, 
             "evaluations": (len(design.masks) + 1) * per_coalition + 1}
 
 
-def _values(model: LoadedModel, masker: Masker, masks: npt.NDArray[np.bool_], column: int,
+def coalition_values(model: LoadedModel, masker: Masker, masks: npt.NDArray[np.bool_], column: int,
             chunk_rows: int) -> npt.NDArray[np.float64]:
     """The explained output of every coalition, averaged over the background, in a few batched runs."""
     per_coalition = masker.background_rows

@@ -50,7 +50,7 @@ def exact_design(players: int) -> Design:
 
 
 def coalitions_needed(players: int) -> int:
-    """Model evaluations the exact design needs (every coalition, including the empty and full ones)."""
+    """Coalitions in the exact design with its two ends (the empty and the full one)."""
     return 2 ** players if players < 62 else 2 ** 62
 
 
