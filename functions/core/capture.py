@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
+from functions.core.settings import parse_flag
+
 if TYPE_CHECKING:
     from functions.core.model_cache import LoadedModel
 
@@ -47,7 +49,6 @@ ENV_CAPTURE_DIR = "MAAS_CAPTURE_DIR"
 ENV_CAPTURE_MASK = "MAAS_CAPTURE_MASK"
 ENV_CAPTURE_HASH_KEY = "MAAS_CAPTURE_HASH_KEY"
 ENV_CAPTURE_AFTER_RESPONSE = "MAAS_CAPTURE_AFTER_RESPONSE"
-SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 PENDING_LIMIT = 100  # records one request may queue for after its response
 MARKER = "maas_capture"
 MAX_RECORD_BYTES = 200_000  # CloudWatch Logs events are at most 256 KiB
@@ -206,15 +207,16 @@ def start_after_response(env: Mapping[str, str] | None = None, client_class: typ
     records stay inline, when capture is off or not in Lambda, ``MAAS_CAPTURE_AFTER_RESPONSE`` is off, or no
     runtime client is loaded."""
     env = os.environ if env is None else env
-    setting = env.get(ENV_CAPTURE_AFTER_RESPONSE, "on").strip().lower()
-    if setting not in SWITCH:
-        raise CaptureConfigError(f"{ENV_CAPTURE_AFTER_RESPONSE} must be on or off, got {setting!r}")
+    try:
+        after_response = parse_flag(ENV_CAPTURE_AFTER_RESPONSE, env.get(ENV_CAPTURE_AFTER_RESPONSE, "on"))
+    except ValueError as exc:
+        raise CaptureConfigError(str(exc)) from None
     if not (_state.rate and isinstance(_state.sink, StdoutSink)):
         return False
     from functions.core import capture_after_response  # only in Lambda with capture on: off the cold path
     from functions.core.telemetry import log
 
-    if not SWITCH[setting]:
+    if not after_response:
         log("INFO", f"capture records are written inside the handler ({ENV_CAPTURE_AFTER_RESPONSE}=off)")
         return False
     client_class = client_class or capture_after_response.runtime_client_class()

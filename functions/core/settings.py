@@ -152,10 +152,16 @@ def _convert(env_name: str, raw: str, kind: str) -> object:
     except ValueError:
         raise ValueError(f"{env_name} must be a {'whole ' if kind == 'int' else ''}number, got {raw!r}") from None
     if kind == "bool":
-        if text.lower() not in _TRUE | _FALSE:
-            raise ValueError(f"{env_name} must be true or false, got {raw!r}")
-        return text.lower() in _TRUE
+        return parse_flag(env_name, raw)
     return raw
+
+
+def parse_flag(env_name: str, raw: str) -> bool:
+    """An on/off environment string (true/false, on/off, 1/0, yes/no); ValueError naming the setting else."""
+    text = raw.strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ValueError(f"{env_name} must be true or false (on or off), got {raw!r}")
+    return text in _TRUE
 
 
 @lru_cache(maxsize=1)
