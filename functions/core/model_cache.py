@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from functions.core import catalog
 from functions.core.errors import (
     IntegrityError,
-    MaasError,
     ModelUnavailableError,
     NotFoundError,
     StoreUnavailableError,
@@ -112,7 +111,9 @@ class ModelCache:
         self._lock = threading.Lock()
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._aliases: dict[tuple[str, str | None], tuple[str, float]] = {}
-        self._failures: dict[tuple[str, str], tuple[MaasError, float]] = {}
+        self._failures: dict[tuple[str, str], tuple[str, float]] = {}
+        """Remembered load failures: the message and until when. Never the exception object: re-raising one
+        object appends every request's frames to its traceback (about 10 KB a request, held until it expires)."""
         self._manifests: dict[tuple[str, str], Manifest] = {}
         self.stale_answers = 0
         """How many alias resolutions answered a last known target because the store was unreachable."""
@@ -166,14 +167,14 @@ class ModelCache:
                 return model
             failure = self._failures.get(key)
             if failure and failure[1] > self._clock():
-                raise failure[0]
+                raise ModelUnavailableError(failure[0]) from None  # built fresh: no traceback carried over
             try:
                 model = self._load(name, version)
             except (ModelUnavailableError, IntegrityError) as exc:
-                error = exc if isinstance(exc, ModelUnavailableError) else ModelUnavailableError(
-                    f"model {name} version {version} cannot be loaded: {exc.message}")
-                self._failures[key] = (error, self._clock() + FAILURE_TTL_SECONDS)
-                raise error from None
+                message = exc.message if isinstance(exc, ModelUnavailableError) else \
+                    f"model {name} version {version} cannot be loaded: {exc.message}"
+                self._failures[key] = (message, self._clock() + FAILURE_TTL_SECONDS)
+                raise ModelUnavailableError(message) from None
             self._failures.pop(key, None)
             self._models[key] = model
             self._evict()
