@@ -56,8 +56,12 @@ def make_router(service: PredictionService) -> APIRouter:
 
     @router.get("/models", responses={200: {"model": ModelList}, 503: ERROR_RESPONSES[503]})
     async def list_models() -> Response:
-        """Models in the store with their versions and aliases."""
-        return json_response({"models": await service.off_loop(_list_models, cache)})
+        """Models in the store with their versions and aliases. ``stale`` is true when the listing's TTL has run
+        out: it is the last one read, answered while a background refresh re-reads the store."""
+        known = cache.peek_listing()
+        if known is None:
+            known = await service.off_loop(cache.listing)
+        return json_response({"models": known.value, "stale": known.stale})
 
     @router.get("/models/{name}",
                 responses={200: {"model": ModelDetail}, **{k: ERROR_RESPONSES[k] for k in (404, 422, 503)}})
@@ -83,17 +87,6 @@ def make_router(service: PredictionService) -> APIRouter:
         return await alias_endpoint(request)
 
     return router
-
-
-def _list_models(cache: ModelCache) -> list[dict[str, Any]]:
-    store = cache.store
-    models = []
-    for name in catalog.list_models(store):
-        versions = catalog.list_versions(store, name)
-        if versions:
-            aliases = {a: r.version for a, r in catalog.list_aliases(store, name).items()}
-            models.append({"name": name, "versions": versions, "aliases": aliases})
-    return models
 
 
 def _describe(cache: ModelCache, ref: ModelRef) -> dict[str, Any]:
