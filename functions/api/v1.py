@@ -13,7 +13,6 @@ from functions.api import routes
 from functions.api.http import Call, Reply
 from functions.api.routes import Handler, answer
 from functions.api.schemas import ERROR_RESPONSES, ModelDetail, ModelList, PredictResponse
-from functions.core import catalog
 from functions.core.model_cache import ModelCache
 from functions.core.service import ModelRef, PredictionService
 
@@ -94,10 +93,10 @@ def _describe(cache: ModelCache, ref: ModelRef) -> dict[str, Any]:
     version = cache.resolve(name, ref.alias)
     manifest = cache.manifest(name, version)
     variant = manifest.variant(manifest.selected["cpu"])
+    versions, aliases = cache.versions_and_aliases(name)
     return {
-        "name": name, "versions": catalog.list_versions(cache.store, name),
-        "aliases": {a: r.version for a, r in catalog.list_aliases(cache.store, name).items()},
-        "default_version": version, "task": manifest.task, "description": manifest.description,
+        "name": name, "versions": versions, "aliases": aliases, "default_version": version,
+        "task": manifest.task, "description": manifest.description,
         "labels": manifest.labels, "inputs": [t.to_dict() for t in manifest.inputs],
         "outputs": [t.to_dict() for t in manifest.outputs],
         "preprocessing": manifest.preprocessing.to_dict(), "variant": variant.name,

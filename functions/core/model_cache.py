@@ -155,6 +155,16 @@ class ModelCache:
         """The known model listing, or None; never waits for the store (may start a background refresh)."""
         return self.listings.lookup(LISTING)
 
+    def versions_and_aliases(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """A model's versions and usable aliases (model metadata routes): from the known listing when it holds
+        the model, so that metadata of a known model never waits for the store; else read from it (blocking)."""
+        known = self.listings.lookup(LISTING)
+        for entry in known.value if known is not None else []:
+            if entry["name"] == name:
+                return list(entry["versions"]), dict(entry["aliases"])
+        return (catalog.list_versions(self.store, name),
+                {alias: record.version for alias, record in catalog.list_aliases(self.store, name).items()})
+
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest of a version (immutable, so cached forever)."""
         key = (check_model_name(name), check_version(version))

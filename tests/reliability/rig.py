@@ -30,6 +30,8 @@ ROUTES = {
     "version route, model in memory": ("post", "/v1/models/loaded/versions/1/predict"),
     "version route, model not loaded": ("post", "/v1/models/cold-{mode}/versions/1/predict"),
     "model list (known)": ("get", "/v1/models"),
+    "model metadata v1 (known)": ("get", "/v1/models/loaded"),
+    "model metadata v2 (known)": ("get", "/v2/models/loaded"),
     "health live": ("get", "/v2/health/live"),
 }
 
