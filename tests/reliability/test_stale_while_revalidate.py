@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from functions.api.front import Front, create_front
 from functions.core import catalog
 from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
-from functions.core.store import MAX_ATTEMPTS, S3Store
+from functions.core.store import MAX_ATTEMPTS, LocalStore, S3Store
 from tests.api.conftest import LiveServer
 from tests.reliability.artifacts import model_bytes, version_files
 from tests.reliability.proxy import FaultProxy
@@ -151,3 +154,61 @@ def test_a_hung_store_holds_no_request_and_a_move_made_meanwhile_is_served_withi
         assert listings.settle(HANG_GUARD)
     assert listing["stale"] is False and listing["models"][0]["aliases"] == {"prod": "2"}
     assert service.budget_timeouts == timeouts
+
+
+class GatedStore(LocalStore):
+    """A local store whose reads block while the gate is closed, like S3 hanging; counts reads held there."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.held = 0
+
+    def get_bytes(self, key: str) -> bytes:
+        if not self.gate.is_set():
+            self.held += 1
+            self.gate.wait(HANG_GUARD)
+            self.held -= 1
+        return super().get_bytes(key)
+
+
+def test_in_the_lambda_handler_the_answer_never_waits_for_the_refresh_it_started(tmp_path: Path) -> None:
+    """Invocations through Mangum as in Lambda: the one that finds the target expired returns while its refresh
+    is provably still blocked in the store, the next one starts no second read, and once the read completes
+    the invocation after it serves the new target."""
+    from mangum import Mangum
+
+    from tests.events import LambdaContext, http_api_event
+
+    store = GatedStore(tmp_path / "store")
+    for version in ("1", "2"):
+        for key, data in version_files("soak", model_bytes(), version=version).items():
+            store.put_bytes(f"{catalog.version_prefix('soak', version)}/{key}", data)
+    catalog.promote(store, "soak", "1", "prod")
+    settings = Settings(store=store.uri)
+    clock = ShiftedClock()
+    front = create_front(settings, ModelCache(store, settings, clock=clock))
+    handler = Mangum(front, lifespan="off")
+
+    def invoke() -> str:
+        answer = handler(http_api_event("POST", ROUTE, orjson.dumps(ROW)), LambdaContext())
+        assert answer["statusCode"] == 200, answer
+        return str(orjson.loads(answer["body"])["version"])
+
+    assert invoke() == "1"
+    catalog.promote(store, "soak", "2", "prod")
+    store.gate.clear()
+    try:
+        clock.offset += settings.alias_ttl_seconds
+        assert invoke() == "1"  # answered although the store read of the refresh it started cannot complete
+        deadline = time.monotonic() + HANG_GUARD
+        while store.held == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until that refresh thread is blocked in the store
+        assert store.held == 1
+        assert invoke() == "1" and store.held == 1  # single flight: the next invocation started no second read
+        assert front.cache.alias_targets.refreshes == 1
+    finally:
+        store.gate.set()
+    assert front.cache.alias_targets.settle(HANG_GUARD) and front.cache.alias_targets.peak_reads == 1
+    assert invoke() == "2"
