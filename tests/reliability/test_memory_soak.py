@@ -17,7 +17,7 @@ import pytest
 from bench import soak
 from functions.core.store import LocalStore
 
-FIXED_BYTES = 32 * 1024
+FIXED_BYTES = 64 * 1024
 BYTES_PER_REQUEST = 32
 REQUESTS = {"lambda": 600, "lambda-capture": 600, "lambda-stalled": 600, "serve": 400}
 ROUNDS = 2
