@@ -71,8 +71,7 @@ class RuntimeApi:
         self.refused: set[str] = set()  # request ids whose response post is answered 413, as Lambda does when too large
         self._queue: queue.Queue[Invocation | None] = queue.Queue()
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler_class(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -139,6 +138,14 @@ class RuntimeApi:
         if invocation is None:
             self._queue.put(None)
         return invocation
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a runtime stopped mid-connection is no news
+            super().handle_error(request, client_address)
 
 
 def _handler_class(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
