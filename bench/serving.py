@@ -111,6 +111,7 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     cold_runs, warm_runs = (3, 300) if quick else (7, 3000)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _prepare(work)
@@ -146,6 +147,7 @@ def run(quick: bool) -> dict[str, Any]:
     return {
         "quick": quick, "model": "digits-cnn", "variant": prepared["variant"], "cold": cold_summary, "warm": warm,
         "runtime_cold": runtime, "per_model": per_model, "imports": imports,
+        "load_average": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
         "ratios": {
             "cold_vs_minimal": round(local_cold / minimal_cold, 3),
             "cold_vs_floor": round(local_cold / cold_summary[FLOOR]["median_ms"], 3),
@@ -322,7 +324,11 @@ def _without_samples(summary: dict[str, Any]) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     r = result["ratios"]
-    lines = [f"Model: {result['model']} (shipped variant {result['variant']}).", "",
+    load = result.get("load_average")
+    busy = ([f"Machine load (1-minute load average) at the start and end of the run: {load['start']:.1f} and "
+             f"{load['end']:.1f} on {result['machine']['cores']} cores. Absolute times grow with it; the ratios "
+             "compare runs interleaved under the same load.", ""] if load else [])
+    lines = [*busy, f"Model: {result['model']} (shipped variant {result['variant']}).", "",
              "| cold start: process start -> first prediction | median (ms) | runs |", "|---|---|---|"]
     lines += [f"| {name} | {s['median_ms']:.0f} | {s['runs']} |" for name, s in result["cold"].items()]
     lines += ["", "| warm, in-process | p50 (ms) | p99 (ms) | runs |", "|---|---|---|---|"]

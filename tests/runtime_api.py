@@ -89,6 +89,7 @@ class RuntimeApi:
 
     def __exit__(self, *exc: object) -> None:
         self._queue.put(None)  # unblocks a waiting ``next`` (it answers 500: the runtime has been stopped anyway)
+        self.restore.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -122,10 +123,6 @@ class RuntimeApi:
 
     def first(self, route: str, timeout: float = 60.0) -> Call:
         return self.wait(lambda calls: next((c for c in calls if c.route == route), None), timeout, route)
-
-    def answers(self) -> list[Call]:
-        with self._changed:
-            return [c for c in self.calls if c.route in ("response", "error")]
 
     def _record(self, call: Call) -> None:
         call.mark, call.at = self.observe(), time.monotonic()
