@@ -25,7 +25,7 @@ import pytest
 from functions.core import catalog
 from functions.core.store import LocalStore
 from tests.api.samples import CANCER_ROW, DIABETES_ROW
-from tests.events import http_api_event
+from tests.events import http_api_event, load_event
 from tests.runtime_api import Call, lambda_function
 
 API = "functions.api.handler.handler"
@@ -113,11 +113,8 @@ def test_drift_reads_what_capture_wrote(api_run: ApiRun, store_copy: LocalStore,
     s3 = boto3.client("s3", endpoint_url=moto_endpoint)
     s3.put_object(Bucket=s3_bucket, Key=f"capture/diabetes-mlp/1/{day}/maas-capture-1.gz",
                   Body=gzip.compress(b"".join(records)))  # as Firehose delivers them
-    scheduled = {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
-                 "source": "aws.events", "account": "123456789012", "region": "us-east-1", "detail": {},
-                 "time": (datetime.fromisoformat(day) + timedelta(days=1, minutes=30)).replace(tzinfo=UTC)
-                 .isoformat().replace("+00:00", "Z"),
-                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/maas-drift"]}
+    after_midnight = (datetime.fromisoformat(day) + timedelta(days=1, minutes=30)).replace(tzinfo=UTC)
+    scheduled = {**load_event("eventbridge-scheduled"), "time": after_midnight.isoformat().replace("+00:00", "Z")}
     env = {"MAAS_STORE": store_copy.uri, "MAAS_S3_ENDPOINT_URL": moto_endpoint, "MAAS_DATA_BUCKET": s3_bucket}
     with lambda_function(DRIFT, tmp_path, env, function_name="maas-drift") as (api, process):
         answer = api.outcome(api.invoke(scheduled))
