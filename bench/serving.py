@@ -4,7 +4,13 @@ Cold start: a fresh process from `python` start to the first prediction answered
 (API Gateway HTTP API v2 event, digits-cnn), timed by the parent until the child prints the status.
 maas is measured with the model in a local store and in S3 (moto server over loopback HTTP, empty /tmp
 cache each run). Peers: a minimal hand-written FastAPI + Mangum + onnxruntime handler on the same ONNX file,
-and FastAPI + Mangum serving the same network with PyTorch eager. Runs are interleaved; medians reported.
+and FastAPI + Mangum serving the same network with PyTorch eager; the floor is numpy + onnxruntime, one session
+and one run, no web stack (bench/peers/floor.py). Runs are interleaved; medians reported.
+
+Cold start through Lambda's runtime client: the same handlers started as Lambda starts them, `python -m
+awslambdaric MODULE.handler` (the PyPI client Lambda's Python runtime is built from) against a loopback Runtime
+API (tests/runtime_api.py) holding the predict event; timed from process start to the runtime's first
+`invocation/next` (init done) and to the response post reaching the Runtime API.
 
 Warm: in one process, repeated invocations of each handler with the same event (stdout to /dev/null),
 plus raw `session.run` on the preprocessed input as the floor; p50 and p99.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import statistics
 import subprocess
@@ -104,6 +111,7 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     cold_runs, warm_runs = (3, 300) if quick else (7, 3000)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _prepare(work)
@@ -114,6 +122,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "maas (S3 store)": ("maas", {**base, "MAAS_STORE": STORE_URI, "MAAS_S3_ENDPOINT_URL": endpoint}),
                 "minimal FastAPI+Mangum+onnxruntime": ("minimal", {**base, "BENCH_ONNX": str(prepared["onnx"])}),
                 "FastAPI+Mangum+PyTorch eager": ("torch", {**base, "BENCH_TORCH_STATE": str(prepared["state"])}),
+                FLOOR: ("floor", {**base, "BENCH_ONNX": str(prepared["onnx"])}),
             }
             cold: dict[str, list[float]] = {name: [] for name in envs}
             for kind, env in envs.values():  # warm the OS file cache once, untimed
@@ -124,6 +133,7 @@ def run(quick: bool) -> dict[str, Any]:
                         env = {**env, "MAAS_CACHE_DIR": str(work / f"tmp-cache-{attempt}")}
                     cold[name].append(_cold_once(kind, env))
 
+        runtime_cold = _runtime_cold_all(prepared, work, cold_runs)
         warm = _warm_all(prepared, warm_runs)
         per_model = _per_model(prepared, cold_runs, warm_runs)
     imports = _import_costs(cold_runs)
@@ -131,17 +141,70 @@ def run(quick: bool) -> dict[str, Any]:
     minimal_cold = cold_summary["minimal FastAPI+Mangum+onnxruntime"]["median_ms"]
     torch_cold = cold_summary["FastAPI+Mangum+PyTorch eager"]["median_ms"]
     local_cold = cold_summary["maas (local store)"]["median_ms"]
+    runtime = {name: {phase: _without_samples(_summary(samples)) for phase, samples in phases.items()}
+               for name, phases in runtime_cold.items()}
+    runtime_maas = runtime["maas (local store)"]["first_response"]["median_ms"]
     return {
         "quick": quick, "model": "digits-cnn", "variant": prepared["variant"], "cold": cold_summary, "warm": warm,
-        "per_model": per_model, "imports": imports,
+        "runtime_cold": runtime, "per_model": per_model, "imports": imports,
+        "load_average": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
         "ratios": {
             "cold_vs_minimal": round(local_cold / minimal_cold, 3),
+            "cold_vs_floor": round(local_cold / cold_summary[FLOOR]["median_ms"], 3),
+            "runtime_cold_vs_minimal": round(
+                runtime_maas / runtime[MINIMAL]["first_response"]["median_ms"], 3),
+            "runtime_cold_vs_floor": round(runtime_maas / runtime[FLOOR]["first_response"]["median_ms"], 3),
             "cold_vs_torch": round(local_cold / torch_cold, 3),
             "cold_s3_vs_minimal": round(cold_summary["maas (S3 store)"]["median_ms"] / minimal_cold, 3),
             "warm_p50_vs_minimal": round(warm["maas handler"]["p50_ms"]
                                          / warm["minimal FastAPI+Mangum+onnxruntime"]["p50_ms"], 3),
         },
     }
+
+
+MINIMAL = "minimal FastAPI+Mangum+onnxruntime"
+FLOOR = "floor: numpy+onnxruntime, session, one run"
+RUNTIME_HANDLERS = {"maas (local store)": "functions.api.handler.handler",
+                    MINIMAL: "bench.peers.minimal_lambda.handler", FLOOR: "bench.peers.floor.handler"}
+
+
+def _runtime_cold_once(handler: str, env: dict[str, str], folder: Path) -> tuple[float, float]:
+    """One cold start under Lambda's runtime client: ms from process start to the runtime's first
+    ``invocation/next`` (init done) and to its response post for the waiting predict event."""
+    from tests.runtime_api import LambdaProcess, RuntimeApi
+
+    with RuntimeApi() as api:
+        request_id = api.invoke(predict_event())
+        process = LambdaProcess(api, handler, folder, env)
+        started = time.monotonic()
+        process.start()
+        try:
+            answer = api.outcome(request_id, timeout=60)
+            init = api.first("next", timeout=1)
+        finally:
+            process.stop()
+    status = json.loads(answer.body).get("statusCode") if answer.route == "response" else None
+    if status != 200:
+        raise RuntimeError(f"{handler}: cold invocation answered {answer.route} {answer.body[:300]!r}")
+    return (init.at - started) * 1000, (answer.at - started) * 1000
+
+
+def _runtime_cold_all(prepared: dict[str, Any], work: Path, runs: int) -> dict[str, dict[str, list[float]]]:
+    """maas, the minimal handler and the floor under the runtime client, interleaved (one untimed pass first)."""
+    envs = {name: {"MAAS_STORE": prepared["store"].uri, "BENCH_ONNX": str(prepared["onnx"])}
+            for name in RUNTIME_HANDLERS}
+    folder = work / "runtime"
+    folder.mkdir(exist_ok=True)
+    samples: dict[str, dict[str, list[float]]] = {name: {"init": [], "first_response": []}
+                                                   for name in RUNTIME_HANDLERS}
+    for name, handler in RUNTIME_HANDLERS.items():  # warm the OS file cache once, untimed
+        _runtime_cold_once(handler, envs[name], folder)
+    for _ in range(runs):
+        for name, handler in RUNTIME_HANDLERS.items():
+            init, first = _runtime_cold_once(handler, envs[name], folder)
+            samples[name]["init"].append(init)
+            samples[name]["first_response"].append(first)
+    return samples
 
 
 def _warm_all(prepared: dict[str, Any], runs: int) -> dict[str, Any]:
@@ -261,17 +324,32 @@ def _without_samples(summary: dict[str, Any]) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     r = result["ratios"]
-    lines = [f"Model: {result['model']} (shipped variant {result['variant']}).", "",
+    load = result.get("load_average")
+    busy = ([f"Machine load (1-minute load average) at the start and end of the run: {load['start']:.1f} and "
+             f"{load['end']:.1f} on {result['machine']['cores']} cores. Absolute times grow with it; the ratios "
+             "compare runs interleaved under the same load.", ""] if load else [])
+    lines = [*busy, f"Model: {result['model']} (shipped variant {result['variant']}).", "",
              "| cold start: process start -> first prediction | median (ms) | runs |", "|---|---|---|"]
     lines += [f"| {name} | {s['median_ms']:.0f} | {s['runs']} |" for name, s in result["cold"].items()]
     lines += ["", "| warm, in-process | p50 (ms) | p99 (ms) | runs |", "|---|---|---|---|"]
     lines += [f"| {name} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['runs']} |" for name, s in result["warm"].items()]
+    floor = ([f"| maas cold (local store) / floor (numpy+onnxruntime, session, one run) | {r['cold_vs_floor']:.2f}x "
+              "| <= 1.5x (goal) |"] if "cold_vs_floor" in r else [])
     lines += ["", "| ratio (same run) | value | target |", "|---|---|---|",
-              f"| maas cold (local store) / minimal handler | {r['cold_vs_minimal']:.2f}x | <= 0.75x |",
+              f"| maas cold (local store) / minimal handler | {r['cold_vs_minimal']:.2f}x | <= 0.75x |", *floor,
               f"| maas cold (local store) / PyTorch handler | {r['cold_vs_torch']:.2f}x | <= 0.2x |",
               f"| maas cold (S3 store, moto on loopback; boto3 import included) / minimal handler (model file on disk) "
               f"| {r['cold_s3_vs_minimal']:.2f}x | - |",
               f"| maas warm p50 / minimal handler p50 | {r['warm_p50_vs_minimal']:.2f}x | <= 1.0x |"]
+    if "runtime_cold" in result:
+        lines += ["", "Through Lambda's runtime client (`python -m awslambdaric`, loopback Runtime API), from process "
+                  "start:", "", "| handler | init done: first invocation/next, median (ms) "
+                  "| first response posted, median (ms) | runs |", "|---|---|---|---|"]
+        lines += [f"| {name} | {p['init']['median_ms']:.0f} | {p['first_response']['median_ms']:.0f} "
+                  f"| {p['first_response']['runs']} |" for name, p in result["runtime_cold"].items()]
+        lines += ["", "| ratio (same run, through the runtime client) | value | target |", "|---|---|---|",
+                  f"| maas / minimal handler | {r['runtime_cold_vs_minimal']:.2f}x | <= 0.75x |",
+                  f"| maas / floor | {r['runtime_cold_vs_floor']:.2f}x | <= 1.5x (goal) |"]
     if "per_model" in result:
         lines += ["", "Every demo model through the maas handler (local store; the peers above serve digits-cnn only):",
                   "", "| model | shipped variant | cold start median (ms) | warm p50 (ms) | warm p99 (ms) "

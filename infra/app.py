@@ -8,9 +8,9 @@ import os
 
 import aws_cdk as cdk
 
-from infra.bundling import PROJECT_ROOT
 from infra.config import stage_config
 from infra.nag import apply_rule_packs
+from infra.project import PROJECT_ROOT
 from infra.stack import MaasStack
 
 

@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 import jsii
 from aws_cdk import ILocalBundling
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The CLI's terminal libraries: functions/ never imports them.
-NOT_AT_RUNTIME = frozenset({"click", "rich"})
+from infra.locking import MACHINES, LockTarget, lambda_lock, read_lock
+from infra.project import PROJECT_ROOT
+
 # Folders of the dependencies that the runtime never imports: tests, tooling and build-time helpers.
 TRIMMED = (
     "onnxruntime/transformers", "onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/datasets",
@@ -52,20 +51,6 @@ class BundleReport:
     compiled: bool
 
 
-def runtime_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
-    """The base dependencies plus the ``serve`` extra, less what only the CLI uses."""
-    project = tomllib.loads(pyproject.read_text())["project"]
-    requirements = [*project["dependencies"], *project["optional-dependencies"]["serve"]]
-    return [r for r in requirements if _requirement_name(r) not in NOT_AT_RUNTIME]
-
-
-def _requirement_name(requirement: str) -> str:
-    for i, char in enumerate(requirement):
-        if not (char.isalnum() or char in "-_."):
-            return requirement[:i].lower()
-    return requirement.lower()
-
-
 def find_python(version: str) -> str | None:
     """An interpreter of exactly this version (on PATH, or in a pyenv install), to compile bytecode with."""
     candidates = [shutil.which(f"python{version}")]
@@ -83,11 +68,9 @@ def find_python(version: str) -> str | None:
 
 def source_hash(architecture: str, python_version: str, root: Path = PROJECT_ROOT) -> str:
     """Changes whenever the bundle would: functions/, the lock, the platform, this module."""
-    from infra.locking import LockTarget
-
     digest = hashlib.sha256(f"{architecture}|{python_version}".encode())
     digest.update(Path(__file__).read_bytes())  # how the bundle is made
-    lock = LockTarget({"arm64": "aarch64", "x86_64": "x86_64"}[architecture], python_version).path
+    lock = LockTarget(MACHINES[architecture], python_version).path
     digest.update(lock.read_bytes() if lock.is_file() else b"no lock")
     for path in sorted(p for p in (root / "functions").rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode())
@@ -99,9 +82,7 @@ def build_bundle(output: Path, architecture: str = "arm64", python_version: str 
                  budget_mb: int = 150, root: Path = PROJECT_ROOT) -> BundleReport:
     """Install the locked runtime for ``manylinux_2_28_<arch>`` into ``output``, add ``functions/``, trim, compile,
     and check the unzipped size against ``budget_mb`` (raises ``BundleError`` when over)."""
-    from infra.locking import lambda_lock, read_lock
-
-    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[architecture]
+    machine = MACHINES[architecture]
     lock = lambda_lock(architecture, python_version)
     output.mkdir(parents=True, exist_ok=True)
     report = output.parent / f".{output.name}-pip-report.json"

@@ -9,8 +9,8 @@ from typing import Any
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from infra.bundling import PROJECT_ROOT
 from infra.config import StageConfig
+from infra.project import PROJECT_ROOT
 
 PRICES = PROJECT_ROOT / "maas" / "prices.json"
 NAMESPACE = "maas"

@@ -15,8 +15,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.bundling import PROJECT_ROOT
 from infra.foundation import Foundation
+from infra.project import PROJECT_ROOT
 
 RETRY_ATTEMPTS = 3
 ARRAY_COMMAND = ["python", "-m", "functions.batch.array_worker"]  # functions/batch/array_worker.py

@@ -10,9 +10,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.bundling import PROJECT_ROOT, LocalPipBundling, source_hash
+from infra.bundling import LocalPipBundling, source_hash
 from infra.config import StageConfig
 from infra.foundation import Foundation
+from infra.project import PROJECT_ROOT
 
 RUNTIMES = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13}
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}

@@ -3,7 +3,7 @@ with exact versions and sha256 hashes, all derived from ``pyproject.toml``.
 
     python -m infra.locking            # what `make lock` runs: rewrite every lock under locks/
 
-The Lambda locks resolve the runtime requirements (``infra.bundling.runtime_requirements``) for
+The Lambda locks resolve the runtime requirements (``infra.project.runtime_requirements``) for
 ``manylinux_2_28`` and the Lambda's Python. The GPU lock is derived from the x86_64 Lambda lock: the same
 requirements less the distributions the worker never imports (found by following ``functions.batch.worker``'s
 imports), with ``onnxruntime-gpu`` in place of ``onnxruntime``, resolved under the Lambda lock as a constraint
@@ -24,7 +24,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from infra.bundling import PROJECT_ROOT, runtime_requirements
+from infra.project import PROJECT_ROOT, runtime_requirements
 
 LOCKS = PROJECT_ROOT / "locks"
 # Import name -> distribution, for the runtime's packages whose names differ.

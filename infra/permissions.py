@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.bundling import PROJECT_ROOT
+from infra.project import PROJECT_ROOT
 
 # botocore operation -> IAM action, where they differ (the rest are "service:Operation").
 IAM_ACTION = {

@@ -1,9 +1,13 @@
-"""A stand-in for Lambda's Python runtime loop, for capture's after-response writes (tests and bench).
+"""A stand-in for Lambda's Python runtime loop, for capture's after-response writes, in process (tests and bench).
 
-Lambda's runtime client (``awslambdaric``'s ``LambdaRuntimeClient``) is part of the managed runtime and not a
-dependency here. This one has its two posts, with both signatures the runtime has used (with and without
-``invocation_id``), and ``invoke`` runs one invocation in the runtime's order: handler, marshal the result,
-post it (or post the error).
+The handlers run under Lambda's real client (``awslambdaric``, a dev dependency) in tests/runtime, against the
+loopback Runtime API of tests/runtime_api.py. This stand-in stays for what the real client cannot do in the test
+process: imported once, awslambdaric's client class would stay in ``sys.modules`` (where capture looks for it)
+for every later test, its posts need a Runtime API, and some cases never arise from a real handler (an error
+post after a captured prediction, a post under another module name, a dead sink). It has the real client's two
+posts, with both signatures the runtime has used (with and without ``invocation_id``), and ``invoke`` runs one
+invocation in the runtime's order: handler, marshal the result, post it (or post the error). The monitoring
+bench times the handler and the post apart with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One cold start in a fresh process: build the handler, answer one API Gateway v2 predict event, print ok.
 
-    python -m bench.peers.cold maas|minimal|torch
+    python -m bench.peers.cold maas|minimal|torch|floor
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ def main() -> None:
     kind = sys.argv[1]
     if kind == "maas":
         from functions.api.handler import handler
+    elif kind == "floor":
+        from bench.peers.floor import handler
     else:
         from bench.peers import handlers
 

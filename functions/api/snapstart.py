@@ -5,15 +5,17 @@ the first request after a restore finds sessions, arenas and code paths warm. Af
 re-created (their connections and credentials do not survive a snapshot; the new one keeps the request
 budget's bounds), alias targets and the model listing are forgotten and the preload aliases read again (they
 may have moved since the snapshot was taken: a snapshot's values are not served even as stale answers), and
-random generators are reseeded (every restored copy would otherwise share one state). Lambda's
-``snapshot_restore_py`` module exists only in the Lambda runtime, so it is imported guardedly; the hooks are
-plain functions the tests call directly.
+random generators are reseeded (every restored copy would otherwise share one state). The hooks are registered
+with ``snapshot_restore_py`` (Lambda's runtime ships it; so does ``awslambdaric`` on PyPI) only when Lambda
+initializes for a snapshot (``AWS_LAMBDA_INITIALIZATION_TYPE`` is ``snap-start``, the one case where the runtime
+runs them); they are plain functions the tests also call directly.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,8 +76,14 @@ def after_restore(front: Front) -> None:
     log("INFO", "restored from snapshot")
 
 
-def register(front: Front) -> bool:
-    """Register both hooks with Lambda's runtime when it offers them; False elsewhere."""
+ENV_INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+SNAP_START = "snap-start"
+
+
+def register(front: Front, env: Mapping[str, str] | None = None) -> bool:
+    """Register both hooks with Lambda's runtime when it initializes for a snapshot; False elsewhere."""
+    if (os.environ if env is None else env).get(ENV_INITIALIZATION_TYPE) != SNAP_START:
+        return False
     try:
         from snapshot_restore_py import register_after_restore, register_before_snapshot
     except ImportError:

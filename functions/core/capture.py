@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import queue
 import random
 import sys
 import threading
@@ -42,6 +41,8 @@ import orjson
 from functions.core.settings import parse_flag
 
 if TYPE_CHECKING:
+    import queue
+
     from functions.core.model_cache import LoadedModel
 
 ENV_CAPTURE_RATE = "MAAS_CAPTURE_RATE"
@@ -117,6 +118,8 @@ class DirectorySink:
     """``DIR/NAME/VERSION/DAY.jsonl``, appended by one background thread; a full queue drops records."""
 
     def __init__(self, root: Path) -> None:
+        import queue  # local capture only: off Lambda's cold path
+
         self.root = root
         self.queue: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue(maxsize=QUEUE_RECORDS)
         self.failed = 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from functions.core.manifest import Manifest
 from functions.core.model_cache import LoadedModel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 def run_model(model: LoadedModel, instances: Sequence[Any]) -> npt.NDArray[np.float32]:

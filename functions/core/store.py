@@ -11,9 +11,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -94,14 +91,14 @@ class LocalStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.urandom(16).hex()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
 
     def put_new(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.urandom(16).hex()}.tmp")
         tmp.write_bytes(data)
         try:
             os.link(tmp, path)  # atomic create-if-absent
@@ -115,6 +112,8 @@ class LocalStore:
         if not src.is_file():
             raise _not_found(self.uri, key)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        import shutil  # write and copy paths only: off the serving cold path
+
         shutil.copyfile(src, dest)
 
     def exists(self, key: str) -> bool:
@@ -131,6 +130,9 @@ class LocalStore:
         if final.exists():
             raise AlreadyExistsError(f"{prefix} already exists in {self.uri}")
         final.parent.mkdir(parents=True, exist_ok=True)
+        import shutil
+        import tempfile
+
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
         try:
             for name, src in files.items():

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from functions.core.store import LocalStore
-from infra.bundling import BundleError, build_bundle, check_budget, find_python, runtime_requirements
+from infra.bundling import BundleError, build_bundle, check_budget, find_python
 from infra.config import StageConfig
+from infra.project import runtime_requirements
 from tests.events import http_api_event
 from tests.infra.conftest import Synthesized
 

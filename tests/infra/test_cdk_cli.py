@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from infra.bundling import PROJECT_ROOT
+from infra.project import PROJECT_ROOT
 from tests.infra.conftest import Synthesized
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from infra.bundling import PROJECT_ROOT
 from infra.config import ConfigError, stage_config
+from infra.project import PROJECT_ROOT
 
 
 def test_defaults_deploy_as_they_are() -> None:

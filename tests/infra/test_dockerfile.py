@@ -6,8 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
-from infra.bundling import PROJECT_ROOT
 from infra.locking import GPU_TARGET
+from infra.project import PROJECT_ROOT
 
 DOCKERFILE = PROJECT_ROOT / "functions" / "batch" / "Dockerfile"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundling import runtime_requirements
 from infra.locking import (
     GPU_RUNTIME,
     GPU_TARGET,
@@ -20,6 +19,7 @@ from infra.locking import (
     lock_problems,
     read_lock,
 )
+from infra.project import runtime_requirements
 
 GPU_REPLACES = {GPU_RUNTIME: "onnxruntime"}
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from functions.core.errors import InvalidInputError
 from functions.core.manifest import Manifest
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 NUMERIC_FILE = "background.npy"
 TEXT_FILE = "background.json"
