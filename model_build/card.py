@@ -137,7 +137,12 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     lines += quality.card_lines(manifest)
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     p = manifest.provenance
-    lines += ["", "## Provenance", "", f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
+    lines += ["", "## Provenance", ""]
+    if p.imported_from is not None:
+        source = p.imported_from
+        lines += [f"- imported from: `{source.file}` ({source.kind}), sha256 {source.sha256}",
+                  f"- every variant checked against: {source.reference}"]
+    lines += [f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
               f"- data sha256: {p.data_sha256}", f"- build time: {p.build_seconds:.1f} s",
               "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(p.libraries.items())), ""]
     return "\n".join(lines)
