@@ -82,7 +82,9 @@ def _features(width: int, facts: GraphFacts, source: ImportedSource, options: Im
             continue
         if len(names) != width:
             raise InvalidSourceError(f"{where} names {len(names)} features, the model's input takes {width}"
-                                     + ("" if where == "--features" else "; pass --features"))
+                                     + ("" if where == "--features" else
+                                        "; pass --features" + (" (or --target for a label column)"
+                                                               if where.startswith("--sample") else "")))
         if len(set(names)) != len(names):
             raise InvalidSourceError(f"{where} names a feature twice")
         return names
