@@ -46,6 +46,21 @@ def export_mlp(path: Path, inputs: int = 30, dynamic: bool = True, seed: int = 0
     torch.save(module, path.with_suffix(".module"))
 
 
+def export_cnn(path: Path) -> None:
+    """A small PyTorch CNN over 8 x 8 single-channel images (10 logits), exported with torch.onnx.export."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(256, 10)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.rand(2, 1, 8, 8),), str(path), dynamo=False, input_names=["image"],
+                          output_names=["logits"], opset_version=17,
+                          dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}})
+    torch.save(module, path.with_suffix(".module"))
+
+
 def torch_logits(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """The PyTorch module's own outputs (saved beside its export)."""
     import torch
@@ -59,8 +74,8 @@ def torch_logits(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float
 @pytest.fixture(scope="session")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
     from skl2onnx import to_onnx
-    from sklearn.datasets import load_breast_cancer, load_iris
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
+    from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -80,6 +95,17 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
     (folder / "cancer.onnx").write_bytes(
         to_onnx(cancer_model, cx[:1], target_opset=17, options={"zipmap": False}).SerializeToString())
     export_mlp(folder / "mlp.onnx")
+    export_cnn(folder / "cnn.onnx")
+    digits = load_digits()
+    np.save(folder / "digits.npy", digits.images[:120].astype(np.float32))
+    diabetes = load_diabetes()
+    dx = diabetes.data.astype(np.float32)
+    (folder / "diabetes.onnx").write_bytes(
+        to_onnx(LinearRegression().fit(dx, diabetes.target), dx[:1], target_opset=17).SerializeToString())
+    with (folder / "diabetes.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*diabetes.feature_names, "target"])
+        writer.writerows([*map(float, row), float(t)] for row, t in zip(dx, diabetes.target, strict=True))
     np.save(folder / "cancer.npy", cx[:200])
     features = [f.replace(" ", "_") for f in cancer.feature_names]
     return Sources(folder, cx, features, x, y)
@@ -93,7 +119,8 @@ def run_cli(*args: str | Path) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory, sources: Sources) -> LocalStore:
-    """iris (ZipMap, with --sample and --eval), cancer (zipmap=False, no sample), mlp (PyTorch export, logits)."""
+    """iris (ZipMap, with --sample and --eval), cancer (zipmap=False, no sample), mlp (PyTorch export, logits),
+    cnn (PyTorch export over images), diabetes (a regressor, with --eval)."""
     store = LocalStore(tmp_path_factory.mktemp("imported") / "store")
     runs = [
         ["import", sources["iris.onnx"], "--name", "iris", "--labels", ",".join(IRIS_LABELS),
@@ -101,6 +128,10 @@ def imported(tmp_path_factory: pytest.TempPathFactory, sources: Sources) -> Loca
         ["import", sources["cancer.onnx"], "--name", "cancer", "--features", ",".join(sources.cancer_features)],
         ["import", sources["mlp.onnx"], "--name", "mlp", "--task", "classification", "--labels", "no,yes",
          "--features", ",".join(sources.cancer_features), "--sample", sources["cancer.npy"]],
+        ["import", sources["cnn.onnx"], "--name", "cnn", "--task", "classification", "--sample",
+         sources["digits.npy"]],
+        ["import", sources["diabetes.onnx"], "--name", "diabetes", "--sample", sources["diabetes.csv"], "--eval",
+         sources["diabetes.csv"], "--target", "target"],
     ]
     for args in runs:
         code, out, err = run_cli(*args, "--quick", "--store", store.uri)

@@ -154,6 +154,36 @@ def test_card_console_and_manifest_name_the_source(http: httpx.Client, sources: 
 
 
 def test_imported_versions_may_share_session_runs(cache: ModelCache) -> None:
-    for name in ("iris", "cancer", "mlp"):
+    for name in ("iris", "cancer", "mlp", "cnn", "diabetes"):
         model = cache.get(name, "1")
         assert model.joinable, name  # batch axis named on every input and output: rows are independent
+
+
+def test_image_model_serves_the_modules_predictions(http: httpx.Client, sources: Sources,
+                                                    imported: LocalStore) -> None:
+    images = np.load(sources["digits.npy"])[:6]
+    logits = torch_logits(sources["cnn.onnx"], images[:, None])
+    answer = http.post("/v1/models/cnn/predict", json={"instances": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    assert [p["label"] for p in answer.json()["predictions"]] == [str(i) for i in logits.argmax(axis=1)]
+    manifest = catalog.read_manifest(imported, "cnn", "1")
+    assert manifest.preprocessing.kind == "image" and manifest.preprocessing.shape == [8, 8]
+    assert manifest.preprocessing.value_range == (0.0, 255.0)  # what the sample's values imply
+
+
+def test_regressor_serves_values_and_reports_mae_and_r2(http: httpx.Client, sources: Sources,
+                                                        imported: LocalStore) -> None:
+    from sklearn.datasets import load_diabetes
+
+    diabetes = load_diabetes()
+    rows = diabetes.data[:5].astype(np.float32)
+    (expected,) = _original(sources["diabetes.onnx"], rows)
+    instances = [dict(zip(diabetes.feature_names, map(float, row), strict=True)) for row in rows]
+    answer = http.post("/v1/models/diabetes/predict", json={"instances": instances})
+    assert answer.status_code == 200, answer.text
+    served = [p["value"] for p in answer.json()["predictions"]]
+    np.testing.assert_allclose(served, np.asarray(expected).reshape(-1), rtol=1e-5)
+    manifest = catalog.read_manifest(imported, "diabetes", "1")
+    assert manifest.task == "regression" and manifest.metric_name == "rmse"
+    assert manifest.evaluation is not None and set(manifest.evaluation) == {"mae", "r2"}
+    assert manifest.evaluation["r2"] > 0.4
