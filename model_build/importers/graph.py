@@ -97,6 +97,10 @@ def inspect_graph(path: Path) -> GraphFacts:
     for prop in model.metadata_props:
         if prop.key in ("features", "feature_names"):
             facts.feature_names = _names(prop.value)
+    documented = [v.doc_string for v in graph.input if v.name not in initializers]
+    if facts.feature_names is None and len(documented) == 1 and documented[0].lstrip().startswith("["):
+        names = _names(documented[0])  # an input documented with a JSON list of its columns
+        facts.feature_names = names if "[" not in "".join(names) else None
     return facts
 
 

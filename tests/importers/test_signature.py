@@ -1,6 +1,6 @@
 """Signature inference on small hand-made graphs: float64 inputs served as float32, feature names from the
-model's metadata, a [batch] regressor output served as [batch, 1], and a label output that contradicts the
-probabilities failing its gate (exit 4, nothing published)."""
+model's metadata or the input's doc string, a [batch] regressor output served as [batch, 1], and a label output
+that contradicts the probabilities failing its gate (exit 4, nothing published)."""
 
 from __future__ import annotations
 
@@ -57,12 +57,12 @@ def test_float64_input_is_served_as_float32_with_feature_names_from_metadata(tmp
 
 def test_a_batch_only_regressor_output_is_served_one_value_per_row(tmp_path: Path) -> None:
     source = _save(tmp_path / "sum.onnx", [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)],
-                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2], doc_string='["p", "q"]')],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
                    [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")])
     store = LocalStore(tmp_path / "store")
-    code, _, err = run_cli("import", source, "--name", "sum", "--task", "regression", "--features", "p,q",
-                           "--quick", "--store", store.uri)
+    code, _, err = run_cli("import", source, "--name", "sum", "--task", "regression", "--quick",
+                           "--store", store.uri)  # feature names from the input's doc string
     assert code == 0, err
     assert catalog.read_manifest(store, "sum", "1").outputs[0].shape == ["batch", 1]
     assert _served(store, "sum", [[1.5, 2.0], {"p": -1.0, "q": 0.5}]) == [{"value": 3.5}, {"value": -0.5}]
