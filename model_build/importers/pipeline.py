@@ -362,7 +362,7 @@ def _description(source: ImportedSource, served: signature.Served) -> str:
     if served.label_output:
         notes.append(f"the original's label output {served.label_output!r} is served as the class of highest "
                      "probability (checked to agree)")
-    text = source.description or f"{served.task.capitalize()} model imported from `{source.path.name}` ({source.kind})."
+    text = source.description or f"{served.task.capitalize()} model imported from {source.path.name} ({source.kind})."
     joined = "; ".join(notes)
     return text + (f" {joined[:1].upper()}{joined[1:]}." if joined else "")
 
