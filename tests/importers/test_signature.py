@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import orjson
 from onnx import TensorProto, helper, numpy_helper
 
 from functions.core import catalog
@@ -42,9 +43,13 @@ def test_float64_input_is_served_as_float32_with_feature_names_from_metadata(tmp
                    [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 3])],
                    [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])],
                    [numpy_helper.from_array(weights, "w")], {"feature_names": '["a", "b", "c"]'})
+    rng = np.random.default_rng(0)
+    sample = tmp_path / "rows.jsonl"
+    lines = [orjson.dumps({"c": c, "a": a, "b": b}) + b"\n" for a, b, c in rng.normal(size=(40, 3)).tolist()]
+    sample.write_bytes(b"".join(lines))
     store = LocalStore(tmp_path / "store")
-    code, out, err = run_cli("import", source, "--name", "double", "--task", "regression", "--quick",
-                             "--store", store.uri)
+    code, out, err = run_cli("import", source, "--name", "double", "--task", "regression", "--sample", sample,
+                             "--quick", "--store", store.uri)  # JSON-lines feature dicts, in any key order
     assert code == 0 and out.strip() == "double 1", err
     manifest = catalog.read_manifest(store, "double", "1")
     assert manifest.inputs[0].dtype == "float32" and manifest.inputs[0].shape == ["batch", 3]
@@ -53,6 +58,8 @@ def test_float64_input_is_served_as_float32_with_feature_names_from_metadata(tmp
     (expected,) = ort.InferenceSession(str(source)).run(None, {"x": rows})
     served = _served(store, "double", [dict(zip("abc", row, strict=True)) for row in rows.tolist()])
     np.testing.assert_allclose([p["value"] for p in served], expected.reshape(-1), rtol=1e-6)
+    assert {"profile.json", "background.npy"} <= {f.path for f in manifest.files}
+    assert manifest.importance is not None and set(manifest.importance) == {"a", "b", "c"}
 
 
 def test_a_batch_only_regressor_output_is_served_one_value_per_row(tmp_path: Path) -> None:
