@@ -119,3 +119,16 @@ def test_tree_ensemble_classifier_with_string_labels_and_zipmap(tmp_path: Path) 
     served = _served(store, "trees", [[0.1, 3.0], {"size": 2.0, "weight": 0.0}])
     assert [p["label"] for p in served] == ["cat", "fox"]
     assert served[0]["probabilities"] == pytest.approx({"cat": 0.7, "dog": 0.2, "fox": 0.1})
+
+
+def test_the_import_pipeline_loads_no_torch() -> None:
+    """An .onnx import needs no PyTorch: the pipeline and the .onnx source kind never import it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, model_build.importers.pipeline, model_build.importers.onnx_file; "
+            "print('torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "False"
