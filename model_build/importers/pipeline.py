@@ -381,6 +381,9 @@ def _description(source: ImportedSource, served: signature.Served) -> str:
     notes = list(source.notes)
     if served.plan.softmax:
         notes.append("the graph outputs scores: maas appended a Softmax, so probabilities are served")
+    if served.plan.binary:
+        notes.append("the graph outputs one score per row: maas serves [1 - p, p] with p = "
+                     + ("Sigmoid(score)" if served.plan.sigmoid else "the score"))
     if served.label_output:
         notes.append(f"the original's label output {served.label_output!r} is served as the class of highest "
                      "probability (checked to agree)")
