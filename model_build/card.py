@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from functions.core.manifest import Manifest, Task
 from model_build import quality
-from model_build.train import History
+
+if TYPE_CHECKING:
+    from model_build.train import History  # torch: only builds that train need it
 
 TRAINING_PLOT = "training.png"
 VARIANTS_PLOT = "variants.png"
@@ -104,7 +106,8 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
         f"# {manifest.name} version {manifest.version}", "",
         manifest.description, "",
         f"- Task: {manifest.task}; created {manifest.created_at}; recipe `{manifest.provenance.recipe}`"
-        + ("; **quick build (few epochs, for tests)**" if manifest.provenance.quick else ""),
+        + (("; **quick import (few check rows, for tests)**" if manifest.provenance.imported_from else
+            "; **quick build (few epochs, for tests)**") if manifest.provenance.quick else ""),
         f"- Data: {source}",
         "- Inputs: " + ", ".join(f"`{t.name}` {t.dtype} {t.shape}" for t in manifest.inputs)
         + f"; preprocessing: `{manifest.preprocessing.kind}`",
@@ -137,7 +140,12 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     lines += quality.card_lines(manifest)
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     p = manifest.provenance
-    lines += ["", "## Provenance", "", f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
+    lines += ["", "## Provenance", ""]
+    if p.imported_from is not None:
+        origin = p.imported_from
+        lines += [f"- imported from: `{origin.file}` ({origin.kind}), sha256 {origin.sha256}",
+                  f"- every variant checked against: {origin.reference}"]
+    lines += [f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
               f"- data sha256: {p.data_sha256}", f"- build time: {p.build_seconds:.1f} s",
               "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(p.libraries.items())), ""]
     return "\n".join(lines)

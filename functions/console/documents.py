@@ -89,7 +89,8 @@ def _preprocessing(prep: Any) -> dict[str, Any]:
 def _provenance(manifest: Manifest) -> dict[str, Any]:
     p = manifest.provenance
     return {"recipe": p.recipe, "git_commit": p.git_commit, "libraries": dict(p.libraries),
-            "data_sha256": p.data_sha256, "seed": p.seed, "quick": p.quick, "build_seconds": p.build_seconds}
+            "data_sha256": p.data_sha256, "seed": p.seed, "quick": p.quick, "build_seconds": p.build_seconds,
+            "imported_from": None if p.imported_from is None else p.imported_from.to_dict()}
 
 
 def _plain(value: Any) -> Any:

@@ -102,6 +102,14 @@ class UnknownRecipeError(MaasError):
     code = "unknown_recipe"
 
 
+class InvalidSourceError(MaasError):
+    """``maas import``: a source model or option that cannot be imported (corrupt or unsupported file, operator
+    domain outside the allow-list, a shape maas cannot serve, labels that do not match the outputs, an option
+    that must be given); nothing was published."""
+
+    code = "invalid_source"
+
+
 class BuildFailedError(MaasError):
     """The build stopped at a gate; nothing was published."""
 
@@ -157,6 +165,7 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     PermanentError: (422, 10),
     PortInUseError: (500, 11),
     DeadlineError: (503, 12),
+    InvalidSourceError: (422, 13),
 }
 """Every error type's HTTP status and CLI exit code; README's "Exit codes" documents the second column."""
 

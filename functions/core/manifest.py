@@ -154,6 +154,22 @@ class GateResult(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImportedFrom(_Record):
+    """``maas import``: the source model a version was made from (file name only, never a path)."""
+
+    kind: str
+    """onnx, torch-export, torchscript or huggingface."""
+    file: str
+    sha256: str
+    """Of the source file; of a folder, of its sorted (relative path, sha256) listing."""
+    reference: str
+    """The original runtime every variant was checked against."""
+
+    def __post_init__(self) -> None:
+        _field("sha256", check_sha256, self.sha256)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Provenance(_Record):
     """Where the version came from."""
 
@@ -164,6 +180,8 @@ class Provenance(_Record):
     seed: int
     quick: bool
     build_seconds: float
+    imported_from: ImportedFrom | None = None
+    """Set by ``maas import`` only."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +219,8 @@ class Manifest(_Record):
         for name in ("importance", "evaluation"):
             if plain[name] is None:
                 del plain[name]
+        if plain["provenance"]["imported_from"] is None:
+            del plain["provenance"]["imported_from"]
         return plain
 
     @classmethod

@@ -128,8 +128,15 @@ function importancePanel(s) {
 
 function provenancePanel(s) {
   const p = s.provenance;
+  const src = p.imported_from;
   return panel("Provenance", h("dl.facts",
     h("dt", "Recipe"), h("dd", h("code", p.recipe)),
+    src ? h("dt", "Imported from") : null,
+    src ? h("dd", h("code", src.file), ` (${src.kind})`) : null,
+    src ? h("dt", "Source sha256") : null,
+    src ? h("dd", h("code", { title: src.sha256 }, `${src.sha256.slice(0, 16)}…`)) : null,
+    src ? h("dt", "Checked against") : null,
+    src ? h("dd.small", src.reference) : null,
     h("dt", "Git commit"), h("dd", p.git_commit ? h("code", p.git_commit.slice(0, 12)) : "unknown"),
     h("dt", "Data sha256"), h("dd", h("code", { title: p.data_sha256 }, `${p.data_sha256.slice(0, 16)}…`)),
     h("dt", "Seed"), h("dd", String(p.seed)),
