@@ -10,8 +10,9 @@ Configurations:
 
 - ``lambda``: the API handler module (``functions.api.handler.handler``, Mangum over the fast front) invoked
   with API Gateway HTTP API events, one after another, over a local store holding diabetes-mlp and a
-  cancer-mlp version 2 whose model file has a flipped bit (the broken version). The alias TTL is 0, so every
-  alias request resolves the alias again;
+  cancer-mlp version 2 whose model file has a flipped bit (the broken version), and ``iris``, a scikit-learn
+  pipeline converted with skl2onnx (ZipMap output) and brought in with ``maas import``. The alias TTL is 0, so
+  every alias request finds its target expired (answered at once, refreshed in the background);
 - ``lambda-capture``: the same with capture on (every request, Lambda's stdout sink, written inline);
 - ``lambda-stalled``: the same handler's app (fast front + Mangum) over an S3 store behind a loopback proxy
   that accepts connections and never answers, with a 0.1 s store budget (below the 1 s floor of
@@ -48,6 +49,7 @@ BROKEN_MODEL, BROKEN_VERSION = "cancer-mlp", "2"
 DIABETES_ROW = {"age": 50.0, "sex": 1.0, "bmi": 27.5, "bp": 95.0, "s1": 190.0, "s2": 115.0, "s3": 45.0,
                 "s4": 4.0, "s5": 4.6, "s6": 92.0}
 CANCER_ROW = [1.0] * 30
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 CONFIGS = ("lambda", "lambda-capture", "lambda-stalled", "serve")
 SERVE_CLIENTS = 16
 STALLED_BUDGET_SECONDS = 0.1
@@ -80,6 +82,10 @@ KINDS: dict[str, list[Kind]] = {
         Kind("unknown model", "POST", "/v1/models/no-such-model/predict", {"instances": [[1.0]]}, 404),
         Kind("broken version", "POST", f"/v1/models/{BROKEN_MODEL}/versions/{BROKEN_VERSION}/predict",
              {"instances": [CANCER_ROW]}, 503),
+        Kind("imported model (skl2onnx, ZipMap) predict", "POST", "/v1/models/iris/versions/1/predict",
+             {"instances": [IRIS_ROW]}, 200),
+        Kind("imported model v2 infer", "POST", "/v2/models/iris/versions/1/infer",
+             {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": list(IRIS_ROW.values())}]}, 200),
     ],
     "lambda-capture": [Kind("v1 predict, capture on", "POST", V1, {"instances": [DIABETES_ROW]}, 200)],
     "lambda-stalled": [Kind("store timeout (stalled store)", "POST", "/v1/models/diabetes-mlp/versions/1/predict",
@@ -103,7 +109,35 @@ def make_store(root: Path, quick: bool = True) -> Path:
     for recipe in ("diabetes-mlp", BROKEN_MODEL):
         build(load_recipe(recipe), store, quick=quick)
     add_broken_version(root)
+    add_imported_model(root)
     return root
+
+
+def add_imported_model(root: Path) -> None:
+    """``iris``: scikit-learn's scaler + logistic regression, converted with skl2onnx (ZipMap output), imported."""
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from functions.core.store import LocalStore
+    from model_build.importers.pipeline import import_model
+    from model_build.importers.source import ImportOptions
+
+    if (root / "models" / "iris").exists():
+        return
+    iris = load_iris()
+    x = iris.data.astype(np.float32)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x, iris.target)
+    with tempfile.TemporaryDirectory(prefix="maas-soak-iris-") as tmp:
+        source = Path(tmp) / "iris.onnx"
+        source.write_bytes(to_onnx(model, x[:1], target_opset=17).SerializeToString())
+        sample = Path(tmp) / "iris.csv"
+        sample.write_text("\n".join([",".join(IRIS_ROW), *(",".join(map(str, row)) for row in x)]) + "\n")
+        options = ImportOptions(name="iris", labels=("setosa", "versicolor", "virginica"), sample=sample, quick=True)
+        import_model(source, options, LocalStore(root))
 
 
 def add_broken_version(root: Path) -> None:

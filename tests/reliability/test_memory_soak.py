@@ -26,10 +26,11 @@ WARMUP = 100
 
 @pytest.fixture(scope="module")
 def soak_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quick-built demo models plus the broken cancer-mlp version 2."""
+    """The quick-built demo models, the broken cancer-mlp version 2 and an imported skl2onnx classifier."""
     root = tmp_path_factory.mktemp("soak") / "store"
     shutil.copytree(built_store.root, root)
     soak.add_broken_version(root)
+    soak.add_imported_model(root)
     return root
 
 
