@@ -14,6 +14,7 @@ import click
 
 COMMANDS: dict[str, str] = {
     "build": "maas.build:build",
+    "import": "maas.importing:import_command",
     "models": "maas.models:models",
     "promote": "maas.aliases:promote",
     "rollback": "maas.aliases:rollback",

@@ -139,9 +139,9 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     p = manifest.provenance
     lines += ["", "## Provenance", ""]
     if p.imported_from is not None:
-        source = p.imported_from
-        lines += [f"- imported from: `{source.file}` ({source.kind}), sha256 {source.sha256}",
-                  f"- every variant checked against: {source.reference}"]
+        origin = p.imported_from
+        lines += [f"- imported from: `{origin.file}` ({origin.kind}), sha256 {origin.sha256}",
+                  f"- every variant checked against: {origin.reference}"]
     lines += [f"- git commit: {p.git_commit or 'unknown'}", f"- seed: {p.seed}",
               f"- data sha256: {p.data_sha256}", f"- build time: {p.build_seconds:.1f} s",
               "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(p.libraries.items())), ""]

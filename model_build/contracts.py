@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import torch
 
 Instances = npt.NDArray[Any] | list[str]
+OUTPUT_NAMES: dict[Task, str] = {"classification": "probabilities", "regression": "value", "embedding": "embedding"}
+"""The served output's name per task (built and imported models alike)."""
 
 
 @dataclass(frozen=True)

@@ -69,13 +69,21 @@ def stratified_rows(y: npt.NDArray[Any] | None, count: int, size: int, seed: int
 def add_explanations(draft: Manifest, data: Dataset, fitted: Fitted, model_path: Path, outputs: npt.NDArray[Any],
                      work: Path, seed: int, quick: bool) -> ExplainArtifacts:
     """Background file, global importance and its plot, and the evaluation metrics, for one version."""
+    extras = add_background(draft, data, fitted, model_path, work, seed, quick)
+    evaluation = quality.evaluation(draft.task, outputs, data.y_test, draft.labels)
+    return dataclasses.replace(extras, manifest=dataclasses.replace(extras.manifest, evaluation=evaluation))
+
+
+def add_background(draft: Manifest, data: Dataset, fitted: Fitted, model_path: Path, work: Path, seed: int,
+                   quick: bool) -> ExplainArtifacts:
+    """Background file (from ``data.x_train``, stratified by ``data.y_train``), and global importance over
+    ``data.x_test`` with its plot."""
     name, content = background_sample(data, fitted, draft.task == "classification", seed)
     (work / name).write_bytes(content)
     importance = global_importance(draft, fitted, model_path, {name: content},
                                    list(data.x_test)[: IMPORTANCE_INSTANCES[quick]])
     plot_importance(importance, fitted, work / IMPORTANCE_PLOT)
-    manifest = dataclasses.replace(draft, importance=importance,
-                                   evaluation=quality.evaluation(draft.task, outputs, data.y_test, draft.labels))
+    manifest = dataclasses.replace(draft, importance=importance)
     return ExplainArtifacts(manifest, {name: work / name}, [IMPORTANCE_PLOT])
 
 

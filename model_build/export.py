@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from functions.core.manifest import Task
-
-OUTPUT_NAMES: dict[Task, str] = {"classification": "probabilities", "regression": "value", "embedding": "embedding"}
+from model_build.contracts import OUTPUT_NAMES as OUTPUT_NAMES
 
 
 class ServingHead(nn.Module):

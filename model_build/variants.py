@@ -92,13 +92,17 @@ def quantize_static_int8(src: Path, dst: Path, input_name: str, calibration: npt
 def convert_fp16(src: Path, dst: Path) -> Candidate:
     """fp16 weights and activations for the GPU worker, keeping fp32 inputs and outputs."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     try:
         with _Quiet():
-            onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+            converted = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     except Exception as exc:  # the converter raises many types for unsupported graphs
         return Candidate("fp16", "fp16", "gpu", None, f"skipped: fp16 conversion failed ({exc})")
+    if {n.op_type for n in converted.graph.node} - {"Cast"} <= set(DEFAULT_OP_BLOCK_LIST):
+        return Candidate("fp16", "fp16", "gpu", None, "skipped: no operator of this graph has an fp16 form "
+                         "(e.g. ai.onnx.ml operators)")
+    onnx.save(converted, str(dst))
     if _session_fails(dst):
         return Candidate("fp16", "fp16", "gpu", None, "skipped: fp16 model cannot be loaded")
     return Candidate("fp16", "fp16", "gpu", dst, "fp16 for the CUDA execution provider (fp32 inputs and outputs); "
