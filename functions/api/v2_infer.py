@@ -15,6 +15,7 @@ import numpy as np
 from functions.api.http import Call, Reply, RequestError
 from functions.api.oip_codec import HEADER_LENGTH, decode_tensor, encode_outputs, split_request
 from functions.core.errors import InvalidInputError
+from functions.core.inference import class_labels
 from functions.core.manifest import ImagePreprocessing, Manifest, TabularPreprocessing
 from functions.core.model_cache import LoadedModel
 from functions.core.names import shown
@@ -36,7 +37,9 @@ def natural_inputs(manifest: Manifest) -> list[dict[str, Any]]:
 def natural_outputs(manifest: Manifest) -> list[dict[str, Any]]:
     """The OIP output tensors a model returns."""
     if manifest.task == "classification":
-        return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(manifest.labels or [])]},
+        width = manifest.outputs[0].shape[-1]
+        return [{"name": "probabilities", "datatype": "FP32",
+                 "shape": [-1, len(manifest.labels) if manifest.labels else width if isinstance(width, int) else -1]},
                 {"name": "label", "datatype": "BYTES", "shape": [-1]}]
     if manifest.task == "regression":
         return [{"name": "value", "datatype": "FP32", "shape": [-1, 1]}]
@@ -100,7 +103,7 @@ def _outputs(manifest: Manifest, output: Any) -> list[dict[str, Any]]:
     described = natural_outputs(manifest)
     rows = len(output)
     if manifest.task == "classification":
-        labels = manifest.labels or []
+        labels = class_labels(manifest, output.shape[1])
         return [{**described[0], "shape": [rows, output.shape[1]], "value": output.astype(np.float32)},
                 {**described[1], "shape": [rows], "value": [labels[int(i)] for i in output.argmax(axis=1)]}]
     return [{**described[0], "shape": [rows, output.shape[1]], "value": output.astype(np.float32)}]

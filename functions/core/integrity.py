@@ -31,14 +31,23 @@ def vet_onnx(data: bytes, allowed_domains: Iterable[str], label: str = "model") 
         facts = inspect_model(data)
     except WireFormatError as exc:
         raise IntegrityError(f"{label}: not a well-formed ONNX model ({exc})") from None
+    problem = refusal(facts, allowed_domains)
+    if problem:
+        raise IntegrityError(f"{label}: {problem}")
+    return facts
+
+
+def refusal(facts: ModelFacts, allowed_domains: Iterable[str]) -> str | None:
+    """Why a well-formed ONNX model may not be loaded (no nodes, external data, foreign operator domains), or
+    None."""
     if facts.nodes == 0:
-        raise IntegrityError(f"{label}: ONNX model has no nodes")
+        return "ONNX model has no nodes"
     if facts.external_tensors:
-        raise IntegrityError(f"{label}: {facts.external_tensors} tensor(s) reference external data")
+        return f"{facts.external_tensors} tensor(s) reference external data"
     foreign = sorted((facts.node_domains | facts.function_domains) - set(allowed_domains))
     if foreign:
-        raise IntegrityError(f"{label}: operator domain(s) not allowed: {', '.join(map(repr, foreign))}")
-    return facts
+        return f"operator domain(s) not allowed: {', '.join(map(repr, foreign))}"
+    return None
 
 
 def verify_model_bytes(data: bytes, entry: FileEntry, allowed_domains: Iterable[str]) -> None:

@@ -132,6 +132,8 @@ class ServedPlan:
     """The served output's shape after the batch axis: (classes,), (size,), (1,) or ()."""
     softmax: bool = False
     """Append a Softmax (the graph outputs logits)."""
+    column: bool = False
+    """Reshape a [batch] output to [batch, 1] (one value per row, as regressors are served)."""
 
 
 def write_served(src: Path, dst: Path, facts: GraphFacts, plan: ServedPlan) -> None:
@@ -160,6 +162,11 @@ def write_served(src: Path, dst: Path, facts: GraphFacts, plan: ServedPlan) -> N
     if plan.softmax:
         nodes.append(helper.make_node("Softmax", [last], [f"{plan.name}__maas_softmax"], axis=-1))
         last = f"{plan.name}__maas_softmax"
+    if plan.column:
+        shape = f"{plan.name}__maas_shape"
+        graph.initializer.append(helper.make_tensor(shape, TensorProto.INT64, [2], [-1, 1]))
+        nodes.append(helper.make_node("Reshape", [last, shape], [f"{plan.name}__maas_column"]))
+        last = f"{plan.name}__maas_column"
     nodes.append(helper.make_node("Cast", [last], [plan.name], to=TensorProto.FLOAT, name=f"{plan.name}__maas_output"))
     needed = _reachable(nodes, plan.name)
     inputs = []

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from functions.core.errors import InvalidSourceError
+from functions.core.integrity import refusal
 from functions.core.onnx_wire import WireFormatError, inspect_model
 from functions.core.settings import ENV_ALLOWED_OP_DOMAINS, get_settings
 from model_build.importers.source import Feeds, ImportedSource, ImportOptions, file_sha256
@@ -64,16 +65,15 @@ def vet(data: bytes, label: str) -> None:
         facts = inspect_model(data)
     except WireFormatError as exc:
         raise InvalidSourceError(f"{label}: not a well-formed ONNX file, truncated or corrupt ({exc})") from None
-    if facts.nodes == 0:
-        raise InvalidSourceError(f"{label}: not an ONNX model with nodes (empty, truncated or another format)")
-    if facts.external_tensors:
-        raise InvalidSourceError(f"{label}: {facts.external_tensors} tensor(s) are stored in external data files; "
-                                 + INLINE_HINT)
     allowed = get_settings().allowed_op_domains
-    foreign = sorted((facts.node_domains | facts.function_domains) - set(allowed))
-    if foreign:
-        raise InvalidSourceError(f"{label}: operator domain(s) {', '.join(map(repr, foreign))} are not in the "
-                                 f"allow-list ({', '.join(repr(d) for d in allowed)}; {ENV_ALLOWED_OP_DOMAINS})")
+    problem = refusal(facts, allowed)
+    if problem is None:
+        return
+    if facts.external_tensors:
+        problem += f"; {INLINE_HINT}"
+    elif facts.nodes:
+        problem += f" (allow-list: {', '.join(repr(d) for d in allowed)}; set by {ENV_ALLOWED_OP_DOMAINS})"
+    raise InvalidSourceError(f"{label}: {problem}")
 
 
 def _map_classes(model: Any) -> dict[str, list[Any]]:

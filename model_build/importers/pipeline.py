@@ -244,10 +244,10 @@ def _eval_rows(options: ImportOptions, spec: Preprocessing, preprocessor: Any,
             text = text[:-2]
         index = next((lookup[text] for lookup in lookups if text in lookup), None)
         if index is None:
-            known = ", ".join((served.labels or served.class_values or indices_named)[:10])
+            known = ", ".join((served.labels or indices_named)[:10])
             raise InvalidInputError(f"--eval {options.eval.name} row {line}: {options.target} {str(value)[:40]!r} is "
                                     f"not one of the model's classes ({known})"
-                                    + ("" if served.labels else "; pass --labels to name them"))
+                                    + ("" if options.labels else "; pass --labels to name them"))
         indices.append(index)
     return _EvalRows(feeds, np.array(indices, dtype=np.int64), {})
 
@@ -363,7 +363,8 @@ def _description(source: ImportedSource, served: signature.Served) -> str:
         notes.append(f"the original's label output {served.label_output!r} is served as the class of highest "
                      "probability (checked to agree)")
     text = source.description or f"{served.task.capitalize()} model imported from `{source.path.name}` ({source.kind})."
-    return text + ("" if not notes else " " + "; ".join(notes).capitalize() + ".")
+    joined = "; ".join(notes)
+    return text + (f" {joined[:1].upper()}{joined[1:]}." if joined else "")
 
 
 def _reference_stats(spec: Preprocessing, sample: Any) -> dict[str, list[float]]:

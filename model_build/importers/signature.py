@@ -82,7 +82,9 @@ def _features(width: int, facts: GraphFacts, source: ImportedSource, options: Im
             continue
         if len(names) != width:
             raise InvalidSourceError(f"{where} names {len(names)} features, the model's input takes {width}"
-                                     + ("" if where == "--features" else "; pass --features"))
+                                     + ("" if where == "--features" else
+                                        "; pass --features" + (" (or --target for a label column)"
+                                                               if where.startswith("--sample") else "")))
         if len(set(names)) != len(names):
             raise InvalidSourceError(f"{where} names a feature twice")
         return names
@@ -133,7 +135,9 @@ def serve(facts: GraphFacts, source: ImportedSource, options: ImportOptions,
                                  "instance")
     if options.labels:
         raise InvalidSourceError(f"--labels is for classifiers; this model is imported as {task}")
-    return Served(task, ServedPlan(name, OUTPUT_NAMES[task], tail), None, None, None)
+    column = task == "regression" and out.ndim == 1
+    return Served(task, ServedPlan(name, OUTPUT_NAMES[task], (1,) if column else tail, column=column), None, None,
+                  None)
 
 
 def _task(facts: GraphFacts, outputs: dict[str, tuple[Port, Any]], options: ImportOptions) -> Task:
@@ -161,7 +165,7 @@ def _classifier(facts: GraphFacts, source: ImportedSource, options: ImportOption
                                  f"{classes} columns")
     softmax = not is_probabilities(out)
     return Served("classification", ServedPlan(name, OUTPUT_NAMES["classification"], (classes,), softmax),
-                  labels, label_output, facts.class_values)
+                  labels or [str(i) for i in range(classes)], label_output, facts.class_values)
 
 
 def is_probabilities(out: npt.NDArray[Any]) -> bool:
@@ -182,6 +186,8 @@ def served_reference(served: Served, facts: GraphFacts, reference: list[npt.NDAr
     """The original's output in the served form: [batch, classes] probabilities, [batch, ...] values."""
     index = [p.name for p in facts.outputs].index(served.plan.output)
     out = np.asarray(reference[index], dtype=np.float64)
+    if served.plan.column:
+        return out.reshape(-1, 1)
     return softmax(out) if served.plan.softmax else out
 
 

@@ -55,6 +55,7 @@ import numpy.typing as npt
 
 from functions.core.errors import InvalidSourceError
 from functions.core.manifest import Preprocessing, Task
+from functions.core.store import sha256_file
 from model_build.variants import Candidate
 
 SourceKind = Literal["onnx", "torch-export", "torchscript", "huggingface"]
@@ -152,14 +153,6 @@ def load_source(path: Path, options: ImportOptions, work_dir: Path) -> ImportedS
 def file_sha256(path: Path) -> str:
     """sha256 of a file; of a folder, sha256 over its sorted "relative path  sha256" lines."""
     if path.is_file():
-        return _digest_file(path)
-    lines = [f"{p.relative_to(path).as_posix()}  {_digest_file(p)}\n" for p in sorted(path.rglob("*")) if p.is_file()]
+        return sha256_file(path)
+    lines = [f"{p.relative_to(path).as_posix()}  {sha256_file(p)}\n" for p in sorted(path.rglob("*")) if p.is_file()]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def _digest_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -53,7 +53,7 @@ def load_background(manifest: Manifest, files: Mapping[str, bytes]) -> Backgroun
         body: dict[str, Any] = orjson.loads(files[TEXT_FILE])
         return Background(texts=[str(t) for t in body.get("texts", [])], mask=str(body.get("mask", "remove")))
     raise NoBackgroundError(f"model {manifest.name} version {manifest.version} has no background sample, so it "
-                            "cannot be explained; rebuild it with this release of maas")
+                            "cannot be explained; rebuild it with this release of maas, or re-import it with --sample")
 
 
 def numeric_bytes(rows: npt.NDArray[Any]) -> bytes:
