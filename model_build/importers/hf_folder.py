@@ -32,7 +32,7 @@ import torch
 from functions.core.errors import InvalidSourceError
 from functions.core.manifest import Task, TokenizerInput, TokenizerPreprocessing
 from functions.core.preprocessing import TokenizerPreprocessor
-from model_build.contracts import PretrainedEncoder
+from model_build.contracts import OUTPUT_NAMES, PretrainedEncoder
 from model_build.importers.source import CandidateMaker, Feeds, ImportedSource, ImportOptions, file_sha256
 from model_build.pretrained import LATENCY_BATCH, TOKENIZER_FILE, export_encoder, make_candidates
 from model_build.recipes.minilm_embed import MeanPooledEncoder, MiniLMEmbed
@@ -79,8 +79,7 @@ def load(path: Path, options: ImportOptions, work_dir: Path) -> ImportedSource:
                                  f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
     texts = [*MiniLMEmbed.SAMPLES, *MiniLMEmbed.DOCUMENTS, *MiniLMEmbed.QUERIES]
     exported = work_dir / EXPORTED_FILE
-    output = {"classification": "probabilities", "regression": "value", "embedding": "embedding"}[task]
-    export_encoder(module, tokenizer.encode(texts[:2]), exported, inputs, output)
+    export_encoder(module, tokenizer.encode(texts[:2]), exported, inputs, OUTPUT_NAMES[task])
 
     def reference(feeds: Feeds) -> list[npt.NDArray[Any]]:
         return [_run_module(module, feeds, inputs)]
@@ -171,15 +170,19 @@ def _check_pooling(path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report (e.g. the unused classification head of an embedding import)."""
+    """Silence transformers' load report (e.g. the unused classification head of an embedding import) and its
+    progress bars."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _load_module(path: Path, task: Task,

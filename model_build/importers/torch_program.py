@@ -9,7 +9,8 @@ the one the archive carries, else ``--example``. After the export, the program a
 side on a batch of another size: a program that fixes its batch size is refused, and so is an export that
 does not reproduce the program. The reference every variant is gated against is the loaded program itself.
 
-The graph cannot name classes: the task comes from ``--task`` (``--labels`` implies classification). A
+The graph cannot name classes: the task comes from ``--task`` (``--labels`` implies classification), and a
+classifier needs ``--labels`` (as many as it has outputs). A
 classifier's outputs are served as probabilities: when the program's rows on the example are not already
 non-negative and summing to 1, maas appends a softmax (to the export and to the reference alike).
 """
@@ -32,7 +33,8 @@ import torch
 
 from functions.core.errors import InvalidSourceError
 from functions.core.manifest import Task
-from model_build.export import OUTPUT_NAMES, export_onnx
+from model_build.contracts import OUTPUT_NAMES
+from model_build.export import export_onnx
 from model_build.importers.source import Feeds, ImportedSource, ImportOptions, SourceKind, file_sha256
 
 EXPORTED_FILE = "program.onnx"
@@ -49,6 +51,10 @@ def load(path: Path, options: ImportOptions, work_dir: Path) -> ImportedSource:
     example = _example(path, options, carried, input_name)
     task: Task | None = options.task or ("classification" if options.labels else None)
     outputs = _run_program(program, example, path)
+    if task is None:
+        raise InvalidSourceError(f"{path.name}: a PyTorch program does not say what it predicts (outputs per "
+                                 f"instance: {list(outputs.shape[1:])}); pass --task classification|regression|"
+                                 "embedding (--labels for a classifier)")
     labels = list(options.labels) if options.labels else None
     softmax = task == "classification" and not _are_probabilities(outputs)
     if task == "classification":
@@ -56,7 +62,7 @@ def load(path: Path, options: ImportOptions, work_dir: Path) -> ImportedSource:
     served = _served(program, softmax, kind)
     exported = work_dir / EXPORTED_FILE
     exporter: Literal["dynamo", "torchscript"] = "dynamo" if kind == "torch-export" else "torchscript"
-    output_name = OUTPUT_NAMES[task] if task else "output"
+    output_name = OUTPUT_NAMES[task]
     try:
         export_onnx(served, _at_least_two_rows(example), input_name, output_name, exporter, exported)
     except Exception as exc:  # the exporters raise many types
