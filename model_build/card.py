@@ -104,7 +104,8 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
         f"# {manifest.name} version {manifest.version}", "",
         manifest.description, "",
         f"- Task: {manifest.task}; created {manifest.created_at}; recipe `{manifest.provenance.recipe}`"
-        + ("; **quick build (few epochs, for tests)**" if manifest.provenance.quick else ""),
+        + (("; **quick import (few check rows, for tests)**" if manifest.provenance.imported_from else
+            "; **quick build (few epochs, for tests)**") if manifest.provenance.quick else ""),
         f"- Data: {source}",
         "- Inputs: " + ", ".join(f"`{t.name}` {t.dtype} {t.shape}" for t in manifest.inputs)
         + f"; preprocessing: `{manifest.preprocessing.kind}`",

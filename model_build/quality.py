@@ -73,8 +73,9 @@ def card_lines(manifest: Manifest) -> list[str]:
     """The card's evaluation and global importance sections (empty for versions without them)."""
     lines: list[str] = []
     report = manifest.evaluation
+    heading = f"## Evaluation ({'--eval rows' if manifest.provenance.imported_from else 'test split'}, shipped variant)"
     if report and "per_class" in report:
-        lines += ["", "## Evaluation (test split, shipped variant)", "",
+        lines += ["", heading, "",
                   "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
                   for name, row in report["per_class"].items()]
@@ -84,7 +85,7 @@ def card_lines(manifest: Manifest) -> list[str]:
         if "roc_auc" in report:
             lines += ["", f"ROC AUC: {report['roc_auc']:.4f}"]
     elif report:
-        lines += ["", "## Evaluation (test split, shipped variant)", "",
+        lines += ["", heading, "",
                   f"- MAE: {report['mae']:.4g}", f"- R²: {report['r2']:.4f}"]
     if manifest.importance:
         top = sorted(manifest.importance.items(), key=lambda kv: -kv[1])[:10]

@@ -97,6 +97,10 @@ def inspect_graph(path: Path) -> GraphFacts:
     for prop in model.metadata_props:
         if prop.key in ("features", "feature_names"):
             facts.feature_names = _names(prop.value)
+    documented = [v.doc_string for v in graph.input if v.name not in initializers]
+    if facts.feature_names is None and len(documented) == 1 and documented[0].lstrip().startswith("["):
+        names = _names(documented[0])  # an input documented with a JSON list of its columns
+        facts.feature_names = names if "[" not in "".join(names) else None
     return facts
 
 
@@ -183,9 +187,12 @@ def write_served(src: Path, dst: Path, facts: GraphFacts, plan: ServedPlan) -> N
                                [helper.make_tensor_value_info(plan.name, TensorProto.FLOAT, out_shape)],
                                initializer=[t for t in graph.initializer if t.name in needed],
                                sparse_initializer=[t for t in graph.sparse_initializer if t.values.name in needed])
-    opsets = list(model.opset_import)
-    if not any(o.domain in ("", "ai.onnx") for o in opsets):
-        opsets.append(helper.make_opsetid("", 17))
+    versions: dict[str, int] = {}
+    for opset in model.opset_import:  # one entry per domain (skl2onnx can list "" twice; quantizers refuse that)
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        versions[domain] = max(versions.get(domain, 0), opset.version)
+    versions.setdefault("", 17)
+    opsets = [helper.make_opsetid(domain, version) for domain, version in versions.items()]
     out = helper.make_model(served, opset_imports=opsets, producer_name="maas import",
                             ir_version=model.ir_version, functions=list(model.functions))
     out.metadata_props.extend(model.metadata_props)

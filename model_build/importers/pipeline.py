@@ -148,8 +148,8 @@ def import_model(path: Path, options: ImportOptions, store: Store, reporter: Rep
             y = predicted.argmax(axis=1) if served.task == "classification" else predicted.reshape(-1)
             data = Dataset(x_train=monitored[: len(y)], y_train=y, x_val=monitored[: len(y)], y_val=y,
                            x_test=monitored[: len(y)], y_test=y, source="--sample")
-            extras = explain_build.add_background(draft, data, fitted, work / f"model.{selected}.onnx", work, SEED,
-                                                  options.quick)
+            shipped_path = next(c.path for c in candidates if c.name == selected and c.path is not None)
+            extras = explain_build.add_background(draft, data, fitted, shipped_path, work, SEED, options.quick)
             draft, plots = extras.manifest, plots + extras.plots
             extra_files.update(extras.files)
         files = tail.shipped_files(candidates, selection, work, plots, source.files)

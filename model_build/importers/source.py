@@ -34,7 +34,7 @@ What a source kind hands over (``ImportedSource``), and what the shared tail doe
   optimizations, dynamic int8, static int8, fp16; each skipped with a reason when it cannot apply) is not
   right, e.g. the transformer optimizer + int8 search of ``model_build.pretrained.make_candidates``.
   Called as ``make_candidates(served_onnx, work_dir, calibration_feeds)``; it must return a candidate named
-  ``fp32`` with a file.
+  ``fp32`` with a file, and write its files under ``work_dir`` (``model.NAME.onnx`` by convention).
 - ``notes``: lines for the card about what the source kind did (exporter, parity of its own export, ...).
 
 A source kind raises ``InvalidSourceError`` (one line naming the problem) for anything the user's file or

@@ -1,0 +1,199 @@
+"""`maas import`: time per source, parity with the original runtime, and the variants each import shipped.
+
+Sources are made here: a PyTorch MLP trained briefly on breast_cancer and exported with `torch.onnx.export`
+(dynamo), a PyTorch CNN on 8 x 8 digits, and scikit-learn models converted by skl2onnx (a ZipMap classifier on
+iris, a tensor-output classifier on breast_cancer, a linear regressor on diabetes). Each is imported into a
+temporary store with `--sample` (training rows) and `--eval` (held-out rows), as `maas import` does it; the
+time covers the whole command (vet, signature, variants, measurements, card, profile, background, publish).
+Parity is the fp32 variant's max |difference| to the original on the check rows; agreement is the shipped
+variant's top-1 agreement with the original (classifiers) on the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functions.core.store import LocalStore
+from model_build.importers.pipeline import import_model
+from model_build.importers.source import ImportOptions
+
+TITLE = "maas import: time per source, parity with the original, shipped variants"
+
+
+def _csv(path: Path, names: list[str], x: Any, y: Any, target: str) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*names, target])
+        writer.writerows([*map(float, row), t] for row, t in zip(x, y, strict=True))
+
+
+def _torch_mlp(folder: Path, x: Any, y: Any, quick: bool) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    mean, std = torch.tensor(x.mean(axis=0)), torch.tensor(x.std(axis=0) + 1e-6)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.body((inputs - mean) / std)
+            return out
+
+    net = Net()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    for _ in range(50 if quick else 300):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    net.eval()
+    path = folder / "cancer_torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (xt[:4],), str(path), dynamo=True, input_names=["features"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)
+    return path
+
+
+def _torch_cnn(folder: Path, images: Any, y: Any, quick: bool) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 64, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xt, yt = torch.tensor(images[:, None] / 16.0, dtype=torch.float32), torch.tensor(y)
+    for _ in range(30 if quick else 150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+
+    class Scaled(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = net(image / 16.0)
+            return out
+
+    path = folder / "digits_torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Scaled().eval(), (xt[:4] * 16,), str(path), dynamo=True, input_names=["image"],
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                          external_data=False, verbose=False)
+    return path
+
+
+def _sources(folder: Path, quick: bool) -> list[tuple[str, Path, ImportOptions]]:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    made = []
+    cancer = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in cancer.feature_names]
+    xtr, xte, ytr, yte = train_test_split(cancer.data.astype(np.float32), cancer.target, test_size=0.3,
+                                          random_state=0, stratify=cancer.target)
+    _csv(folder / "cancer_train.csv", names, xtr, ytr, "diagnosis")
+    _csv(folder / "cancer_test.csv", names, xte, yte, "diagnosis")
+    cancer_options = {"sample": folder / "cancer_train.csv", "eval": folder / "cancer_test.csv", "target": "diagnosis",
+                      "labels": ("malignant", "benign"), "quick": quick}
+    made.append(("PyTorch MLP -> torch.onnx.export (dynamo)", _torch_mlp(folder, xtr, ytr, quick),
+                 ImportOptions(name="cancer-torch", task="classification", **cancer_options)))  # type: ignore[arg-type]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(xtr, ytr)
+    (folder / "cancer_sklearn.onnx").write_bytes(
+        to_onnx(model, xtr[:1], target_opset=17, options={"zipmap": False}).SerializeToString())
+    made.append(("scikit-learn LogisticRegression -> skl2onnx (tensor outputs)", folder / "cancer_sklearn.onnx",
+                 ImportOptions(name="cancer-sklearn", **cancer_options)))  # type: ignore[arg-type]
+
+    iris = load_iris()
+    xtr, xte, ytr, yte = train_test_split(iris.data.astype(np.float32), iris.target, test_size=0.3, random_state=0,
+                                          stratify=iris.target)
+    iris_names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    _csv(folder / "iris_train.csv", iris_names, xtr, ytr, "species")
+    _csv(folder / "iris_test.csv", iris_names, xte, yte, "species")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(xtr, ytr)
+    (folder / "iris.onnx").write_bytes(to_onnx(model, xtr[:1], target_opset=17).SerializeToString())
+    made.append(("scikit-learn LogisticRegression -> skl2onnx (ZipMap)", folder / "iris.onnx", ImportOptions(
+        name="iris-sklearn", sample=folder / "iris_train.csv", eval=folder / "iris_test.csv", target="species",
+        quick=quick)))
+
+    diabetes = load_diabetes()
+    xtr, xte, ytr, yte = train_test_split(diabetes.data.astype(np.float32), diabetes.target, test_size=0.3,
+                                          random_state=0)
+    _csv(folder / "diabetes_train.csv", list(diabetes.feature_names), xtr, ytr, "progression")
+    _csv(folder / "diabetes_test.csv", list(diabetes.feature_names), xte, yte, "progression")
+    (folder / "diabetes.onnx").write_bytes(
+        to_onnx(LinearRegression().fit(xtr, ytr), xtr[:1], target_opset=17).SerializeToString())
+    made.append(("scikit-learn LinearRegression -> skl2onnx", folder / "diabetes.onnx", ImportOptions(
+        name="diabetes-sklearn", sample=folder / "diabetes_train.csv", eval=folder / "diabetes_test.csv",
+        target="progression", quick=quick)))
+
+    digits = load_digits()
+    xtr, xte, ytr, yte = train_test_split(digits.images.astype(np.float32), digits.target, test_size=0.3,
+                                          random_state=0, stratify=digits.target)
+    np.save(folder / "digits_train.npy", xtr)
+    made.append(("PyTorch CNN -> torch.onnx.export (dynamo), images", _torch_cnn(folder, xtr, ytr, quick),
+                 ImportOptions(name="digits-torch", task="classification", sample=folder / "digits_train.npy",
+                               quick=quick)))
+    return made
+
+
+def run(quick: bool) -> dict[str, Any]:
+    imports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        store = LocalStore(folder / "store")
+        for source, path, options in _sources(folder, quick):
+            started = time.perf_counter()
+            manifest = import_model(path, options, store)
+            seconds = time.perf_counter() - started
+            parity = next(g for g in manifest.gates if g.name == "parity")
+            imports.append({
+                "source": source, "name": manifest.name, "import_seconds": round(seconds, 2),
+                "task": manifest.task, "metric_name": manifest.metric_name,
+                "parity": {"value": parity.value, "threshold": parity.threshold},
+                "selected": dict(manifest.selected), "evaluation": manifest.evaluation,
+                "variants": [{"name": v.name, "passed": v.passed, "shipped": v.file is not None, "note": v.reason,
+                              "metric": v.metrics.metric if v.metrics else None,
+                              "latency_ms_b1": v.metrics.latency_ms_b1 if v.metrics else None,
+                              "latency_ms_b256": v.metrics.latency_ms_b256 if v.metrics else None}
+                             for v in manifest.variants],
+                "gates": [{"name": g.name, "variant": g.variant, "value": g.value, "passed": g.passed}
+                          for g in manifest.gates],
+            })
+    return {"quick": quick, "imports": imports}
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = ["| source | task | import time (s) | fp32 parity (max abs diff / tolerance) | shipped CPU / GPU "
+             "| --eval metric (shipped) |", "|---|---|---|---|---|---|"]
+    for r in result["imports"]:
+        shipped = next(v for v in r["variants"] if v["name"] == r["selected"]["cpu"])
+        gpu = r["selected"].get("gpu", "-")
+        lines.append(f"| {r['source']} | {r['task']} | {r['import_seconds']:.1f} | {r['parity']['value']:.2g} / "
+                     f"{r['parity']['threshold']:.2g} | {r['selected']['cpu']} / {gpu} "
+                     f"| {r['metric_name']} {shipped['metric']:.4f} |")
+    lines += ["", "| import | variant | gates | metric | b1 latency (ms) | b256 latency (ms) | note |",
+              "|---|---|---|---|---|---|---|"]
+    for r in result["imports"]:
+        for v in r["variants"]:
+            metric = "-" if v["metric"] is None else f"{v['metric']:.4f}"
+            b1 = "-" if v["latency_ms_b1"] is None else f"{v['latency_ms_b1']:.4f}"
+            b256 = "-" if v["latency_ms_b256"] is None else f"{v['latency_ms_b256']:.3f}"
+            targets = [t for t, chosen in r["selected"].items() if chosen == v["name"]]
+            state = (f"shipped ({', '.join(targets)})" if targets else "passed") if v["passed"] else \
+                ("skipped" if v["metric"] is None else "failed")
+            lines.append(f"| {r['name']} | {v['name']} | {state} | {metric} | {b1} | {b256} | {v['note']} |")
+    return "\n".join(lines)
