@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from functions.core.manifest import Manifest, Task
 from model_build import quality
-from model_build.train import History
+
+if TYPE_CHECKING:
+    from model_build.train import History  # torch: only builds that train need it
 
 TRAINING_PLOT = "training.png"
 VARIANTS_PLOT = "variants.png"

@@ -24,6 +24,7 @@ from functions.core.errors import InvalidInputError, InvalidSourceError
 from functions.core.integrity import vet_onnx
 from functions.core.manifest import (
     GateResult,
+    ImagePreprocessing,
     ImportedFrom,
     Manifest,
     Preprocessing,
@@ -92,6 +93,9 @@ def import_model(path: Path, options: ImportOptions, store: Store, reporter: Rep
         sample = rows.read_rows(options.sample, spec, "--sample")[0] if options.sample else None
         spec = signature.with_value_range(spec, sample)
         preprocessor = make_preprocessor(spec, input_name, source.files)
+        if sample is not None and options.sample is not None and not _is_text(spec):
+            encoded = _encode(preprocessor, sample, f"--sample {options.sample.name}")[input_name]
+            sample = _numeric_rows(spec, encoded)  # every row checked; feature dicts become ordered rows
         instances = _check_instances(spec, source, sample, options.quick)
         feeds = _encode(preprocessor, instances, "--sample" if sample is not None else "generated inputs")
 
@@ -199,6 +203,13 @@ def _check_instances(spec: Preprocessing, source: ImportedSource, sample: Any, q
             raise InvalidInputError("text models need --sample (a .jsonl or .csv of texts) to be checked on")
         return source.texts
     return rows.generated(spec, CHECK_ROWS[quick], SEED)
+
+
+def _numeric_rows(spec: Preprocessing, encoded: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """Raw numeric rows back from encoded ones: imported tabular and image specs do not rescale, so encoding
+    only ordered the features (tabular) or added the channel axis (images)."""
+    rows = np.asarray(encoded, dtype=np.float64)
+    return rows[:, 0] if isinstance(spec, ImagePreprocessing) else rows
 
 
 def _is_text(spec: Preprocessing) -> bool:
@@ -362,7 +373,7 @@ def _description(source: ImportedSource, served: signature.Served) -> str:
     if served.label_output:
         notes.append(f"the original's label output {served.label_output!r} is served as the class of highest "
                      "probability (checked to agree)")
-    text = source.description or f"{served.task.capitalize()} model imported from `{source.path.name}` ({source.kind})."
+    text = source.description or f"{served.task.capitalize()} model imported from {source.path.name} ({source.kind})."
     joined = "; ".join(notes)
     return text + (f" {joined[:1].upper()}{joined[1:]}." if joined else "")
 

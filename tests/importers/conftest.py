@@ -117,7 +117,7 @@ def run_cli(*args: str | Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def imported(tmp_path_factory: pytest.TempPathFactory, sources: Sources) -> LocalStore:
     """iris (ZipMap, with --sample and --eval), cancer (zipmap=False, no sample), mlp (PyTorch export, logits),
     cnn (PyTorch export over images), diabetes (a regressor, with --eval)."""

@@ -187,3 +187,14 @@ def test_regressor_serves_values_and_reports_mae_and_r2(http: httpx.Client, sour
     assert manifest.task == "regression" and manifest.metric_name == "rmse"
     assert manifest.evaluation is not None and set(manifest.evaluation) == {"mae", "r2"}
     assert manifest.evaluation["r2"] > 0.4
+
+
+def test_manifests_without_a_source_still_load_and_round_trip(imported: LocalStore) -> None:
+    from functions.core.manifest import Manifest
+
+    document = catalog.read_manifest(imported, "iris", "1").to_dict()
+    assert document["provenance"]["imported_from"]["kind"] == "onnx"
+    del document["provenance"]["imported_from"]  # as every manifest written before maas import
+    built = Manifest.from_dict(document)
+    assert built.provenance.imported_from is None
+    assert "imported_from" not in built.to_dict()["provenance"]

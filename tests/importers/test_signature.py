@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import orjson
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from functions.core import catalog
@@ -42,9 +44,13 @@ def test_float64_input_is_served_as_float32_with_feature_names_from_metadata(tmp
                    [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 3])],
                    [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])],
                    [numpy_helper.from_array(weights, "w")], {"feature_names": '["a", "b", "c"]'})
+    rng = np.random.default_rng(0)
+    sample = tmp_path / "rows.jsonl"
+    lines = [orjson.dumps({"c": c, "a": a, "b": b}) + b"\n" for a, b, c in rng.normal(size=(40, 3)).tolist()]
+    sample.write_bytes(b"".join(lines))
     store = LocalStore(tmp_path / "store")
-    code, out, err = run_cli("import", source, "--name", "double", "--task", "regression", "--quick",
-                             "--store", store.uri)
+    code, out, err = run_cli("import", source, "--name", "double", "--task", "regression", "--sample", sample,
+                             "--quick", "--store", store.uri)  # JSON-lines feature dicts, in any key order
     assert code == 0 and out.strip() == "double 1", err
     manifest = catalog.read_manifest(store, "double", "1")
     assert manifest.inputs[0].dtype == "float32" and manifest.inputs[0].shape == ["batch", 3]
@@ -53,6 +59,8 @@ def test_float64_input_is_served_as_float32_with_feature_names_from_metadata(tmp
     (expected,) = ort.InferenceSession(str(source)).run(None, {"x": rows})
     served = _served(store, "double", [dict(zip("abc", row, strict=True)) for row in rows.tolist()])
     np.testing.assert_allclose([p["value"] for p in served], expected.reshape(-1), rtol=1e-6)
+    assert {"profile.json", "background.npy"} <= {f.path for f in manifest.files}
+    assert manifest.importance is not None and set(manifest.importance) == {"a", "b", "c"}
 
 
 def test_a_batch_only_regressor_output_is_served_one_value_per_row(tmp_path: Path) -> None:
@@ -80,3 +88,47 @@ def test_a_label_output_that_is_not_the_top_class_fails_the_import(tmp_path: Pat
     assert code == exit_code(BuildFailedError("x")), err
     assert "label output = top class" in err and out == ""
     assert not (store / "models" / "odd").exists()
+
+
+def test_tree_ensemble_classifier_with_string_labels_and_zipmap(tmp_path: Path) -> None:
+    """What tree converters write (skl2onnx 1.19's own tree converters fail on onnx 1.23's stricter attributes,
+    so the graph is written here): TreeEnsembleClassifier + ZipMap over string classes."""
+    tree = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain="ai.onnx.ml",
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[0.5, 0.0, 0.0], nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0], class_treeids=[0] * 6, class_nodeids=[1, 1, 1, 2, 2, 2],
+        class_ids=[0, 1, 2, 0, 1, 2], class_weights=[0.7, 0.2, 0.1, 0.1, 0.3, 0.6],
+        classlabels_strings=["cat", "dog", "fox"], post_transform="NONE")
+    zipmap = helper.make_node("ZipMap", ["scores"], ["output_probability"], domain="ai.onnx.ml",
+                              classlabels_strings=["cat", "dog", "fox"])
+    scores = helper.make_map_type_proto(TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    graph = helper.make_graph([tree, zipmap], "trees",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("label", TensorProto.STRING, [None]),
+                               helper.make_value_info("output_probability", helper.make_sequence_type_proto(scores))])
+    model = helper.make_model(graph, ir_version=9,
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    onnx.save(model, str(tmp_path / "trees.onnx"))
+    store = LocalStore(tmp_path / "store")
+    code, _, err = run_cli("import", tmp_path / "trees.onnx", "--name", "trees", "--features", "size,weight",
+                           "--quick", "--store", store.uri)
+    assert code == 0, err
+    manifest = catalog.read_manifest(store, "trees", "1")
+    assert manifest.task == "classification" and manifest.labels == ["cat", "dog", "fox"]
+    served = _served(store, "trees", [[0.1, 3.0], {"size": 2.0, "weight": 0.0}])
+    assert [p["label"] for p in served] == ["cat", "fox"]
+    assert served[0]["probabilities"] == pytest.approx({"cat": 0.7, "dog": 0.2, "fox": 0.1})
+
+
+def test_the_import_pipeline_loads_no_torch() -> None:
+    """An .onnx import needs no PyTorch: the pipeline and the .onnx source kind never import it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, model_build.importers.pipeline, model_build.importers.onnx_file; "
+            "print('torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "False"
