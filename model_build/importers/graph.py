@@ -138,6 +138,10 @@ class ServedPlan:
     """Append a Softmax (the graph outputs logits)."""
     column: bool = False
     """Reshape a [batch] output to [batch, 1] (one value per row, as regressors are served)."""
+    binary: bool = False
+    """One score per row of a two-class classifier: served as [1 - p, p]."""
+    sigmoid: bool = False
+    """With ``binary``: the score is a logit (a Sigmoid gives p)."""
 
 
 def write_served(src: Path, dst: Path, facts: GraphFacts, plan: ServedPlan) -> None:
@@ -171,6 +175,18 @@ def write_served(src: Path, dst: Path, facts: GraphFacts, plan: ServedPlan) -> N
         graph.initializer.append(helper.make_tensor(shape, TensorProto.INT64, [2], [-1, 1]))
         nodes.append(helper.make_node("Reshape", [last, shape], [f"{plan.name}__maas_column"]))
         last = f"{plan.name}__maas_column"
+    if plan.binary:
+        nodes.append(helper.make_node("Cast", [last], [f"{plan.name}__maas_score"], to=TensorProto.FLOAT))
+        last = f"{plan.name}__maas_score"
+        if plan.sigmoid:
+            nodes.append(helper.make_node("Sigmoid", [last], [f"{plan.name}__maas_sigmoid"]))
+            last = f"{plan.name}__maas_sigmoid"
+        one = f"{plan.name}__maas_one"
+        graph.initializer.append(helper.make_tensor(one, TensorProto.FLOAT, [], [1.0]))
+        nodes.append(helper.make_node("Sub", [one, last], [f"{plan.name}__maas_negative"]))
+        nodes.append(helper.make_node("Concat", [f"{plan.name}__maas_negative", last],
+                                      [f"{plan.name}__maas_pair"], axis=1))
+        last = f"{plan.name}__maas_pair"
     nodes.append(helper.make_node("Cast", [last], [plan.name], to=TensorProto.FLOAT, name=f"{plan.name}__maas_output"))
     needed = _reachable(nodes, plan.name)
     inputs = []

@@ -144,28 +144,39 @@ def import_model(path: Path, options: ImportOptions, store: Store, reporter: Rep
             outcome = "confusion.png" if served.task == "classification" else "residuals.png"
             card.plot_outcome(served.task, eval_out, evaluation_rows.y, draft.labels, work / outcome)
             plots.append(outcome)
-        extra_files: dict[str, Path] = {}
         monitored = sample if sample is not None else (instances if _is_text(spec) else None)
-        if monitored is not None and served.task != "embedding":
-            fitted = Fitted(spec=spec, files=source.files)
-            predicted = checked[selected].outputs
-            y = predicted.argmax(axis=1) if served.task == "classification" else predicted.reshape(-1)
-            data = Dataset(x_train=monitored[: len(y)], y_train=y, x_val=monitored[: len(y)], y_val=y,
-                           x_test=monitored[: len(y)], y_test=y, source="--sample")
-            shipped_path = next(c.path for c in candidates if c.name == selected and c.path is not None)
-            extras = explain_build.add_background(draft, data, fitted, shipped_path, work, SEED, options.quick)
-            draft, plots = extras.manifest, plots + extras.plots
-            extra_files.update(extras.files)
+        shipped = next(c for c in candidates if c.name == selected and c.path is not None)
+        draft, plots, extra_files = _monitoring(draft, plots, spec, input_name, source, monitored,
+                                                checked[selected].outputs, shipped, work, options.quick)
         files = tail.shipped_files(candidates, selection, work, plots, source.files)
         files.update(extra_files)
-        if monitored is not None:
-            profile = profile_build.make_profile(spec, input_name, source.files, served.task, served.labels,
-                                                 monitored[: len(checked[selected].outputs)],
-                                                 checked[selected].outputs)
-            files[profile_build.PROFILE_FILE] = work / profile_build.PROFILE_FILE
-            files[profile_build.PROFILE_FILE].write_bytes(profile.to_json())
         return tail.publish(store, draft, files, work, _data_line(path, source, sample, options), plots, reporter,
                             started)
+
+
+def _monitoring(draft: Manifest, plots: list[str], spec: Preprocessing, input_name: str, source: ImportedSource,
+                monitored: Any, outputs: npt.NDArray[np.float32], shipped: Candidate, work: Path,
+                quick: bool) -> tuple[Manifest, list[str], dict[str, Path]]:
+    """With sample rows (``monitored``): the background sample and global importance (not for embeddings) and
+    the reference profile, from the rows and the shipped variant's ``outputs`` on them. Without: nothing, so
+    drift answers ``no_reference`` and explain ``no_background``."""
+    files: dict[str, Path] = {}
+    if monitored is None:
+        return draft, plots, files
+    rows_used = monitored[: len(outputs)]
+    if draft.task != "embedding":
+        y = outputs.argmax(axis=1) if draft.task == "classification" else outputs.reshape(-1)
+        data = Dataset(x_train=rows_used, y_train=y, x_val=rows_used, y_val=y, x_test=rows_used, y_test=y,
+                       source="--sample")
+        assert shipped.path is not None
+        extras = explain_build.add_background(draft, data, Fitted(spec=spec, files=source.files), shipped.path, work,
+                                              SEED, quick)
+        draft, plots = extras.manifest, plots + extras.plots
+        files.update(extras.files)
+    profile = profile_build.make_profile(spec, input_name, source.files, draft.task, draft.labels, rows_used, outputs)
+    files[profile_build.PROFILE_FILE] = work / profile_build.PROFILE_FILE
+    files[profile_build.PROFILE_FILE].write_bytes(profile.to_json())
+    return draft, plots, files
 
 
 def default_candidates(served: Path, work: Path, calibration: list[Feeds]) -> list[Candidate]:
@@ -370,6 +381,9 @@ def _description(source: ImportedSource, served: signature.Served) -> str:
     notes = list(source.notes)
     if served.plan.softmax:
         notes.append("the graph outputs scores: maas appended a Softmax, so probabilities are served")
+    if served.plan.binary:
+        notes.append("the graph outputs one score per row: maas serves [1 - p, p] with p = "
+                     + ("Sigmoid(score)" if served.plan.sigmoid else "the score"))
     if served.label_output:
         notes.append(f"the original's label output {served.label_output!r} is served as the class of highest "
                      "probability (checked to agree)")

@@ -152,10 +152,11 @@ def _task(facts: GraphFacts, outputs: dict[str, tuple[Port, Any]], options: Impo
 
 def _classifier(facts: GraphFacts, source: ImportedSource, options: ImportOptions, name: str,
                 out: npt.NDArray[Any], label_output: str | None) -> Served:
-    if out.ndim != 2 or out.shape[1] < 2:
+    binary = out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)
+    if not binary and (out.ndim != 2 or out.shape[1] < 2):
         raise InvalidSourceError(f"output {name!r} has shape {list(out.shape)}: a classifier served by maas outputs "
-                                 "[batch, classes] scores (export two columns for a binary classifier)")
-    classes = out.shape[1]
+                                 "[batch, classes] scores, or one score per row for two classes")
+    classes = 2 if binary else out.shape[1]
     labels = list(options.labels) if options.labels else source.labels or facts.class_values
     where = "--labels" if options.labels else "the source's labels" if source.labels else "the graph's class labels"
     if labels is not None and len(labels) != classes:
@@ -163,9 +164,15 @@ def _classifier(facts: GraphFacts, source: ImportedSource, options: ImportOption
     if facts.class_values is not None and len(facts.class_values) != classes:
         raise InvalidSourceError(f"the graph records {len(facts.class_values)} class labels but output {name!r} has "
                                  f"{classes} columns")
-    softmax = not is_probabilities(out)
-    return Served("classification", ServedPlan(name, OUTPUT_NAMES["classification"], (classes,), softmax),
-                  labels or [str(i) for i in range(classes)], label_output, facts.class_values)
+    if binary:  # one score per row: the positive class's probability (or logit), served as two columns
+        values = np.asarray(out, dtype=np.float64)
+        sigmoid = bool(values.min() < -PROBABILITY_TOLERANCE or values.max() > 1 + PROBABILITY_TOLERANCE)
+        plan = ServedPlan(name, OUTPUT_NAMES["classification"], (2,), column=out.ndim == 1, binary=True,
+                          sigmoid=sigmoid)
+    else:
+        plan = ServedPlan(name, OUTPUT_NAMES["classification"], (classes,), softmax=not is_probabilities(out))
+    return Served("classification", plan, labels or [str(i) for i in range(classes)], label_output,
+                  facts.class_values)
 
 
 def is_probabilities(out: npt.NDArray[Any]) -> bool:
@@ -187,7 +194,10 @@ def served_reference(served: Served, facts: GraphFacts, reference: list[npt.NDAr
     index = [p.name for p in facts.outputs].index(served.plan.output)
     out = np.asarray(reference[index], dtype=np.float64)
     if served.plan.column:
-        return out.reshape(-1, 1)
+        out = out.reshape(-1, 1)
+    if served.plan.binary:
+        positive = 1 / (1 + np.exp(-out)) if served.plan.sigmoid else out
+        return np.concatenate([1 - positive, positive], axis=1)
     return softmax(out) if served.plan.softmax else out
 
 

@@ -20,6 +20,7 @@ from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
 from tests.importers.conftest import run_cli
+from tests.pinned import pin_variant
 
 
 def _save(path: Path, nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
@@ -34,6 +35,7 @@ def _save(path: Path, nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoPr
 
 
 def _served(store: LocalStore, name: str, instances: list[object]) -> list[dict[str, object]]:
+    pin_variant(store, "fp32", [name])  # whichever variant this machine's speed gate chose
     cache = ModelCache(store, Settings(store=store.uri))
     return predict(cache.get(name, "1"), instances)
 
@@ -132,3 +134,23 @@ def test_the_import_pipeline_loads_no_torch() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_one_logit_per_row_is_served_as_two_class_probabilities(tmp_path: Path) -> None:
+    """A PyTorch binary classifier's single logit column (BCEWithLogits style): [1 - sigmoid, sigmoid]."""
+    weights = np.array([[1.5], [-2.0]], dtype=np.float32)
+    source = _save(tmp_path / "logit.onnx", [helper.make_node("MatMul", ["x", "w"], ["logit"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+                   [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["n", 1])],
+                   [numpy_helper.from_array(weights, "w")])
+    store = LocalStore(tmp_path / "store")
+    code, _, err = run_cli("import", source, "--name", "logit", "--labels", "stay,leave", "--features", "u,v",
+                           "--quick", "--store", store.uri)
+    assert code == 0, err
+    manifest = catalog.read_manifest(store, "logit", "1")
+    assert manifest.outputs[0].shape == ["batch", 2] and "Sigmoid" in manifest.description
+    served = _served(store, "logit", [[1.0, 0.0], [0.0, 1.0]])
+    leave = 1 / (1 + np.exp(-np.array([1.5, -2.0])))
+    assert [p["label"] for p in served] == ["leave", "stay"]
+    np.testing.assert_allclose([p["probabilities"]["leave"] for p in served], leave, rtol=1e-5)
+    np.testing.assert_allclose([p["probabilities"]["stay"] for p in served], 1 - leave, rtol=1e-5)
