@@ -10,9 +10,8 @@ side on a batch of another size: a program that fixes its batch size is refused,
 does not reproduce the program. The reference every variant is gated against is the loaded program itself.
 
 The graph cannot name classes: the task comes from ``--task`` (``--labels`` implies classification), and a
-classifier needs ``--labels`` (as many as it has outputs). A
-classifier's outputs are served as probabilities: when the program's rows on the example are not already
-non-negative and summing to 1, maas appends a softmax (to the export and to the reference alike).
+classifier needs ``--labels`` (one per output column; two for one score per row). The export is the program
+as it is: the shared tail serves logits as probabilities (softmax, or a sigmoid for one score per row).
 """
 
 from __future__ import annotations
@@ -56,10 +55,9 @@ def load(path: Path, options: ImportOptions, work_dir: Path) -> ImportedSource:
                                  f"instance: {list(outputs.shape[1:])}); pass --task classification|regression|"
                                  "embedding (--labels for a classifier)")
     labels = list(options.labels) if options.labels else None
-    softmax = task == "classification" and not _are_probabilities(outputs)
     if task == "classification":
         _check_labels(path, outputs, labels)
-    served = _served(program, softmax, kind)
+    served = _Unpinned(program) if kind == "torch-export" else program
     exported = work_dir / EXPORTED_FILE
     exporter: Literal["dynamo", "torchscript"] = "dynamo" if kind == "torch-export" else "torchscript"
     output_name = OUTPUT_NAMES[task]
@@ -76,54 +74,26 @@ def load(path: Path, options: ImportOptions, work_dir: Path) -> ImportedSource:
     runtime = "torch.export program" if kind == "torch-export" else "TorchScript program"
     note = (f"exported by maas with the {exporter} exporter; max |onnxruntime - PyTorch| {diff:.3g} on a probe "
             f"batch of {len(example) + PROBE_EXTRA_ROWS} rows")
-    if softmax:
-        note += "; softmax appended to the program's logits (served as probabilities)"
     return ImportedSource(
         kind=kind, path=path, sha256=file_sha256(path), onnx_path=exported, reference=reference,
         reference_runtime=f"PyTorch {torch.__version__.split('+')[0]} running the {runtime}",
         task=task, labels=labels, description=f"Imported from the {runtime} {path.name}.", notes=[note])
 
 
-def _served(program: torch.nn.Module, softmax: bool, kind: SourceKind) -> torch.nn.Module:
-    """What is exported and what the reference runs: the program, plus a softmax when it returns logits. A
-    TorchScript program is wrapped in TorchScript (the TorchScript exporter then exports the whole)."""
-    if kind == "torchscript":
-        scripted: torch.nn.Module = torch.jit.script(_ScriptServed(program, softmax))
-        return scripted.eval()
-    return _Served(program, softmax)
+class _Unpinned(torch.nn.Module):
+    """A ``torch.export`` program as exported and as the reference runs it. Its train/eval mode was fixed when
+    it was exported (the unlifted module refuses ``eval()``), so switching modes leaves the program alone."""
 
-
-class _Served(torch.nn.Module):
-    """A ``torch.export`` program (plus softmax). Its train/eval mode was fixed when it was exported (the
-    unlifted module refuses ``eval()``), so switching modes leaves the program alone."""
-
-    def __init__(self, program: torch.nn.Module, softmax: bool) -> None:
+    def __init__(self, program: torch.nn.Module) -> None:
         super().__init__()
         self.program = program
-        self.softmax = softmax
 
-    def train(self, mode: bool = True) -> _Served:
+    def train(self, mode: bool = True) -> _Unpinned:
         self.training = mode
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = _single_tensor(self.program(x))
-        return torch.softmax(out, dim=-1) if self.softmax else out
-
-
-class _ScriptServed(torch.nn.Module):
-    """A TorchScript program (plus softmax), scriptable itself."""
-
-    def __init__(self, program: torch.nn.Module, softmax: bool) -> None:
-        super().__init__()
-        self.program = program
-        self.softmax = softmax
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.program(x)
-        if self.softmax:
-            return torch.softmax(out, dim=-1)
-        return out
+        return _single_tensor(self.program(x))
 
 
 def _load_program(path: Path) -> tuple[torch.nn.Module, npt.NDArray[Any] | None, str]:
@@ -249,18 +219,13 @@ def _single_tensor(out: Any) -> torch.Tensor:
                              "(wrap it to return the one to serve)")
 
 
-def _are_probabilities(outputs: npt.NDArray[Any]) -> bool:
-    """Rows already non-negative and summing to 1 (the program ends in a softmax)."""
-    if outputs.ndim != 2 or outputs.dtype.kind != "f":
-        return False
-    return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-4))
-
-
 def _check_labels(path: Path, outputs: npt.NDArray[Any], labels: list[str] | None) -> None:
-    if outputs.ndim != 2 or outputs.shape[1] < 2:
-        raise InvalidSourceError(f"{path.name}: a classifier must return [batch, classes] scores with at least 2 "
-                                 f"classes; this program returns shape {list(outputs.shape)}")
-    classes = outputs.shape[1]
+    """A classifier returns [batch, classes] scores, or one score per row (two classes); --labels names them."""
+    binary = outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1)
+    if not binary and (outputs.ndim != 2 or outputs.shape[1] < 2):
+        raise InvalidSourceError(f"{path.name}: a classifier must return [batch, classes] scores or one score per "
+                                 f"row; this program returns shape {list(outputs.shape)}")
+    classes = 2 if binary else outputs.shape[1]
     if labels is None:
         raise InvalidSourceError(f"{path.name}: the program returns {classes} class scores; pass --labels with "
                                  f"{classes} names (the graph cannot name its classes)")

@@ -31,7 +31,7 @@ SOURCE = exit_code(InvalidSourceError("x"))
 
 
 class Net(torch.nn.Module):
-    """A small classifier returning logits (maas appends the softmax)."""
+    """A small classifier returning logits (the served graph gets a softmax)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,6 +59,7 @@ class Programs:
     folder: Path
     classifier: torch.nn.Module
     regressor: torch.nn.Module
+    binary: torch.nn.Module
     x: npt.NDArray[np.float32]
 
     def __getitem__(self, name: str) -> Path:
@@ -71,6 +72,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Programs:
     torch.manual_seed(0)
     classifier = Net().eval()
     regressor = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).eval()
+    binary = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).eval()  # one logit
     x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
     # exported at a fixed batch of 4 (what most users do): maas re-exports with a dynamic batch axis
     torch.export.save(torch.export.export(classifier, (torch.from_numpy(x[:4]),)), folder / "net.pt2")
@@ -79,8 +81,9 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Programs:
     batch = torch.export.Dim("batch")
     torch.export.save(torch.export.export(regressor, (torch.from_numpy(x[:4]),), dynamic_shapes=({0: batch},)),
                       folder / "reg.pt2")
+    torch.export.save(torch.export.export(binary, (torch.from_numpy(x[:4]),)), folder / "binary.pt2")
     np.save(folder / "rows.npy", x)
-    return Programs(folder, classifier, regressor, x)
+    return Programs(folder, classifier, regressor, binary, x)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +96,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory, programs: Programs) -> Lo
          "--example", programs["example.npy"], "--sample", programs["rows.npy"]],
         ["import", programs["reg.pt2"], "--name", "reg-export", "--task", "regression", "--features", features,
          "--sample", programs["rows.npy"]],
+        ["import", programs["binary.pt2"], "--name", "binary-export", "--labels", "no,yes", "--features", features],
     ]
     for args in runs:
         code, out, err = run_cli(*args, "--quick", "--store", store.uri)
@@ -131,6 +135,15 @@ def test_classifier_serves_the_modules_own_probabilities(name: str, http: httpx.
         {"name": "features", "shape": [len(rows), 6], "datatype": "FP32", "data": rows.ravel().tolist()}]})
     assert v2.status_code == 200, v2.text
     np.testing.assert_allclose(np.reshape(v2.json()["outputs"][0]["data"], expected.shape), expected, atol=1e-5)
+
+
+def test_one_logit_per_row_serves_two_class_probabilities(http: httpx.Client, programs: Programs) -> None:
+    rows = programs.x[:10]
+    positive = torch.sigmoid(torch.from_numpy(_own(programs.binary, rows))).numpy().reshape(-1)
+    predictions = http.post("/v1/models/binary-export/predict", json={"instances": rows.tolist()}).json()["predictions"]
+    np.testing.assert_allclose([p["probabilities"]["yes"] for p in predictions], positive, atol=1e-5)
+    np.testing.assert_allclose([p["probabilities"]["no"] for p in predictions], 1 - positive, atol=1e-5)
+    assert [p["label"] for p in predictions] == ["yes" if v > 0.5 else "no" for v in positive]
 
 
 def test_regressor_serves_the_modules_own_values(http: httpx.Client, programs: Programs) -> None:
