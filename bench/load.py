@@ -1,11 +1,13 @@
-"""Load: 32 concurrent users for 120 s against `maas serve` on loopback, mixing good and bad requests.
+"""Load: 32 concurrent users for six rounds of 40 s against `maas serve` on loopback, mixing good and bad requests.
 
 The mix per request (drawn at random, fixed seed): 70% good predictions on a version route, 10% on the alias
 route, 10% invalid input (expects 422), 5% an unknown model (404) and 5% a version whose model file is
 corrupt (503). The generator is a small asyncio + httpx client in this process (one connection per user,
 keep-alive); the server is one `maas serve` process. "failures" counts answers whose status differs from
 the expected one, and transport errors; "5xx" counts 5xx answers other than the expected 503s. The model is
-a two-feature classifier built with the onnx helper API (the point is the server, not the model).
+a two-feature classifier built with the onnx helper API (the point is the server, not the model). The server's
+RSS is read after the warm-up and after each round: a server that keeps something per request grows every round,
+a healthy one reaches a plateau.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from bench.http import _free_port, _stop
 TITLE = "Load: 32 users, mixed good and bad requests against `maas serve`"
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 32
-SECONDS = 120
+ROUND_SECONDS = 40
+ROUNDS = 6
 MIX = (("good", 0.70, 200), ("alias", 0.10, 200), ("invalid", 0.10, 422), ("unknown", 0.05, 404),
        ("broken", 0.05, 503))
 ROW = {"instances": [[1.0, 2.0]]}
@@ -107,7 +110,7 @@ async def _drive(base: str, seconds: float) -> list[tuple[str, int, float]]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    seconds = 10 if quick else SECONDS
+    round_seconds, rounds = (5, 2) if quick else (ROUND_SECONDS, ROUNDS)
     with tempfile.TemporaryDirectory(prefix="maas-load-") as tmp:
         store = Path(tmp) / "store"
         good = _model()
@@ -124,17 +127,20 @@ def run(quick: bool) -> dict[str, Any]:
         try:
             asyncio.run(_wait(base))
             asyncio.run(_drive(base, 2))  # warm-up: models loaded, failures remembered
-            rss_start = _rss_mb(process.pid)
+            rss = [_rss_mb(process.pid)]
             started = time.perf_counter()
-            answers = asyncio.run(_drive(base, seconds))
+            answers = []
+            for _ in range(rounds):
+                answers += asyncio.run(_drive(base, round_seconds))
+                rss.append(_rss_mb(process.pid))
             elapsed = time.perf_counter() - started
-            rss_end = _rss_mb(process.pid)
         finally:
             _stop(process)
     expected = {kind: status for kind, _, status in MIX}
     latencies = sorted(ms for _, _, ms in answers)
     return {
-        "quick": quick, "users": USERS, "seconds": seconds, "requests": len(answers),
+        "quick": quick, "users": USERS, "seconds": round_seconds * rounds, "rounds": rounds,
+        "round_seconds": round_seconds, "requests": len(answers),
         "req_per_s": round(len(answers) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
@@ -142,7 +148,7 @@ def run(quick: bool) -> dict[str, Any]:
         "unexpected_5xx": sum(status >= 500 and status != expected[kind] for kind, status, _ in answers),
         "by_kind": {kind: {"count": sum(k == kind for k, _, _ in answers),
                            "statuses": sorted({s for k, s, _ in answers if k == kind})} for kind, _, _ in MIX},
-        "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+        "rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_rounds": rss,
     }
 
 
@@ -169,4 +175,6 @@ def render(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
         f"| {r['users']} | {r['seconds']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
         f"| {r['failures']} | {r['unexpected_5xx']} | {r['rss_mb_start']} -> {r['rss_mb_end']} |", "",
-        f"Requests by kind (statuses seen): {kinds}."])
+        f"Requests by kind (statuses seen): {kinds}.", "",
+        "Server RSS (MB) after the warm-up and after each round of "
+        f"{r.get('round_seconds', r['seconds'])} s: {' -> '.join(map(str, r.get('rss_mb_rounds', [])))}."])

@@ -1,5 +1,5 @@
 """A dashboard and alarms for the whole stage: API latency and errors, throttles, cold starts, batch rows,
-dead letters and GPU job failures, with alarms notifying one topic."""
+dead letters, GPU job failures and model store refreshes, with alarms notifying one topic."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from infra.prediction_api import PredictionApi
 FIVE_MINUTES = Duration.minutes(5)
 ERROR_RATE_PERCENT = 1.0
 P99_LATENCY_MS = 1000.0
+REFRESH_FAILURES = 5
+"""Failed background refreshes (alias targets, listing) per 5 minutes, two periods running, that raise the alarm:
+the API keeps serving its last known targets, but promotes and rollbacks are not picked up."""
 METRIC_NAMESPACE = "maas"  # functions/core/telemetry.py writes these as embedded metric format records
 AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
@@ -69,6 +72,9 @@ class Observability(Construct):
         job_failures = cloudwatch.Metric(
             namespace="AWS/Events", metric_name="MatchedEvents", statistic="Sum", period=FIVE_MINUTES,
             dimensions_map={"RuleName": gpu_batch.failures.rule_name}, label="GPU job failures")
+        refresh_failures = cloudwatch.Metric(  # written without dimensions: one series per stage (model_cache.py)
+            namespace=METRIC_NAMESPACE, metric_name="StoreRefreshFailures", statistic="Sum", period=FIVE_MINUTES,
+            label="failed store refreshes")
 
         self.alarms = [
             self._alarm("ServerErrorRate", error_rate, ERROR_RATE_PERCENT,
@@ -78,6 +84,10 @@ class Observability(Construct):
             self._alarm("DeadLetters", dead_letters, 0, "Batch input messages reached the dead-letter queue",
                         comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD),
             self._alarm("GpuJobFailures", job_failures, 1, "An AWS Batch GPU job failed"),
+            self._alarm("StoreRefreshFailures", refresh_failures, REFRESH_FAILURES,
+                        f"The model store failed {REFRESH_FAILURES} or more background refreshes in 5 minutes, twice "
+                        "running: the API serves its last known alias targets, promotes are not picked up",
+                        evaluation_periods=2),
         ]
         if fanout is not None:
             self.alarms.append(self._alarm(
@@ -108,6 +118,9 @@ class Observability(Construct):
                                                                                  label="queued inputs"),
                 dead_letters, job_failures]),
         )
+        self.dashboard.add_widgets(cloudwatch.GraphWidget(
+            title="Model store: answers from stale alias targets, failed refreshes", width=24, left=[
+                _search("StaleAliasTargets", "model", "stale alias answers"), refresh_failures]))
         if fanout is not None:
             self.dashboard.add_widgets(*fanout_widgets(fanout))
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from functions.api import console, explain_codec, v1, v2
+from functions.api import console, v1, v2
+from functions.api.codecs import v1_explain
 from functions.api.errors import error_reply, reply_for
 from functions.api.http import Call
 from functions.api.routes import hidden_locations
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     # Routes are added flat, prediction routes first: FastAPI's include_router adds a nesting level and
     # every route tried before the match costs time on each request.
     routes = [*v1.make_router(service).routes, *v2.make_router(service).routes,
-              *explain_codec.make_router(service).routes, *app.router.routes]
+              *v1_explain.make_router(service).routes, *app.router.routes]
     routes += [*console.make_router(cache, settings).routes, *console.static_routes()]  # /console, /docs
     if settings.data_bucket:  # deployed: inputs go to the data bucket through presigned uploads
         from functions.api import s3_jobs

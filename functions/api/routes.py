@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from functions.api import v1_predict, v2_infer
+from functions.api.codecs import v1_predict, v2_infer
 from functions.api.errors import reply_for
 from functions.api.http import Call, Reply, json_reply
 from functions.core.errors import MaasError, StoreTimeoutError

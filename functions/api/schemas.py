@@ -37,6 +37,9 @@ class ModelSummary(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
+    stale: bool = Field(default=False, description=(
+        "The listing's TTL (MAAS_ALIAS_TTL_SECONDS) has run out: this is the last listing read, answered while "
+        "the store is re-read in the background (or cannot be reached)"))
 
 
 class ModelDetail(BaseModel):

@@ -2,10 +2,12 @@
 
 Before the snapshot: the preload models (``MAAS_PRELOAD``) are loaded and each runs one warm-up inference, so
 the first request after a restore finds sessions, arenas and code paths warm. After a restore: AWS clients are
-re-created (their connections and credentials do not survive a snapshot), aliases are read again (they may
-have moved since the snapshot was taken) and random generators are reseeded (every restored copy would
-otherwise share one state). Lambda's ``snapshot_restore_py`` module exists only in the Lambda runtime, so it
-is imported guardedly; the hooks are plain functions the tests call directly.
+re-created (their connections and credentials do not survive a snapshot; the new one keeps the request
+budget's bounds), alias targets and the model listing are forgotten and the preload aliases read again (they
+may have moved since the snapshot was taken: a snapshot's values are not served even as stale answers), and
+random generators are reseeded (every restored copy would otherwise share one state). Lambda's
+``snapshot_restore_py`` module exists only in the Lambda runtime, so it is imported guardedly; the hooks are
+plain functions the tests call directly.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def after_restore(front: Front) -> None:
     from functions.core.store import open_store
 
     settings = front.settings
-    front.cache.store = open_store(settings.store, endpoint_url=settings.s3_endpoint_url)
+    front.cache.store = open_store(settings.store, endpoint_url=settings.s3_endpoint_url,
+                                   budget_seconds=settings.request_budget_seconds)  # as model_cache_from's
     front.cache.forget_aliases()
     for ref in preload_refs(settings.preload):
         if ref.version is None:

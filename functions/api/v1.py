@@ -13,7 +13,6 @@ from functions.api import routes
 from functions.api.http import Call, Reply
 from functions.api.routes import Handler, answer
 from functions.api.schemas import ERROR_RESPONSES, ModelDetail, ModelList, PredictResponse
-from functions.core import catalog
 from functions.core.model_cache import ModelCache
 from functions.core.service import ModelRef, PredictionService
 
@@ -56,8 +55,12 @@ def make_router(service: PredictionService) -> APIRouter:
 
     @router.get("/models", responses={200: {"model": ModelList}, 503: ERROR_RESPONSES[503]})
     async def list_models() -> Response:
-        """Models in the store with their versions and aliases."""
-        return json_response({"models": await service.off_loop(_list_models, cache)})
+        """Models in the store with their versions and aliases. ``stale`` is true when the listing's TTL has run
+        out: it is the last one read, answered while a background refresh re-reads the store."""
+        known = cache.peek_listing()
+        if known is None:
+            known = await service.off_loop(cache.listing)
+        return json_response({"models": known.value, "stale": known.stale})
 
     @router.get("/models/{name}",
                 responses={200: {"model": ModelDetail}, **{k: ERROR_RESPONSES[k] for k in (404, 422, 503)}})
@@ -85,26 +88,15 @@ def make_router(service: PredictionService) -> APIRouter:
     return router
 
 
-def _list_models(cache: ModelCache) -> list[dict[str, Any]]:
-    store = cache.store
-    models = []
-    for name in catalog.list_models(store):
-        versions = catalog.list_versions(store, name)
-        if versions:
-            aliases = {a: r.version for a, r in catalog.list_aliases(store, name).items()}
-            models.append({"name": name, "versions": versions, "aliases": aliases})
-    return models
-
-
 def _describe(cache: ModelCache, ref: ModelRef) -> dict[str, Any]:
     name = ref.name
     version = cache.resolve(name, ref.alias)
     manifest = cache.manifest(name, version)
     variant = manifest.variant(manifest.selected["cpu"])
+    versions, aliases = cache.versions_and_aliases(name)
     return {
-        "name": name, "versions": catalog.list_versions(cache.store, name),
-        "aliases": {a: r.version for a, r in catalog.list_aliases(cache.store, name).items()},
-        "default_version": version, "task": manifest.task, "description": manifest.description,
+        "name": name, "versions": versions, "aliases": aliases, "default_version": version,
+        "task": manifest.task, "description": manifest.description,
         "labels": manifest.labels, "inputs": [t.to_dict() for t in manifest.inputs],
         "outputs": [t.to_dict() for t in manifest.outputs],
         "preprocessing": manifest.preprocessing.to_dict(), "variant": variant.name,

@@ -1,5 +1,5 @@
 """Open Inference Protocol v2 (KServe / Triton REST) routes of the FastAPI app: server and model metadata,
-readiness, and (through the shared route handlers, see ``v2_infer``) health and typed-tensor inference."""
+readiness, and (through the shared route handlers, see ``codecs.v2_infer``) health and typed-tensor inference."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from functions.api import routes
+from functions.api.codecs.v2_infer import natural_inputs, natural_outputs
 from functions.api.schemas import ERROR_RESPONSES, OipInferResponse
 from functions.api.v1 import json_response, routed
-from functions.api.v2_infer import natural_inputs, natural_outputs
-from functions.core import catalog
 from functions.core.model_cache import ModelCache
 from functions.core.service import ModelRef, PredictionService
 
@@ -100,5 +99,5 @@ def _version() -> str:
 def _model_metadata(cache: ModelCache, ref: ModelRef) -> dict[str, Any]:
     version = ref.version or cache.resolve(ref.name)
     manifest = cache.manifest(ref.name, version)
-    return {"name": ref.name, "versions": catalog.list_versions(cache.store, ref.name),
+    return {"name": ref.name, "versions": cache.versions_and_aliases(ref.name)[0],
             "platform": "onnxruntime_onnx", "inputs": natural_inputs(manifest), "outputs": natural_outputs(manifest)}

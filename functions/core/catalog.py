@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -127,6 +128,17 @@ def read_aliases(store: Store, name: str) -> tuple[dict[str, AliasRecord], dict[
 def list_aliases(store: Store, name: str) -> dict[str, AliasRecord]:
     """The usable aliases of ``name`` (an unreadable alias is left out, and logged)."""
     return read_aliases(store, name)[0]
+
+
+def listing(store: Store) -> list[dict[str, Any]]:
+    """Every model with at least one version: its name, versions and usable aliases (``GET /v1/models``)."""
+    models: list[dict[str, Any]] = []
+    for name in list_models(store):
+        versions = list_versions(store, name)
+        if versions:
+            aliases = {alias: record.version for alias, record in list_aliases(store, name).items()}
+            models.append({"name": name, "versions": versions, "aliases": aliases})
+    return models
 
 
 def resolve(store: Store, name: str, alias: str | None = None) -> str:

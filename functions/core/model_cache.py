@@ -5,10 +5,14 @@ disk (``/tmp``) and re-verified on every load, alias resolution cached for a TTL
 take effect without a redeploy, and failed loads remembered briefly so a broken artifact is not fetched
 on every request.
 
-Stale-while-error: when the store cannot be reached, loaded models keep serving and an alias whose TTL ran
-out keeps its last known target (each such answer is logged and counted as the ``StaleAliasTargets``
-metric); the alias is re-read at most every ``STALE_RETRY_SECONDS`` until the store answers again. A store
-outage is never remembered as a broken version: only integrity and load failures are.
+Stale-while-revalidate (``functions.core.revalidate``): alias targets and the model listing are kept for
+``MAAS_ALIAS_TTL_SECONDS``; once expired they still answer at once while one background refresh per key
+re-reads the store, backing off (1 s doubling up to one TTL) while the store keeps failing. Only a request
+with no known value waits for the store, within the request budget. Answers given while the store fails the
+refreshes are counted (``stale_answers``; a log line that is also the ``StaleAliasTargets`` EMF metric, at
+most one per alias every ``STALE_LOG_SECONDS``), and so is every failed refresh (``StoreRefreshFailures``).
+Loaded models never need the store; manifests are immutable and cached forever once read. A store outage is
+never remembered as a broken version: only integrity and load failures are.
 """
 
 from __future__ import annotations
@@ -25,16 +29,15 @@ from typing import TYPE_CHECKING, Any
 from functions.core import catalog
 from functions.core.errors import (
     IntegrityError,
-    MaasError,
     ModelUnavailableError,
     NotFoundError,
-    StoreUnavailableError,
 )
 from functions.core.explain.background import background_files
 from functions.core.integrity import verify_bytes, vet_onnx
 from functions.core.manifest import FileEntry, Manifest, Target, Variant
 from functions.core.names import check_alias, check_model_name, check_sha256, check_version
 from functions.core.preprocessing import Preprocessor, auxiliary_files, make_preprocessor
+from functions.core.revalidate import Known, RefreshFailure, Revalidating, start_daemon
 from functions.core.settings import Settings
 from functions.core.store import LocalStore, Store
 
@@ -42,7 +45,9 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 FAILURE_TTL_SECONDS = 10.0
-STALE_RETRY_SECONDS = 5.0
+LISTING = "models"
+AliasKey = tuple[str, str | None]
+STALE_LOG_SECONDS = 5.0
 
 
 @dataclass
@@ -103,7 +108,8 @@ class ModelCache:
     """Process-wide cache of loaded models; safe to share between request threads."""
 
     def __init__(self, store: Store, settings: Settings, target: Target = "cpu",
-                 providers: list[str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 providers: list[str] | None = None, clock: Callable[[], float] = time.monotonic,
+                 start: Callable[[Callable[[], None]], None] = start_daemon) -> None:
         self.store = store
         self.settings = settings
         self.target = target
@@ -111,35 +117,54 @@ class ModelCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
-        self._aliases: dict[tuple[str, str | None], tuple[str, float]] = {}
-        self._failures: dict[tuple[str, str], tuple[MaasError, float]] = {}
+        self._failures: dict[tuple[str, str], tuple[str, float]] = {}
+        """Remembered load failures: the message and until when. Never the exception object: re-raising one
+        object appends every request's frames to its traceback (about 10 KB a request, held until it expires)."""
         self._manifests: dict[tuple[str, str], Manifest] = {}
+        ttl = settings.alias_ttl_seconds
+        self.alias_targets: Revalidating[AliasKey, str] = Revalidating(
+            self._read_alias_target, ttl, clock=clock, start=start, on_failure=_count_refresh_failure,
+            on_recovery=self._flush_stale)
+        """Alias -> version, stale-while-revalidate."""
+        self.listings: Revalidating[str, list[dict[str, Any]]] = Revalidating(
+            lambda _: catalog.listing(self.store), ttl, clock=clock, start=start, on_failure=_count_refresh_failure)
+        """The model listing (one key), stale-while-revalidate."""
+        self._stale_lock = threading.Lock()
+        self._stale_pending: dict[AliasKey, tuple[int, float]] = {}
         self.stale_answers = 0
-        """How many alias resolutions answered a last known target because the store was unreachable."""
+        """How many alias resolutions answered a last known target while the store was failing its refreshes."""
 
     def resolve(self, name: str, alias: str | None = None) -> str:
-        """The version an alias (default: prod, else latest) points at, re-read after the TTL."""
+        """The version an alias (default: prod, else latest) points at: the known target at once (re-read in the
+        background once its TTL ran out), else read from the store (blocking, within the store's budget)."""
         check_model_name(name)
         if alias is not None:
             check_alias(alias)
         key = (name, alias)
-        cached = self._aliases.get(key)
-        now = self._clock()
-        if cached and cached[1] > now:
-            return cached[0]
         try:
-            version = catalog.resolve(self.store, name, alias)
-        except StoreUnavailableError as exc:
-            if cached is None:
-                raise
-            self._aliases[key] = (cached[0], now + min(STALE_RETRY_SECONDS, self.settings.alias_ttl_seconds or 1.0))
-            self.stale_answers += 1
-            _count_stale(name, alias, cached[0], exc.message)
-            return cached[0]
+            known = self.alias_targets.get(key)
         except IntegrityError as exc:  # an unreadable alias record: that alias only is unusable
             raise ModelUnavailableError(exc.message) from None
-        self._aliases[key] = (version, now + self.settings.alias_ttl_seconds)
-        return version
+        self._note(key, known)
+        return known.value
+
+    def listing(self) -> Known[list[dict[str, Any]]]:
+        """The model listing (``GET /v1/models``): the known one at once, else read from the store (blocking)."""
+        return self.listings.get(LISTING)
+
+    def peek_listing(self) -> Known[list[dict[str, Any]]] | None:
+        """The known model listing, or None; never waits for the store (may start a background refresh)."""
+        return self.listings.lookup(LISTING)
+
+    def versions_and_aliases(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """A model's versions and usable aliases (model metadata routes): from the known listing when it holds
+        the model, so that metadata of a known model never waits for the store; else read from it (blocking)."""
+        known = self.listings.lookup(LISTING)
+        for entry in known.value if known is not None else []:
+            if entry["name"] == name:
+                return list(entry["versions"]), dict(entry["aliases"])
+        return (catalog.list_versions(self.store, name),
+                {alias: record.version for alias, record in catalog.list_aliases(self.store, name).items()})
 
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest of a version (immutable, so cached forever)."""
@@ -166,14 +191,14 @@ class ModelCache:
                 return model
             failure = self._failures.get(key)
             if failure and failure[1] > self._clock():
-                raise failure[0]
+                raise ModelUnavailableError(failure[0]) from None  # built fresh: no traceback carried over
             try:
                 model = self._load(name, version)
             except (ModelUnavailableError, IntegrityError) as exc:
-                error = exc if isinstance(exc, ModelUnavailableError) else ModelUnavailableError(
-                    f"model {name} version {version} cannot be loaded: {exc.message}")
-                self._failures[key] = (error, self._clock() + FAILURE_TTL_SECONDS)
-                raise error from None
+                message = exc.message if isinstance(exc, ModelUnavailableError) else \
+                    f"model {name} version {version} cannot be loaded: {exc.message}"
+                self._failures[key] = (message, self._clock() + FAILURE_TTL_SECONDS)
+                raise ModelUnavailableError(message) from None
             self._failures.pop(key, None)
             self._models[key] = model
             self._evict()
@@ -191,21 +216,55 @@ class ModelCache:
             self.get(name, version or None, alias or None)
 
     def peek(self, name: str, version: str | None = None, alias: str | None = None) -> LoadedModel | None:
-        """The model if it is in memory and, for an alias, its resolution is still fresh; else None.
+        """The model if it is in memory and, for an alias, its target is known (an expired target is used, and
+        re-read in the background); else None.
 
-        Never touches the store and never waits for a lock, so it may run on an event loop. The caller has
-        checked the names already.
+        Never touches the store and never waits for a store call or the load lock, so it may run on an event
+        loop. The caller has checked the names already.
         """
         if version is None:
-            cached = self._aliases.get((name, alias))
-            if cached is None or cached[1] <= self._clock():
+            key = (name, alias)
+            known = self.alias_targets.lookup(key)
+            if known is None:
                 return None
-            version = cached[0]
+            model = self._models.get((name, known.value))
+            if model is not None:
+                self._note(key, known)
+            return model
         return self._models.get((name, version))
 
     def forget_aliases(self) -> None:
-        """Drop every cached alias resolution, so the next lookup reads the store (e.g. after a restore)."""
-        self._aliases.clear()
+        """Drop every known alias target and the listing, so the next lookup reads the store (after a restore,
+        values from the snapshot are not trusted even as stale answers)."""
+        self.alias_targets.forget()
+        self.listings.forget()
+
+    def _read_alias_target(self, key: AliasKey) -> str:
+        return catalog.resolve(self.store, *key)
+
+    def _note(self, key: AliasKey, known: Known[str]) -> None:
+        """Count an answer given from a target whose refreshes the store is failing (one log record per alias
+        every STALE_LOG_SECONDS, carrying the count since the last)."""
+        if not (known.stale and known.failures):
+            return
+        now = self._clock()
+        with self._stale_lock:
+            self.stale_answers += 1
+            pending, logged_at = self._stale_pending.get(key, (0, float("-inf")))
+            pending += 1
+            due = now - logged_at >= STALE_LOG_SECONDS
+            self._stale_pending[key] = (0, now) if due else (pending, logged_at)
+        if due:
+            _count_stale(key[0], key[1], known.value, known.error or "store unreachable", pending)
+
+    def _flush_stale(self, key: AliasKey, failures: int) -> None:
+        """The store answered a refresh again: log the stale answers not logged yet."""
+        with self._stale_lock:
+            pending, _ = self._stale_pending.pop(key, (0, 0.0))
+        known = self.alias_targets.lookup(key)
+        if pending and known is not None:
+            _count_stale(key[0], key[1], known.value, f"store answers again after {failures} failed refreshes",
+                         pending)
 
     def _evict(self) -> None:
         budget = self.settings.model_memory_mb * 1024 * 1024
@@ -298,15 +357,28 @@ def graph_mismatch(manifest: Manifest, session: ort.InferenceSession) -> str | N
     return None
 
 
-def _count_stale(name: str, alias: str | None, version: str, reason: str) -> None:
-    """One log line that is also an EMF record: a stale alias target answered while the store is unreachable."""
-    from functions.core.telemetry import NAMESPACE, log
+def _count_stale(name: str, alias: str | None, version: str, reason: str, count: int = 1) -> None:
+    """One log line that is also an EMF record: ``count`` answers from a stale alias target while the store
+    fails its refreshes."""
+    from functions.core.telemetry import log_metric
 
-    log("warning", "store unreachable: serving the last known alias target", model=name, alias=alias or "default",
-        version=version, reason=reason, StaleAliasTargets=1,
-        _aws={"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
-            {"Namespace": NAMESPACE, "Dimensions": [["model"]],
-             "Metrics": [{"Name": "StaleAliasTargets", "Unit": "Count"}]}]})
+    log_metric("warning", "store unreachable: serving the last known alias target", "StaleAliasTargets", count,
+               [["model"]], model=name, alias=alias or "default", version=version, reason=reason)
+
+
+def _count_refresh_failure(failure: RefreshFailure[Any]) -> None:
+    """One log line that is also an EMF record (``StoreRefreshFailures``, no dimension: one series to alarm on)."""
+    from functions.core.telemetry import log_metric
+
+    key = failure.key
+    what = {"what": "alias", "model": key[0], "alias": key[1] or "default"} if isinstance(key, tuple) \
+        else {"what": "listing"}
+    reason = getattr(failure.error, "message", None) or type(failure.error).__name__
+    retry_in = failure.retry_in
+    log_metric("warning", "store refresh failed: " + ("value dropped" if retry_in is None else
+                                                      "keeping the last known value"),
+               "StoreRefreshFailures", 1, [[]], **what, failures=failure.failures,
+               retry_in_seconds=None if retry_in is None else round(retry_in, 3), reason=reason)
 
 
 def model_cache_from(settings: Settings, **kwargs: Any) -> ModelCache:

@@ -5,9 +5,10 @@ v2 Open Inference Protocol, explanations next) parse their wire format, name the
 and hand the service natural instances and a decoder; the batch runner and the GPU worker use the same
 ``encode``/``run`` for whole chunks.
 
-Store access never runs on an event loop: ``model()`` answers from memory when the model and a fresh alias
-are cached, else loads in a worker thread bounded by the request budget, and a store that does not answer
-within it gives ``StoreTimeoutError`` (503 with Retry-After).
+Store access never runs on an event loop: ``model()`` answers from memory when the model is loaded and its
+alias target known (fresh, or expired and being re-read in the background), else loads in a worker thread
+bounded by the request budget, and a store that does not answer within it gives ``StoreTimeoutError`` (503
+with Retry-After).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class PredictionService:
         self.settings = settings or cache.settings
         self.budget = request_budget(self.settings)
         self.batcher = RunBatcher(self.run, self.settings.max_batch_rows)
+        self.off_loop_calls = 0
+        """Requests that went to a worker thread to read the store (nothing known in memory answered them)."""
+        self.budget_timeouts = 0
+        """Of those, the ones the request budget cut off (answered 503 ``store_timeout``)."""
 
     def load(self, ref: ModelRef) -> LoadedModel:
         """The loaded model (blocking: may read the store). A file missing from a version is a 503."""
@@ -88,9 +93,11 @@ class PredictionService:
     async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking store work in a thread; StoreTimeoutError if it outlasts the request budget."""
         loop = asyncio.get_running_loop()
+        self.off_loop_calls += 1
         try:
             return await asyncio.wait_for(loop.run_in_executor(None, work, *args), self.budget)
         except TimeoutError:
+            self.budget_timeouts += 1
             raise StoreTimeoutError(f"the model store did not answer within {self.budget:g} s") from None
 
     @staticmethod

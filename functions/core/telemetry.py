@@ -31,6 +31,14 @@ def log(level: str, message: str, **fields: Any) -> None:
     sys.stdout.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
 
 
+def log_metric(level: str, message: str, metric: str, value: float, dimensions: list[list[str]],
+               **fields: Any) -> None:
+    """One JSON log line that is also an EMF record of ``metric`` (a count) over ``dimensions`` (``[[]]``: one
+    series without dimensions). Written wherever logs are, like ``log``: these are rare events, not requests."""
+    log(level, message, **fields, **{metric: value}, _aws={"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
+        {"Namespace": NAMESPACE, "Dimensions": dimensions, "Metrics": [{"Name": metric, "Unit": "Count"}]}]})
+
+
 _METRICS = [{"Name": "Latency", "Unit": "Milliseconds"}, {"Name": "Instances", "Unit": "Count"},
             {"Name": "ColdStart", "Unit": "Count"}]
 _LOAD_METRIC = {"Name": "ModelLoadTime", "Unit": "Milliseconds"}

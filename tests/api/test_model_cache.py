@@ -59,3 +59,24 @@ def test_preload_and_memory_budget(built_store: LocalStore) -> None:
     assert sum(m.size_bytes for m in cache.loaded()) <= 1024 * 1024 or len(loaded) == 1
     first = cache.get("diabetes-mlp")
     assert cache.get("diabetes-mlp") is first  # one load per version per process
+
+
+def test_a_remembered_load_failure_is_a_fresh_error_each_time(serving_store: LocalStore) -> None:
+    """Re-raising one remembered exception would chain every request's frames onto its traceback."""
+    from tests.api.conftest import CORRUPT_MODEL, CORRUPT_VERSION
+
+    cache = ModelCache(serving_store, Settings(store=serving_store.uri))
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ModelUnavailableError) as caught:
+            cache.get(CORRUPT_MODEL, CORRUPT_VERSION)
+        errors.append(caught.value)
+    assert len({id(e) for e in errors}) == 3
+    assert len({e.message for e in errors}) == 1 and "cannot be loaded" in errors[0].message
+    depths = []
+    for error in errors:
+        frames, tb = 0, error.__traceback__
+        while tb is not None:
+            frames, tb = frames + 1, tb.tb_next
+        depths.append(frames)
+    assert depths[0] == depths[1] == depths[2]  # nothing carried over from the earlier requests

@@ -57,8 +57,10 @@ def test_corrupted_version_answers_503_while_everything_else_serves(client: http
         assert client.post(f"/v1/models/{name}/predict", json={"instances": instances}).status_code == 200
 
 
-def test_promote_and_rollback_take_effect_after_the_ttl(client: httpx.Client,
+def test_promote_and_rollback_take_effect_after_the_ttl(client: httpx.Client, app,  # type: ignore[no-untyped-def]
                                                         serving_store: LocalStore, clock: FakeClock) -> None:
+    """After the TTL the known target still answers at once while one background refresh re-reads the alias;
+    the requests after it get the new target."""
     from model_build.pipeline import build
     from model_build.recipes import load_recipe
 
@@ -71,10 +73,14 @@ def test_promote_and_rollback_take_effect_after_the_ttl(client: httpx.Client,
                                   json={"instances": INSTANCES[name]}).json()["version"]
     assert version() == "1"  # alias still cached
     clock.now += 31
+    assert version() == "1"  # expired: answered from the known target, which is being re-read
+    assert app.cache.alias_targets.settle(30)
     assert version() == "2"
     catalog.rollback(serving_store, name, "prod")
     assert version() == "2"
     clock.now += 31
+    assert version() == "2"
+    assert app.cache.alias_targets.settle(30)
     assert version() == "1"
 
 

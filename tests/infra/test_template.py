@@ -211,12 +211,17 @@ def test_no_action_wildcards_and_resource_wildcards_only_where_nothing_can_be_na
 def test_dashboard_and_alarms(dev: Synthesized) -> None:
     body = json.dumps(dev.one("AWS::CloudWatch::Dashboard")["DashboardBody"])
     for needle in ("Latency", "p50", "p99", "5xx", "Throttles", "ColdStart", "RowsOk",
-                   "ApproximateNumberOfMessagesVisible", "MatchedEvents"):
+                   "ApproximateNumberOfMessagesVisible", "MatchedEvents", "StaleAliasTargets", "StoreRefreshFailures"):
         assert needle in body, needle
     alarms = list(dev.resources("AWS::CloudWatch::Alarm").values())
     described = " ".join(a.get("AlarmDescription", "") for a in alarms)
-    for needle in ("5xx", "p99", "dead-letter", "GPU job failed"):
+    for needle in ("5xx", "p99", "dead-letter", "GPU job failed", "background refreshes"):
         assert needle in described, needle
+    refresh = [a for a in alarms if "StoreRefreshFailures" in json.dumps(a.get("Metrics"))]
+    assert len(refresh) == 1 and (refresh[0]["Threshold"], refresh[0]["EvaluationPeriods"]) == (5, 2)
+    stat = refresh[0]["Metrics"][0]["MetricStat"]
+    assert stat["Metric"] == {"MetricName": "StoreRefreshFailures", "Namespace": "maas"}  # no dimension: one series
+    assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
     assert all(a.get("AlarmActions") for a in alarms)
     topic = dev.one("AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic

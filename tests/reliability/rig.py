@@ -29,7 +29,9 @@ ROUTES = {
     "alias route, model in memory (TTL expired)": ("post", "/v1/models/loaded/predict"),
     "version route, model in memory": ("post", "/v1/models/loaded/versions/1/predict"),
     "version route, model not loaded": ("post", "/v1/models/cold-{mode}/versions/1/predict"),
-    "model list": ("get", "/v1/models"),
+    "model list (known)": ("get", "/v1/models"),
+    "model metadata v1 (known)": ("get", "/v1/models/loaded"),
+    "model metadata v2 (known)": ("get", "/v2/models/loaded"),
     "health live": ("get", "/v2/health/live"),
 }
 
@@ -55,7 +57,7 @@ class Rig:
 @contextlib.contextmanager
 def fault_rig(moto_endpoint: str) -> Iterator[Rig]:
     """Publish the rig's models, then serve them through the proxy with a ``BUDGET``-second store budget; the
-    model ``loaded`` has answered once (it is in memory)."""
+    model ``loaded`` has answered once (it is in memory) and the model list has been read once."""
     import boto3
 
     bucket = f"maas-faults-{os.urandom(4).hex()}"
@@ -75,6 +77,7 @@ def fault_rig(moto_endpoint: str) -> Iterator[Rig]:
     try:
         with TestClient(create_app(settings, cache), raise_server_exceptions=False) as client:
             assert client.post("/v1/models/loaded/predict", json=ROW).status_code == 200
+            assert client.get("/v1/models").json()["stale"] is False  # the listing is known
             yield Rig(proxy, client, cache, clock, bucket, moto_endpoint)
     finally:
         proxy.close()

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from functions.api.codecs.v2_tensors import HEADER_LENGTH, decode_tensor, encode_outputs, split_request
 from functions.api.http import Call, Reply, RequestError
-from functions.api.oip_codec import HEADER_LENGTH, decode_tensor, encode_outputs, split_request
 from functions.core.errors import InvalidInputError
 from functions.core.inference import class_labels
 from functions.core.manifest import ImagePreprocessing, Manifest, TabularPreprocessing
