@@ -243,6 +243,9 @@ def _folder_case(case: str, folders: Folders, tmp: Path) -> list[str | Path]:
         (folder / "1_Pooling").mkdir()
         (folder / "1_Pooling" / "config.json").write_text(json.dumps(
             {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    elif case == "bad-tokenizer":
+        _tiny_bert(folder, folders.minilm)
+        (folder / "tokenizer.json").write_text('{"version": "1.0", "model": 42}')
     elif case == "no-head":
         _tiny_bert(folder, folders.minilm)
         return [folder, "--task", "classification"]
@@ -258,6 +261,7 @@ CASES: dict[str, tuple[str, str]] = {
     "unsupported architecture": ("architecture", "architecture BertForMaskedLM is not supported"),
     "pooling other than mean": ("pooling", "pools with cls_token; maas imports sentence embeddings with mean"),
     "classification without a head": ("no-head", "--task classification needs a *ForSequenceClassification"),
+    "unreadable tokenizer.json": ("bad-tokenizer", "folder: tokenizer.json is not a readable tokenizers file"),
 }
 
 

@@ -188,6 +188,7 @@ CASES: dict[str, tuple[str, str]] = {
     "TorchScript without example": ("no-example", "a TorchScript file carries no example input; pass --example"),
     "batch size baked in": ("fixed", "the program only runs on a batch of 4"),
     "two inputs": ("two-inputs", "the program takes 2 inputs (a, b)"),
+    "example .npz without the input": ("npz", "--example two.npz: holds 2 arrays (a, b) and none is named 'features'"),
 }
 
 
@@ -208,6 +209,9 @@ def _args(case: str, programs: Programs, tmp: Path) -> list[str | Path]:
         return [programs["net.pt2"], *features]
     if case == "no-example":
         return [programs["net.pt"], "--labels", ",".join(CLASSES), *features]
+    if case == "npz":
+        np.savez(tmp / "two.npz", a=programs.x[:2], b=programs.x[:2])
+        return [programs["net.pt"], "--labels", ",".join(CLASSES), "--example", tmp / "two.npz"]
     if case == "fixed":
         torch.export.save(torch.export.export(FixedBatch(), (torch.ones(4, 2, 3),)), tmp / "fixed.pt2")
         return [tmp / "fixed.pt2", "--task", "regression"]
