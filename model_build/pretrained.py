@@ -129,21 +129,24 @@ def build_pretrained(recipe: PretrainedEncoder, store: Store, *, quick: bool = F
         return tail.publish(store, draft, files, work, recipe.source, plots, reporter, started)
 
 
-def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]], path: Path) -> None:
+def export_encoder(module: torch.nn.Module, example: dict[str, npt.NDArray[Any]], path: Path,
+                   inputs: list[TokenizerInput] | None = None, output_name: str = "embedding") -> None:
     """One self-contained ONNX graph with dynamic batch and sequence axes (TorchScript exporter: the
-    optimizer's fusion patterns match its attention subgraph)."""
-    args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
-    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    optimizer's fusion patterns match its attention subgraph). ``module`` takes ``inputs`` (default: all
+    three tokenizer outputs) positionally and returns one tensor, named ``output_name``."""
+    names = list(inputs or INPUTS)
+    args = tuple(torch.from_numpy(example[name]) for name in names)
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), dynamo=False, input_names=INPUTS, output_names=["embedding"],
-                          dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17)
+        torch.onnx.export(module, args, str(path), dynamo=False, input_names=names, output_names=[output_name],
+                          dynamic_axes={**axes, output_name: {0: "batch"}}, opset_version=17)
 
 
 def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path,
-                    embed: Callable[[Path], npt.NDArray[np.float32]]) -> list[Candidate]:
+                    embed: Callable[[Path], npt.NDArray[np.float32]], search: bool = True) -> list[Candidate]:
     """fp32 fused, int8 dynamic (per-channel) of the fused graph, fp16 of the fused graph. ``embed`` runs a
-    model file on the recipe's sample texts (for the int8 search)."""
+    model file on the recipe's sample texts (for the int8 search; ``search=False`` skips the greedy part)."""
     import onnx
     from onnxruntime.transformers import optimizer
 
@@ -161,14 +164,14 @@ def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path,
     def min_cosine(path: Path) -> float:
         return float(np.min(np.sum(embed(path) * reference, axis=1)))
 
-    kept, cosine = search_int8(fp32, int8, float_candidates, min_cosine, recipe.variant_min_cosine)
+    kept, cosine = search_int8(fp32, int8, float_candidates, min_cosine, recipe.variant_min_cosine, search)
     fused.convert_float_to_float16(keep_io_types=True)
     fp16 = work / "model.fp16.onnx"
     fused.save_model_to_file(str(fp16))
     fusion = ", ".join(f"{k} x{v}" for k, v in sorted(stats.items()))
     in_float = (f"{len(kept)} of {len(float_candidates)} sensitive MatMuls kept in fp32 "
                 f"({', '.join(_short(node) for node in kept) or 'none'}), "
-                "chosen by a greedy search against the cosine gate"
+                + ("chosen by a greedy search against the cosine gate" if search else "no search (quick build)")
                 if float_candidates else "every MatMul quantized")
     return [Candidate("fp32", "fp32", "cpu", fp32, f"fused by onnxruntime's transformer optimizer ({fusion})"),
             Candidate("int8-dynamic", "int8", "cpu", int8,
@@ -177,12 +180,13 @@ def make_candidates(recipe: PretrainedEncoder, exported: Path, work: Path,
 
 
 def search_int8(fp32: Path, out: Path, candidates: list[str], score: Callable[[Path], float],
-                threshold: float) -> tuple[list[str], float]:
+                threshold: float, greedy: bool = True) -> tuple[list[str], float]:
     """Quantize ``fp32`` to ``out`` keeping as few ``candidates`` in float as the gate allows.
 
     Everything quantized first. If that fails the gate and keeping every candidate in float passes, a greedy
     forward search adds, one at a time, the candidate whose return to float scores best, until the gate
-    passes (at most n(n+1)/2 quantizations). Returns the nodes kept in float and the score of ``out``.
+    passes (at most n(n+1)/2 quantizations); without ``greedy``, every candidate stays in float then.
+    Returns the nodes kept in float and the score of ``out``.
     """
     quantize_int8(fp32, out, [])
     everything = score(out)
@@ -190,8 +194,8 @@ def search_int8(fp32: Path, out: Path, candidates: list[str], score: Callable[[P
         return [], everything
     quantize_int8(fp32, out, candidates)
     all_float = score(out)
-    if all_float < threshold:
-        return list(candidates), all_float  # the gate fails this variant; no subset is expected to pass
+    if all_float < threshold or not greedy:
+        return list(candidates), all_float  # failing: no subset is expected to pass; not greedy: keep them all
     trial = out.with_name(f"search.{out.name}")
     kept: list[str] = []
     remaining = list(candidates)

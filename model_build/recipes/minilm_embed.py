@@ -19,9 +19,9 @@ class MeanPooledEncoder(torch.nn.Module):
         self.encoder = encoder
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # DistilBERT takes none
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2.0, dim=1)

@@ -62,3 +62,11 @@ def test_gives_up_with_every_candidate_in_float_when_even_that_fails(tmp_path: P
 def test_no_candidates_means_all_or_nothing(tmp_path: Path, calls: list[list[str]]) -> None:
     kept, value = pretrained.search_int8(tmp_path / "fp32", tmp_path / "int8", [], _score(0.95), 0.99)
     assert kept == [] and value == pytest.approx(0.95) and calls == [[]]
+
+
+def test_without_greedy_every_candidate_stays_in_float(tmp_path: Path, calls: list[list[str]]) -> None:
+    """``maas import --quick``: two quantizations at most, no per-node search."""
+    out = tmp_path / "int8"
+    kept, value = pretrained.search_int8(tmp_path / "fp32", out, NODES, _score(0.975), 0.99, greedy=False)
+    assert kept == NODES and value == pytest.approx(0.998) and calls == [[], NODES]
+    assert out.read_text() == ",".join(NODES)
