@@ -401,8 +401,12 @@ def _reference_stats(spec: Preprocessing, sample: Any) -> dict[str, list[float]]
 
 
 def _data_line(path: Path, source: ImportedSource, sample: Any, options: ImportOptions) -> str:
-    checked = (f"{min(len(sample), CHECK_ROWS[options.quick])} rows of --sample {options.sample.name}"
-               if sample is not None and options.sample else "inputs generated within the signature")
+    if sample is not None and options.sample:
+        checked = f"{min(len(sample), CHECK_ROWS[options.quick])} rows of --sample {options.sample.name}"
+    elif source.texts:
+        checked = f"maas's {len(source.texts)} built-in English texts (no --sample given)"
+    else:
+        checked = "inputs generated within the signature"
     evaluated = f"; evaluated on --eval {options.eval.name} (target {options.target!r})" if options.eval else ""
     return f"imported from `{path.name}` ({source.kind}, sha256 {source.sha256[:16]}...); checked on {checked}" \
            + evaluated
