@@ -4,6 +4,7 @@ held-out instances, explained with the serving code itself) and its plot, plus t
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,8 @@ def plot_importance(importance: dict[str, float], fitted: Fitted, path: Path) ->
         axis.barh([k for k, _ in ranked], [v for _, v in ranked], color="tab:blue")
         axis.set(title="global importance: mean |SHAP attribution| (held-out)", xlabel="mean |attribution|")
         axis.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with warnings.catch_warnings():  # words in scripts the bundled font lacks are drawn as boxes, not errors
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
     plt.close(fig)

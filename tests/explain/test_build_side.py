@@ -94,3 +94,16 @@ def test_metric_helpers_on_known_answers() -> None:
     regression = evaluation("regression", np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2.0, 4.0]), None)
     assert regression["mae"] == pytest.approx(1 / 3, abs=1e-6)
     assert regression["r2"] == pytest.approx(1 - 1 / (14 / 3), abs=1e-6)
+
+
+def test_importance_plot_of_words_the_font_lacks_is_drawn_without_warnings(tmp_path) -> None:
+    """Imported text models may rank CJK words: the plot draws boxes for them and raises nothing."""
+    import warnings
+    from types import SimpleNamespace
+
+    from model_build.explain_build import plot_importance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_importance({"日本語": 1.0, "words": 0.5}, SimpleNamespace(spec=None), tmp_path / "importance.png")
+    assert (tmp_path / "importance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
