@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,29 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
 DEMO_RECIPES = ["digits-cnn", "cancer-mlp", "diabetes-mlp", "text-lstm"]
+_MAIN_THREAD_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _main_thread_loops_closed_at_the_end() -> Iterator[None]:
+    """Mangum runs each in-process Lambda invocation on the main thread's current event loop and, as Lambda
+    wants, never closes it. A later ``asyncio.run`` replaces that loop, and the garbage collector would then find
+    it unclosed in the middle of whatever test runs (a ResourceWarning, an error under this suite's filters).
+    Each such loop is kept here after the test that made it and closed once the session ends."""
+    yield
+    for loop in _MAIN_THREAD_LOOPS:
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_main_thread_loop() -> Iterator[None]:
+    yield
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = getattr(getattr(asyncio.get_event_loop_policy(), "_local", None), "_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed() and loop not in _MAIN_THREAD_LOOPS:
+        _MAIN_THREAD_LOOPS.append(loop)
 
 
 @pytest.fixture(scope="session")
