@@ -12,14 +12,14 @@ import httpx
 import pytest
 import uvicorn
 
+from bench.soak import BROKEN_MODEL, BROKEN_VERSION, add_broken_version
 from functions.api.app import create_app
 from functions.api.front import create_front
 from functions.core.model_cache import ModelCache
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
 
-CORRUPT_MODEL = "cancer-mlp"
-CORRUPT_VERSION = "2"
+CORRUPT_MODEL, CORRUPT_VERSION = BROKEN_MODEL, BROKEN_VERSION  # cancer-mlp 2, one bit of its model file flipped
 
 
 class FakeClock:
@@ -37,20 +37,8 @@ def serving_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFact
     """The quick-built demo models, plus cancer-mlp version 2 whose shipped model file has one flipped bit."""
     root = tmp_path_factory.mktemp("serving") / "store"
     shutil.copytree(built_store.root, root)
-    versions = root / "models" / CORRUPT_MODEL / "versions"
-    shutil.copytree(versions / "1", versions / CORRUPT_VERSION)
-    manifest = (versions / CORRUPT_VERSION / "manifest.json").read_text()
-    (versions / CORRUPT_VERSION / "manifest.json").write_text(manifest.replace('"version": "1"', '"version": "2"'))
-    store = LocalStore(root)
-    from functions.core import catalog
-
-    shipped = catalog.read_manifest(store, CORRUPT_MODEL, CORRUPT_VERSION)
-    model_file = versions / CORRUPT_VERSION / str(shipped.variant(shipped.selected["cpu"]).file)
-    data = bytearray(model_file.read_bytes())
-    data[len(data) // 2] ^= 0x10
-    model_file.write_bytes(bytes(data))
-    catalog.promote(store, CORRUPT_MODEL, "1", "prod")  # prod keeps serving the intact version
-    return store
+    add_broken_version(root)  # prod keeps serving the intact version 1
+    return LocalStore(root)
 
 
 @pytest.fixture(scope="session")

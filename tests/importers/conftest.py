@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
 from click.testing import CliRunner
 
+from functions.api.front import create_front
+from functions.core.model_cache import ModelCache
+from functions.core.settings import Settings
 from functions.core.store import LocalStore
 from maas.cli import main
+from tests.api.conftest import LiveServer
 from tests.pinned import pin_variant
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -134,9 +141,24 @@ def imported(tmp_path_factory: pytest.TempPathFactory, sources: Sources) -> Loca
         ["import", sources["diabetes.onnx"], "--name", "diabetes", "--sample", sources["diabetes.csv"], "--eval",
          sources["diabetes.csv"], "--target", "target"],
     ]
+    return import_each(store, runs)
+
+
+def import_each(store: LocalStore, runs: list[list[str | Path]]) -> LocalStore:
+    """Run each ``maas import`` (quick) into ``store``; each must print ``NAME 1``. The versions are then pinned
+    to fp32, so comparisons are exact whichever variant this machine's speed gate chose (the gates checked them all)."""
     for args in runs:
         code, out, err = run_cli(*args, "--quick", "--store", store.uri)
         assert code == 0, err
         assert out.strip() == f"{args[3]} 1"
-    pin_variant(store, "fp32")  # served as fp32 whichever variant this machine's speed gate chose
+    pin_variant(store, "fp32")
     return store
+
+
+@contextmanager
+def served(store: LocalStore) -> Iterator[httpx.Client]:
+    """A client of the fast front over ``store``, served by uvicorn on loopback."""
+    settings = Settings(store=store.uri, alias_ttl_seconds=30)
+    with LiveServer(create_front(settings, ModelCache(store, settings))) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        yield client

@@ -15,15 +15,10 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from functions.api.front import create_front
 from functions.core import catalog
 from functions.core.errors import InvalidSourceError, exit_code
-from functions.core.model_cache import ModelCache
-from functions.core.settings import Settings
 from functions.core.store import LocalStore
-from tests.api.conftest import LiveServer
-from tests.importers.conftest import run_cli
-from tests.pinned import pin_variant
+from tests.importers.conftest import import_each, run_cli, served
 
 FEATURES = [f"f{i}" for i in range(6)]
 CLASSES = ["low", "mid", "high"]
@@ -98,19 +93,12 @@ def imported(tmp_path_factory: pytest.TempPathFactory, programs: Programs) -> Lo
          "--sample", programs["rows.npy"]],
         ["import", programs["binary.pt2"], "--name", "binary-export", "--labels", "no,yes", "--features", features],
     ]
-    for args in runs:
-        code, out, err = run_cli(*args, "--quick", "--store", store.uri)
-        assert code == 0, err
-        assert out.strip() == f"{args[3]} 1"
-    pin_variant(store, "fp32")  # exact comparisons below; the gates checked every shipped variant
-    return store
+    return import_each(store, runs)
 
 
 @pytest.fixture(scope="module")
 def http(imported: LocalStore) -> Iterator[httpx.Client]:
-    settings = Settings(store=imported.uri, alias_ttl_seconds=30)
-    with LiveServer(create_front(settings, ModelCache(imported, settings))) as url, \
-            httpx.Client(base_url=url, timeout=60) as client:
+    with served(imported) as client:
         yield client
 
 
