@@ -1,22 +1,26 @@
 """Models, versions and aliases over a Store, laid out as in the store format.
 
     models/NAME/versions/VERSION/manifest.json   (+ variant files, card, plots, vocab)
-    models/NAME/aliases/ALIAS.json               {"version", "previous", "updated_at"}
+    models/NAME/aliases/ALIAS.json               {"version", "previous", "updated_at", "shadow"?, "split"?}
+
+An alias may carry rollouts (``functions.core.rollout``): a shadow candidate and a sticky split. Moving the
+alias (promote, rollback) ends both: they compared against, or split from, the target that was replaced.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from functions.core.errors import IntegrityError, NotFoundError
+from functions.core.errors import IntegrityError, NotFoundError, RolloutError
 from functions.core.manifest import MANIFEST_FILE, Manifest
 from functions.core.names import check_alias, check_model_name, check_version
-from functions.core.records import RecordError, parse_json
+from functions.core.records import RecordError, parse_record
+from functions.core.rollout import Route, ShadowSetting, SplitSetting, parse_rollouts
 from functions.core.store import Store
 
 log = logging.getLogger("maas.catalog")
@@ -27,13 +31,17 @@ ALIAS_HISTORY = 20
 
 @dataclass(frozen=True, kw_only=True)
 class AliasRecord:
-    """Where an alias points, and where it pointed before (most recent first); unknown keys are ignored."""
+    """Where an alias points, where it pointed before (most recent first) and its rollouts; unknown keys are
+    ignored, and so is a malformed rollout (``ignored`` says why: the alias keeps serving its target)."""
 
     IGNORE_UNKNOWN = True
 
     version: str
     previous: list[str] = field(default_factory=list)
     updated_at: str
+    shadow: ShadowSetting | None = None
+    split: SplitSetting | None = None
+    ignored: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for label, version in (("version", self.version), *(("previous", v) for v in self.previous)):
@@ -44,12 +52,29 @@ class AliasRecord:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> AliasRecord:
-        """Parse an alias document (RecordError names the problem)."""
-        return parse_json(cls, data)
+        """Parse an alias document (RecordError names the problem); a malformed rollout is left out and named in
+        ``ignored``, never an error."""
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError("", f"not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            return parse_record(cls, value)  # names the problem
+        shadow, split, problems = parse_rollouts(value)
+        core = {k: v for k, v in value.items() if k not in ("shadow", "split", "ignored")}
+        record = parse_record(cls, core)
+        return replace(record, shadow=shadow, split=split, ignored=tuple(problems)) \
+            if shadow or split or problems else record
 
     def to_dict(self) -> dict[str, object]:
-        """The record as written on disk."""
-        return asdict(self)
+        """The record as written on disk (rollouts only when set)."""
+        document = asdict(self)
+        del document["ignored"]
+        return {k: v for k, v in document.items() if v is not None or k not in ("shadow", "split")}
+
+    def route(self, alias: str, ignored: tuple[str, ...] = ()) -> Route:
+        """Where requests to this alias go."""
+        return Route(self.version, alias, self.shadow, self.split, ignored)
 
 
 def version_prefix(name: str, version: str) -> str:
@@ -143,12 +168,19 @@ def listing(store: Store) -> list[dict[str, Any]]:
 
 def resolve(store: Store, name: str, alias: str | None = None) -> str:
     """The version an alias points at; without an alias, ``prod`` if set, else the latest version."""
-    record = read_alias(store, name, alias or DEFAULT_ALIAS)
+    return route(store, name, alias).version
+
+
+def route(store: Store, name: str, alias: str | None = None) -> Route:
+    """Where requests to an alias go (without an alias: ``prod`` if set, else the latest version, no rollouts).
+    A malformed rollout is left out, and named in the route's ``ignored``."""
+    chosen = alias or DEFAULT_ALIAS
+    record = read_alias(store, name, chosen)
     if record is not None:
-        return record.version
+        return record.route(chosen, record.ignored)
     if alias is not None and alias != DEFAULT_ALIAS:
         raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-    return latest_version(store, name)
+    return Route(latest_version(store, name))
 
 
 def promote(store: Store, name: str, version: str, alias: str) -> AliasRecord:
@@ -167,7 +199,7 @@ def promote(store: Store, name: str, version: str, alias: str) -> AliasRecord:
 
 
 def rollback(store: Store, name: str, alias: str) -> AliasRecord:
-    """Return ``alias`` to the version it pointed at before its last move."""
+    """Return ``alias`` to the version it pointed at before its last move (ending its shadow and split)."""
     current = read_alias(store, name, alias)
     if current is None:
         raise NotFoundError(f"model {name!r} has no alias {alias!r}")
@@ -176,6 +208,42 @@ def rollback(store: Store, name: str, alias: str) -> AliasRecord:
     record = AliasRecord(version=current.previous[0], previous=current.previous[1:], updated_at=_now())
     store.put_bytes(alias_key(name, alias), orjson.dumps(record.to_dict()))
     return record
+
+
+def set_shadow(store: Store, name: str, alias: str, shadow: ShadowSetting | None) -> tuple[AliasRecord, AliasRecord]:
+    """Start (a setting) or end (None) the shadow of an existing alias; returns the records before and after."""
+    current = _rollout_alias(store, name, alias, None if shadow is None else shadow.candidate)
+    return current, _write_alias(store, name, alias, replace(current, shadow=shadow, ignored=()))
+
+
+def set_split(store: Store, name: str, alias: str, split: SplitSetting | None) -> tuple[AliasRecord, AliasRecord]:
+    """Start (a setting) or end (None) the split of an existing alias; returns the records before and after."""
+    current = _rollout_alias(store, name, alias, None if split is None else split.version)
+    return current, _write_alias(store, name, alias, replace(current, split=split, ignored=()))
+
+
+def _rollout_alias(store: Store, name: str, alias: str, version: str | None) -> AliasRecord:
+    """The alias a rollout goes on; ``version`` (the rollout's, if starting one) must exist and differ from its
+    target. The target and history are kept as they are."""
+    current = read_alias(store, name, alias)
+    if current is None:
+        raise NotFoundError(f"model {name!r} has no alias {alias!r}: promote a version to it first")
+    if version is not None:
+        if not store.exists(f"{version_prefix(name, version)}/{MANIFEST_FILE}"):
+            raise NotFoundError(f"model {name!r} has no version {version!r}")
+        if version == current.version:
+            raise RolloutError(f"alias {alias!r} of {name!r} already serves version {version}")
+    return current
+
+
+def _write_alias(store: Store, name: str, alias: str, record: AliasRecord) -> AliasRecord:
+    store.put_bytes(alias_key(name, alias), orjson.dumps(record.to_dict()))
+    return record
+
+
+def now() -> str:
+    """The time records are stamped with (UTC, seconds)."""
+    return _now()
 
 
 def _now() -> str:

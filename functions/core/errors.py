@@ -144,6 +144,18 @@ class ApiFailedError(ApiRejectedError):
     code = "api_failed"
 
 
+class RolloutError(MaasError):
+    """A shadow or split that cannot be set (a version the alias already serves, a rate or percent out of range)."""
+
+    code = "invalid_rollout"
+
+
+class PromotionRefusedError(MaasError):
+    """``maas promote --require-agreement``: the candidate's shadow report does not meet the bar."""
+
+    code = "promotion_refused"
+
+
 ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     # error type: (HTTP status, CLI exit code)
     MaasError: (500, 1),
@@ -166,6 +178,8 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     PortInUseError: (500, 11),
     DeadlineError: (503, 12),
     InvalidSourceError: (422, 13),
+    RolloutError: (422, 14),
+    PromotionRefusedError: (409, 15),
 }
 """Every error type's HTTP status and CLI exit code; README's "Exit codes" documents the second column."""
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.core import catalog
+from functions.core.catalog import DEFAULT_ALIAS
 from functions.core.errors import (
     IntegrityError,
     ModelUnavailableError,
@@ -38,6 +39,7 @@ from functions.core.manifest import FileEntry, Manifest, Target, Variant
 from functions.core.names import check_alias, check_model_name, check_sha256, check_version
 from functions.core.preprocessing import Preprocessor, auxiliary_files, make_preprocessor
 from functions.core.revalidate import Known, RefreshFailure, Revalidating, start_daemon
+from functions.core.rollout import Route
 from functions.core.settings import Settings
 from functions.core.store import LocalStore, Store
 
@@ -122,10 +124,10 @@ class ModelCache:
         object appends every request's frames to its traceback (about 10 KB a request, held until it expires)."""
         self._manifests: dict[tuple[str, str], Manifest] = {}
         ttl = settings.alias_ttl_seconds
-        self.alias_targets: Revalidating[AliasKey, str] = Revalidating(
+        self.alias_targets: Revalidating[AliasKey, Route] = Revalidating(
             self._read_alias_target, ttl, clock=clock, start=start, on_failure=_count_refresh_failure,
             on_recovery=self._flush_stale)
-        """Alias -> version, stale-while-revalidate."""
+        """Alias -> route (target version and rollouts), stale-while-revalidate."""
         self.listings: Revalidating[str, list[dict[str, Any]]] = Revalidating(
             lambda _: catalog.listing(self.store), ttl, clock=clock, start=start, on_failure=_count_refresh_failure)
         """The model listing (one key), stale-while-revalidate."""
@@ -137,6 +139,10 @@ class ModelCache:
     def resolve(self, name: str, alias: str | None = None) -> str:
         """The version an alias (default: prod, else latest) points at: the known target at once (re-read in the
         background once its TTL ran out), else read from the store (blocking, within the store's budget)."""
+        return self.route(name, alias).version
+
+    def route(self, name: str, alias: str | None = None) -> Route:
+        """Where an alias (default: prod, else latest) sends requests, as ``resolve`` finds its target."""
         check_model_name(name)
         if alias is not None:
             check_alias(alias)
@@ -215,6 +221,16 @@ class ModelCache:
             name, _, alias = name.partition("@")
             self.get(name, version or None, alias or None)
 
+    def peek_route(self, name: str, alias: str | None = None) -> Route | None:
+        """The known route of an alias, or None; never waits for the store (may start a background refresh). The
+        caller has checked the names already."""
+        key = (name, alias)
+        known = self.alias_targets.lookup(key)
+        if known is None:
+            return None
+        self._note(key, known)
+        return known.value
+
     def peek(self, name: str, version: str | None = None, alias: str | None = None) -> LoadedModel | None:
         """The model if it is in memory and, for an alias, its target is known (an expired target is used, and
         re-read in the background); else None.
@@ -227,7 +243,7 @@ class ModelCache:
             known = self.alias_targets.lookup(key)
             if known is None:
                 return None
-            model = self._models.get((name, known.value))
+            model = self._models.get((name, known.value.version))
             if model is not None:
                 self._note(key, known)
             return model
@@ -239,10 +255,13 @@ class ModelCache:
         self.alias_targets.forget()
         self.listings.forget()
 
-    def _read_alias_target(self, key: AliasKey) -> str:
-        return catalog.resolve(self.store, *key)
+    def _read_alias_target(self, key: AliasKey) -> Route:
+        route = catalog.route(self.store, *key)
+        for problem in route.ignored:
+            _rollout_ignored(key[0], route.alias or DEFAULT_ALIAS, route.version, problem)
+        return route
 
-    def _note(self, key: AliasKey, known: Known[str]) -> None:
+    def _note(self, key: AliasKey, known: Known[Route]) -> None:
         """Count an answer given from a target whose refreshes the store is failing (one log record per alias
         every STALE_LOG_SECONDS, carrying the count since the last)."""
         if not (known.stale and known.failures):
@@ -255,7 +274,7 @@ class ModelCache:
             due = now - logged_at >= STALE_LOG_SECONDS
             self._stale_pending[key] = (0, now) if due else (pending, logged_at)
         if due:
-            _count_stale(key[0], key[1], known.value, known.error or "store unreachable", pending)
+            _count_stale(key[0], key[1], known.value.version, known.error or "store unreachable", pending)
 
     def _flush_stale(self, key: AliasKey, failures: int) -> None:
         """The store answered a refresh again: log the stale answers not logged yet."""
@@ -263,7 +282,7 @@ class ModelCache:
             pending, _ = self._stale_pending.pop(key, (0, 0.0))
         known = self.alias_targets.lookup(key)
         if pending and known is not None:
-            _count_stale(key[0], key[1], known.value, f"store answers again after {failures} failed refreshes",
+            _count_stale(key[0], key[1], known.value.version, f"store answers again after {failures} failed refreshes",
                          pending)
 
     def _evict(self) -> None:
@@ -364,6 +383,14 @@ def _count_stale(name: str, alias: str | None, version: str, reason: str, count:
 
     log_metric("warning", "store unreachable: serving the last known alias target", "StaleAliasTargets", count,
                [["model"]], model=name, alias=alias or "default", version=version, reason=reason)
+
+
+def _rollout_ignored(name: str, alias: str, version: str, problem: str) -> None:
+    """One log line each time an alias record with a malformed rollout is read: the alias serves its target."""
+    from functions.core.telemetry import log
+
+    log("WARNING", "rollout setting ignored: the alias serves its target", model=name, alias=alias,
+        version=version, problem=problem)
 
 
 def _count_refresh_failure(failure: RefreshFailure[Any]) -> None:
