@@ -27,7 +27,6 @@ def disagrees(row: dict[str, float]) -> bool:
 
 def graph(bias_b: float) -> bytes:
     """probabilities = Softmax(x @ I + [0, bias_b]) over inputs x[batch, 2]."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weights = numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
