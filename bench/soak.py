@@ -9,7 +9,9 @@ filling, a dict resizing) shows in one round only, so the figure per kind is the
 Configurations:
 
 - ``lambda``: the API handler module (``functions.api.handler.handler``, Mangum over the fast front) invoked
-  with API Gateway HTTP API events, one after another, over a local store holding diabetes-mlp and a
+  with API Gateway HTTP API events, one after another (each followed by the post of a stand-in of the runtime's
+  client, after which shadow candidates run), over a local store holding diabetes-mlp (with aliases
+  ``shadowed``, a shadow at rate 1.0 on a copy of version 1, and ``split``, half of it on that copy) and a
   cancer-mlp version 2 whose model file has a flipped bit (the broken version), and ``iris``, a scikit-learn
   pipeline converted with skl2onnx (ZipMap output) and brought in with ``maas import``. The alias TTL is 0, so
   every alias request finds its target expired (answered at once, refreshed in the background);
@@ -86,6 +88,10 @@ KINDS: dict[str, list[Kind]] = {
              {"instances": [IRIS_ROW]}, 200),
         Kind("imported model v2 infer", "POST", "/v2/models/iris/versions/1/infer",
              {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": list(IRIS_ROW.values())}]}, 200),
+        Kind("shadowed alias predict (candidate after the post)", "POST",
+             "/v1/models/diabetes-mlp/predict?alias=shadowed", {"instances": [DIABETES_ROW]}, 200),
+        Kind("split alias predict (no key: drawn per request)", "POST", "/v1/models/diabetes-mlp/predict?alias=split",
+             {"instances": [DIABETES_ROW]}, 200),
     ],
     "lambda-capture": [Kind("v1 predict, capture on", "POST", V1, {"instances": [DIABETES_ROW]}, 200)],
     "lambda-stalled": [Kind("store timeout (stalled store)", "POST", "/v1/models/diabetes-mlp/versions/1/predict",
@@ -95,6 +101,8 @@ KINDS: dict[str, list[Kind]] = {
         Kind("unknown model", "POST", "/v1/models/no-such-model/predict", {"instances": [[1.0]]}, 404),
         Kind("broken version", "POST", f"/v1/models/{BROKEN_MODEL}/versions/{BROKEN_VERSION}/predict",
              {"instances": [CANCER_ROW]}, 503),
+        Kind("shadowed alias predict (candidate on the shadow thread)", "POST",
+             "/v1/models/diabetes-mlp/predict?alias=shadowed", {"instances": [DIABETES_ROW]}, 200),
     ],
 }
 
@@ -110,7 +118,15 @@ def make_store(root: Path, quick: bool = True) -> Path:
         build(load_recipe(recipe), store, quick=quick)
     add_broken_version(root)
     add_imported_model(root)
+    add_rollouts(root)
     return root
+
+
+def add_rollouts(root: Path) -> None:
+    """diabetes-mlp's aliases ``shadowed`` (a shadow on version 2, a copy of 1) and ``split`` (half on 2)."""
+    from bench.rollouts import add_rollout_aliases
+
+    add_rollout_aliases(root, "diabetes-mlp")
 
 
 def add_imported_model(root: Path) -> None:
@@ -188,26 +204,41 @@ def _rounds(send: Callable[[Kind, int], Counter[int]], kind: Kind, requests: int
             "kb_per_1000_requests": round(min(retained) / count * 1000 / 1024, 2)}
 
 
-def _lambda_sender(handler: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[[Kind, int], Counter[int]]:
+def _lambda_sender(handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+                   client: Any = None) -> Callable[[Kind, int], Counter[int]]:
+    """Invocations one after another; with a runtime ``client``, each in the runtime's order (handler, then the
+    post, after which shadow candidates run)."""
     from tests.events import LambdaContext, http_api_event
+    from tests.lambda_runtime import invoke
 
     def send(kind: Kind, count: int) -> Counter[int]:
-        event = http_api_event(kind.method, kind.path, json.dumps(kind.body).encode())
+        path, _, query = kind.path.partition("?")
+        event = http_api_event(kind.method, path, json.dumps(kind.body).encode(),
+                               query=dict(p.split("=", 1) for p in query.split("&")) if query else None)
         statuses: Counter[int] = Counter()
         for _ in range(count):
-            statuses[handler(event, LambdaContext())["statusCode"]] += 1
+            answer = invoke(client, handler, event, LambdaContext()) if client else handler(event, LambdaContext())
+            statuses[answer["statusCode"] if answer else 500] += 1
         return statuses
 
     return send
 
 
-def _lambda_handler(config: str, store: Path) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+def _lambda_handler(config: str, store: Path) -> tuple[Callable[[dict[str, Any], Any], dict[str, Any]], Any]:
+    """The API handler module's handler, and a stand-in of the runtime's client whose posts run what waits for
+    them (shadow comparisons; their records go to stdout, dropped)."""
     os.environ.update({"MAAS_STORE": f"file://{store}", "MAAS_ALIAS_TTL_SECONDS": "0"})
     if config == "lambda-capture":
         os.environ.update({"MAAS_CAPTURE_RATE": "1", "AWS_LAMBDA_FUNCTION_NAME": "maas-soak"})
     import functions.api.handler
+    from functions.core import capture, shadow
+    from tests.lambda_runtime import runtime_client_class
 
-    return functions.api.handler.handler
+    client_class = runtime_client_class()
+    runner = functions.api.handler.app.service.shadows
+    runner.sink = capture.StdoutSink()
+    shadow.start_after_response(runner, client_class)
+    return functions.api.handler.handler, client_class()
 
 
 def _stalled_handler() -> tuple[Callable[[dict[str, Any], Any], dict[str, Any]], Callable[[], None]]:
@@ -239,10 +270,13 @@ def _serve_rounds(store: Path, requests: int, rounds: int, warmup: int) -> list[
     import uvicorn
 
     from functions.api.front import create_front
+    from functions.core import capture
     from functions.core.settings import Settings
 
     settings = Settings(store=f"file://{store}", max_batch_rows=64)
-    server = uvicorn.Server(uvicorn.Config(create_front(settings), host="127.0.0.1", port=0, log_level="warning",
+    front = create_front(settings)
+    front.service.shadows.sink = capture.StdoutSink()  # comparison records: stdout, dropped
+    server = uvicorn.Server(uvicorn.Config(front, host="127.0.0.1", port=0, log_level="warning",
                                            lifespan="off", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -264,6 +298,7 @@ def _serve_rounds(store: Path, requests: int, rounds: int, warmup: int) -> list[
     async def together(kind: Kind, count: int) -> Counter[int]:
         share = -(-count // SERVE_CLIENTS)
         parts = await asyncio.gather(*(user(c, kind, share) for c in clients))
+        front.service.shadows.flush()  # comparisons still queued are not memory kept
         return sum(parts, Counter())
 
     try:
@@ -282,13 +317,13 @@ def measure(config: str, store: Path, requests: int, rounds: int, warmup: int) -
     tracemalloc.start(1)
     if config == "serve":
         return _serve_rounds(store, requests, rounds, warmup)
-    close = None
+    close, client = None, None
     if config == "lambda-stalled":
         handler, close = _stalled_handler()
     else:
-        handler = _lambda_handler(config, store)
+        handler, client = _lambda_handler(config, store)
     try:
-        send = _lambda_sender(handler)
+        send = _lambda_sender(handler, client)
         return [_rounds(send, kind, requests, rounds, warmup) for kind in KINDS[config]]
     finally:
         if close:

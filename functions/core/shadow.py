@@ -107,9 +107,14 @@ class ShadowRunner:
 
     @property
     def sink(self) -> capture.Sink:
+        """Where records go (``default_sink`` unless one was given)."""
         if self._sink is None:
             self._sink = default_sink()
         return self._sink
+
+    @sink.setter
+    def sink(self, sink: capture.Sink) -> None:
+        self._sink = sink
 
     def submit(self, job: Comparison) -> None:
         """Queue a comparison to run after the answer (never blocks, never raises)."""

@@ -31,6 +31,7 @@ def soak_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory
     shutil.copytree(built_store.root, root)
     soak.add_broken_version(root)
     soak.add_imported_model(root)
+    soak.add_rollouts(root)
     return root
 
 
