@@ -59,10 +59,12 @@ class Client:
     """Calls a maas API: predictions, explanations and batch jobs, signed or with a bearer token."""
 
     def __init__(self, url: str, auth: Auth = "auto", token: str | None = None, timeout: float = 60.0,
-                 region: str | None = None) -> None:
+                 region: str | None = None, routing_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.auth = auth
         self.token = token
+        self.routing_key = routing_key
+        """Sent as ``x-maas-routing-key``: an alias's A/B split gives the same key the same version."""
         self.timeout = timeout
         endpoint = aws_endpoint(self.url)
         self.service = endpoint[0] if endpoint else "execute-api"
@@ -129,6 +131,8 @@ class Client:
         body = None if payload is None else json.dumps(payload).encode()
         url = self.url + path
         headers = {"content-type": "application/json"} if body is not None else {}
+        if self.routing_key:
+            headers["x-maas-routing-key"] = self.routing_key
         headers.update(self.auth_headers(method, url, body, headers))
         return self._send(urllib.request.Request(url, data=body, method=method, headers=headers))
 

@@ -23,11 +23,14 @@ call_options = [
     url_option,
     click.option("--version", "model_version", default=None, help="Explicit version (default: the alias)."),
     click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest)."),
+    click.option("--routing-key", default=None, envvar="MAAS_ROUTING_KEY",
+                 help="Sticky A/B key (x-maas-routing-key): an alias's split sends the same key to the same "
+                      "version (or $MAAS_ROUTING_KEY)."),
 ]
 
 
 def with_call_options(command: click.decorators.FC) -> click.decorators.FC:
-    """--data, --url, --version and --alias."""
+    """--data, --url, --version, --alias and --routing-key."""
     for option in reversed(call_options):
         command = option(command)
     return command
@@ -57,11 +60,11 @@ def with_auth(command: click.decorators.FC) -> click.decorators.FC:
 @click.argument("name")
 @with_call_options
 @with_auth
-def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, auth: str,
-            token: str | None) -> None:
+def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, routing_key: str | None,
+            auth: str, token: str | None) -> None:
     """Call the prediction API for model NAME and print the JSON response."""
     from maas.client import Client
 
     payload = read_payload(data)
-    client = Client(url, auth=auth, token=token)  # type: ignore[arg-type]
+    client = Client(url, auth=auth, token=token, routing_key=routing_key)  # type: ignore[arg-type]
     click.echo(client.send("POST", Client.model_path(name, "predict", model_version, alias), payload).decode())

@@ -177,3 +177,22 @@ def test_a_malformed_rollout_leaves_the_alias_serving_its_target(store: LocalSto
     lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if "rollout setting ignored" in line]
     assert lines and lines[0]["model"] == MODEL and lines[0]["alias"] == "prod" and lines[0]["version"] == LIVE
     assert lines[0]["problem"].startswith(("shadow", "split"))
+
+
+def test_the_cli_and_client_send_the_routing_key(store: LocalStore) -> None:
+    from click.testing import CliRunner
+
+    from maas.cli import main
+    from maas.client import Client
+
+    split = _split(store, 50.0)
+    settings = Settings(store=store.uri)
+    keys = [f"team-{n}" for n in range(8)]
+    with LiveServer(create_front(settings, ModelCache(store, settings))) as url:
+        for key in keys:
+            expected = CANDIDATE if split.takes(MODEL, "prod", key) else LIVE
+            result = CliRunner().invoke(main, ["predict", MODEL, "--url", url, "--data", orjson.dumps(rows(1)).decode(),
+                                               "--routing-key", key])
+            assert result.exit_code == 0, result.output
+            assert orjson.loads(result.output)["version"] == expected
+            assert Client(url, routing_key=key).predict(MODEL, rows(1), alias="prod")["version"] == expected
