@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from functions.api.http import Call, Receive, Scope, Send
 from functions.api.routes import answer, match
 from functions.core.model_cache import ModelCache, model_cache_from
-from functions.core.service import PredictionService
+from functions.core.service import HELD, PredictionService
 from functions.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from functions.core.shadow import Comparison
 
 
 class Front:
@@ -47,8 +49,15 @@ class Front:
             found = match(scope["method"], path)
             if found is not None:
                 handler, params = found
-                reply = await answer(handler, self.service, Call.of(scope, receive), params)
-                await reply.send(send)
+                held: list[Comparison] = []
+                token = HELD.set(held)
+                try:
+                    reply = await answer(handler, self.service, Call.of(scope, receive), params)
+                    await reply.send(send)
+                finally:
+                    HELD.reset(token)
+                    if held:  # shadow comparisons run once the answer is out
+                        self.service.release(held)
                 return
         elif scope["type"] == "lifespan":
             await _lifespan(receive, send)

@@ -12,7 +12,7 @@ from mangum import Mangum
 
 from functions.api import snapstart
 from functions.api.front import create_front
-from functions.core import capture
+from functions.core import capture, shadow
 from functions.core.settings import get_settings
 
 # One invocation carries one request, so no two requests could ever join a session run: skip the batcher's hop.
@@ -23,3 +23,4 @@ if _settings.preload:  # load listed models during init (SnapStart / provisioned
 snapstart.register(app)  # only in Lambda: warm-up before the snapshot, fresh clients and aliases after a restore
 handler = Mangum(app, lifespan="off")
 capture.start_after_response()  # in Lambda with capture on: records are written after the runtime's post
+shadow.start_after_response(app.service.shadows)  # in Lambda: shadow candidates run after the runtime's post

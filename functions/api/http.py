@@ -24,6 +24,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 JSON_TYPE = "application/json"
 JOBS_HINT = "; send large inputs as a batch job: POST /v1/models/NAME/jobs"
+ROUTING_KEY_HEADER = "x-maas-routing-key"
 
 
 @dataclass
@@ -89,6 +90,11 @@ class Call:
                 raise RequestError(422, "unknown_parameter",
                                    f"unknown query parameter {shown(name)!r}{hint}; {takes}")
 
+    def routing_key(self) -> str | None:
+        """The sticky A/B key: the ``x-maas-routing-key`` header, else the authenticated caller, else None (each
+        request draws at random)."""
+        return self.headers.get(ROUTING_KEY_HEADER) or authenticated_caller(self.scope)
+
     def content_type(self, default: str = "") -> str:
         """The media type without parameters, lower-cased."""
         return self.headers.get("content-type", default).split(";")[0].strip().lower()
@@ -111,6 +117,35 @@ class Call:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def authenticated_caller(scope: Scope) -> str | None:
+    """Who API Gateway authenticated, from the Lambda event Mangum keeps in the scope: a JWT subject, an IAM
+    principal, or a Lambda authorizer's consumer / principal id (HTTP API v2 and REST v1 shapes); else None."""
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    if not isinstance(context, dict):
+        return None
+    authorizer = context.get("authorizer") if isinstance(context.get("authorizer"), dict) else {}
+    identity = context.get("identity") if isinstance(context.get("identity"), dict) else {}
+    candidates = (
+        ("jwt", _get(authorizer, "jwt", "claims", "sub")), ("jwt", _get(authorizer, "claims", "sub")),
+        ("iam", _get(authorizer, "iam", "userArn")), ("iam", _get(authorizer, "iam", "callerId")),
+        ("consumer", _get(authorizer, "lambda", "consumer")), ("principal", _get(authorizer, "lambda", "principalId")),
+        ("principal", _get(authorizer, "principalId")), ("iam", _get(identity, "userArn")),
+    )
+    for kind, value in candidates:
+        if isinstance(value, str) and value:
+            return f"{kind}:{value}"
+    return None
+
+
+def _get(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 def request_id(scope: Scope, headers: dict[str, str]) -> str:

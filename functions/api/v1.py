@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from functions.api import routes
@@ -14,7 +15,10 @@ from functions.api.http import Call, Reply
 from functions.api.routes import Handler, answer
 from functions.api.schemas import ERROR_RESPONSES, ModelDetail, ModelList, PredictResponse
 from functions.core.model_cache import ModelCache
-from functions.core.service import ModelRef, PredictionService
+from functions.core.service import HELD, ModelRef, PredictionService
+
+if TYPE_CHECKING:
+    from functions.core.shadow import Comparison
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": PredictResponse}, **ERROR_RESPONSES}
 _BODY = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}
@@ -41,7 +45,15 @@ def routed(handler: Handler, service: PredictionService) -> Callable[[Request], 
     """A request-only endpoint answering with the shared route handler (the same code as the fast front)."""
     async def endpoint(request: Request) -> Response:
         call = Call.of(request.scope, request.receive)
-        return to_response(await answer(handler, service, call, dict(request.path_params)))
+        held: list[Comparison] = []
+        token = HELD.set(held)
+        try:
+            response = to_response(await answer(handler, service, call, dict(request.path_params)))
+        finally:
+            HELD.reset(token)
+        if held:  # shadow comparisons run once the response is sent
+            response.background = BackgroundTask(service.release, held)
+        return response
 
     endpoint.__doc__ = handler.__doc__
     return endpoint

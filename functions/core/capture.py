@@ -309,7 +309,7 @@ def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, outpu
                 capture: Capture, now: float | None = None) -> dict[str, Any]:
     """The capture record: model, version, day, time (``now``, default the current time), request id, masked
     inputs and compact outputs."""
-    day, stamp = _clock(now)
+    day, stamp = clock(now)
     rules = capture.rules(model.name)
     return {MARKER: 1, "model": model.name, "version": model.version, "day": day, "time": stamp,
             "request_id": request_id, "inputs": masked_inputs(model, instances, rules, capture.hash_key),
@@ -319,7 +319,7 @@ def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, outpu
 _second: list[Any] = [-1, "", ""]
 
 
-def _clock(now: float | None = None) -> tuple[str, str]:
+def clock(now: float | None = None) -> tuple[str, str]:
     """(UTC day, ISO time with milliseconds) of ``now`` (default: the current time); the date part is formatted
     once per second."""
     now = time.time() if now is None else now

@@ -41,22 +41,30 @@ def runtime_client_class() -> type[Any] | None:
 
 
 def install(client_class: type[Any], after_post: Callable[[], None]) -> None:
-    """Wrap the posts where ``client_class``'s MRO defines them, so that ``after_post`` runs once each has
-    returned (or raised); idempotent. ``after_post`` must not raise: nothing it does may reach the runtime."""
+    """Wrap the posts where ``client_class``'s MRO defines them (once), so that ``after_post`` runs once each has
+    returned (or raised), after the callbacks installed before it; idempotent. ``after_post`` must not raise:
+    nothing it does may reach the runtime."""
+    if after_post not in _AFTER_POST:
+        _AFTER_POST.append(after_post)
     for post in POSTS:
         owner = next(k for k in client_class.__mro__ if post in vars(k))
         original = vars(owner)[post]
         if not getattr(original, MARK, False):
-            setattr(owner, post, _then(original, after_post))
+            setattr(owner, post, _then(original))
 
 
-def _then(original: Callable[..., Any], after_post: Callable[[], None]) -> Callable[..., Any]:
+_AFTER_POST: list[Callable[[], None]] = []
+"""What runs after each post, in order: capture's record writes, then shadow comparisons."""
+
+
+def _then(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def posted(*args: Any, **kwargs: Any) -> Any:
         try:
             return original(*args, **kwargs)
         finally:
-            after_post()
+            for after_post in tuple(_AFTER_POST):
+                after_post()
 
     setattr(posted, MARK, True)
     return posted

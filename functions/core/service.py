@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +37,22 @@ from functions.core.preprocessing import Instances, Tensors
 from functions.core.settings import Settings
 from functions.core.telemetry import emit_prediction_metrics
 
+if TYPE_CHECKING:
+    from functions.core.shadow import Comparison, ShadowRunner
+
 T = TypeVar("T")
 Output = npt.NDArray[np.float32]
+
+HELD: ContextVar[list[Comparison] | None] = ContextVar("maas_held_comparisons", default=None)
+"""Comparisons a request holds until its response is sent (set by the front; None: submit at once)."""
+
+
+@dataclass(frozen=True)
+class Shadowing:
+    """Run ``candidate`` after this request's answer and compare (the request came through ``alias``)."""
+
+    candidate: str
+    alias: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,16 @@ class PredictionService:
         """Requests that went to a worker thread to read the store (nothing known in memory answered them)."""
         self.budget_timeouts = 0
         """Of those, the ones the request budget cut off (answered 503 ``store_timeout``)."""
+        self._shadows: ShadowRunner | None = None
+
+    @property
+    def shadows(self) -> ShadowRunner:
+        """The runner of shadow comparisons (made on first need: the module stays off the cold path)."""
+        if self._shadows is None:
+            from functions.core.shadow import ShadowRunner
+
+            self._shadows = ShadowRunner(self.cache, self.settings.shadow_budget_seconds)
+        return self._shadows
 
     def load(self, ref: ModelRef) -> LoadedModel:
         """The loaded model (blocking: may read the store). A file missing from a version is a 503."""
@@ -89,6 +114,30 @@ class PredictionService:
         if model is not None:
             return model
         return await self.off_loop(self.load, ref)
+
+    async def routed(self, ref: ModelRef,
+                     routing_key: Callable[[], str | None]) -> tuple[LoadedModel, Shadowing | None]:
+        """The model that serves a request, and the shadow to run after its answer, if any. An explicit version is
+        served as named; an alias's route sends a sticky share to its split version (``routing_key`` is asked
+        only then) and a sampled share of what its target serves to its shadow candidate."""
+        if ref.version is not None:
+            return await self.model(ref), None
+        route = self.cache.peek_route(ref.name, ref.alias)
+        if route is None:
+            route = await self.off_loop(self.cache.route, ref.name, ref.alias)
+        if route.split is None and route.shadow is None:
+            return await self.model(ModelRef(ref.name, route.version)), None
+        version = route.pick(ref.name, routing_key() if route.split is not None else None)
+        model = await self.model(ModelRef(ref.name, version))
+        shadow = route.shadow
+        if shadow is None or version != route.version or route.alias is None or not shadow.sampled():
+            return model, None
+        return model, Shadowing(shadow.candidate, route.alias)
+
+    def release(self, held: list[Comparison]) -> None:
+        """Hand the comparisons a request held to the shadow runner (its response has been sent)."""
+        for comparison in held:
+            self.shadows.submit(comparison)
 
     async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking store work in a thread; StoreTimeoutError if it outlasts the request budget."""
@@ -112,15 +161,31 @@ class PredictionService:
         return output
 
     async def predict(self, model: LoadedModel, instances: Sequence[Any],
-                      decode: Callable[[LoadedModel, Output], T], request_id: str, started: float | None = None) -> T:
+                      decode: Callable[[LoadedModel, Output], T], request_id: str, started: float | None = None,
+                      shadow: Shadowing | None = None) -> T:
         """Encode, run (sharing the run with concurrent requests), decode with the codec's ``decode``, then count
-        the request and emit its metrics."""
+        the request and emit its metrics; with ``shadow``, hand the comparison over for after the answer."""
         started = time.perf_counter() if started is None else started
         output = await self.batcher.run(model, self.encode(model, instances))
         result = decode(model, output)
         capture.record(model, instances, output, request_id)
         self.record(model, len(instances), started, request_id)
+        if shadow is not None:
+            self._hold(model, shadow, instances, output, (time.perf_counter() - started) * 1000, request_id)
         return result
+
+    def _hold(self, model: LoadedModel, shadow: Shadowing, instances: Sequence[Any], output: Output,
+              live_ms: float, request_id: str) -> None:
+        """Keep the comparison for after the response: held by the request when its front sends the response
+        first (or the runtime's post in Lambda), else submitted now."""
+        from functions.core.shadow import Comparison
+
+        comparison = Comparison(model, shadow.candidate, shadow.alias, instances, output, live_ms, request_id)
+        held = HELD.get()
+        if held is not None and not self.shadows.after_post:
+            held.append(comparison)
+        else:
+            self.shadows.submit(comparison)
 
     @staticmethod
     def record(model: LoadedModel, instances: int, started: float, request_id: str) -> None:

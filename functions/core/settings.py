@@ -35,6 +35,7 @@ ENV_DATA_KEY_ARN = "MAAS_DATA_KEY_ARN"
 ENV_JOBS_MAX_BYTES = "MAAS_JOBS_MAX_BYTES"
 ENV_JOBS_UPLOAD_SECONDS = "MAAS_JOBS_UPLOAD_SECONDS"
 ENV_JOBS_DOWNLOAD_SECONDS = "MAAS_JOBS_DOWNLOAD_SECONDS"
+ENV_SHADOW_BUDGET_SECONDS = "MAAS_SHADOW_BUDGET_SECONDS"
 
 DEFAULT_STORE = "file://./.maas/store"
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -81,6 +82,8 @@ class Settings:
     """the largest job input (one presigned POST takes at most 5 GiB)"""
     jobs_upload_seconds: int = 900
     jobs_download_seconds: int = 3600
+    shadow_budget_seconds: float = 5.0
+    """The longest a shadow candidate may take (load and run) after a live answer before it counts as a timeout"""
 
     def __post_init__(self) -> None:
         if not self.store.startswith(("file://", "s3://")):
@@ -125,6 +128,7 @@ _ENV_FIELDS = {
     ENV_EXPLAIN_MAX_EVALUATIONS: "explain_max_evaluations", ENV_EXPLAIN_MAX_INSTANCES: "explain_max_instances",
     ENV_DATA_BUCKET: "data_bucket", ENV_DATA_KEY_ARN: "data_key_arn", ENV_JOBS_MAX_BYTES: "jobs_max_bytes",
     ENV_JOBS_UPLOAD_SECONDS: "jobs_upload_seconds", ENV_JOBS_DOWNLOAD_SECONDS: "jobs_download_seconds",
+    ENV_SHADOW_BUDGET_SECONDS: "shadow_budget_seconds",
 }
 _ENV_NAMES = {field: env for env, field in _ENV_FIELDS.items()}
 _BOUNDS: dict[str, tuple[float, float | None]] = {
@@ -135,7 +139,7 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "batch_max_line_bytes": (16, None), "request_budget_seconds": (1, 900),
     "explain_max_evaluations": (1, None), "explain_max_instances": (1, None),
     "jobs_max_bytes": (1, 5 * 1024**3), "jobs_upload_seconds": (60, 7 * 86400),
-    "jobs_download_seconds": (60, 7 * 86400),
+    "jobs_download_seconds": (60, 7 * 86400), "shadow_budget_seconds": (0.01, 900),
 }
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}

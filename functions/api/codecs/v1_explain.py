@@ -28,10 +28,12 @@ def make_router(service: PredictionService) -> APIRouter:
     async def _explain(request: Request, name: str, version: str | None, alias: str | None) -> Response:
         from functions.core.explain.explainer import explain
 
-        payload = await read_json(Call.of(request.scope, request.receive), settings.max_body_bytes)
+        call = Call.of(request.scope, request.receive)
+        payload = await read_json(call, settings.max_body_bytes)
         ref = ModelRef.checked(name, version, alias)
         instances = instances_of(payload, settings.max_instances)
-        model = await service.model(ref)  # from memory, else loaded off the event loop within the request budget
+        # the version the request's split assigns (sticky, like its predictions); explanations are never shadowed
+        model, _ = await service.routed(ref, call.routing_key)
         explanations = await run_in_threadpool(explain, model, instances, settings)
         return json_response({"model": model.name, "version": model.version, "variant": model.variant.name,
                               "explanations": explanations})

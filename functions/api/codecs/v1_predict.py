@@ -21,8 +21,8 @@ async def predict(service: PredictionService, call: Call, name: str, version: st
     payload = await read_json(call, settings.max_body_bytes)
     ref = ModelRef.checked(name, version, alias)
     instances = instances_of(payload, settings.max_instances)
-    model = await service.model(ref)
-    predictions = await service.predict(model, instances, shape_predictions, call.request_id, started)
+    model, shadow = await service.routed(ref, call.routing_key)
+    predictions = await service.predict(model, instances, shape_predictions, call.request_id, started, shadow)
     if settings.log_payloads:
         log("DEBUG", "prediction", request_id=call.request_id, instances=instances, predictions=predictions)
     return Reply(200, orjson.dumps({"model": model.name, "version": model.version, "variant": model.variant.name,

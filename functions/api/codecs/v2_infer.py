@@ -58,7 +58,7 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
     ref = ModelRef.checked(name, version)
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInputError("body must be an object with an 'inputs' list")
-    model = await service.model(ref)
+    model, shadow = await service.routed(ref, call.routing_key)
     expected = natural_inputs(model.manifest)[0]
     if len(header["inputs"]) != 1:
         raise InvalidInputError(f"expected exactly one input tensor {expected['name']!r}, "
@@ -78,7 +78,7 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
             response_header["id"] = header["id"]
         return encode_outputs([o for o in outputs if o["name"] in requested], binary_names, response_header)
 
-    content, header_length = await service.predict(model, list(values), decode, call.request_id, started)
+    content, header_length = await service.predict(model, list(values), decode, call.request_id, started, shadow)
     if header_length is None:
         return Reply(200, content)
     return Reply(200, content, "application/octet-stream", {"Inference-Header-Content-Length": str(header_length)})
