@@ -118,9 +118,11 @@ def render(report: dict[str, Any]) -> str:
     """The report as a few readable lines."""
     head = f"{report['model']} {report['alias']}: candidate {report['candidate'] or '-'}"
     lives = ", ".join(report["live_versions"]) or report.get("live_version") or "-"
-    lines = [f"{head} vs live {lives}" + (f" (shadow since {report['shadow']['started_at']}, rate "
-                                          f"{report['shadow']['rate']:g})" if report.get("shadow") else ""),
-             f"  source            {report['source']}"]
+    active = report.get("shadow")
+    note = "" if not active else (
+        f" (shadow since {active['started_at']}, rate {active['rate']:g})" if active["candidate"] == report["candidate"]
+        else f" (the active shadow is version {active['candidate']})")
+    lines = [f"{head} vs live {lives}{note}", f"  source            {report['source']}"]
     if not report["requests"]:
         lines.append("  no comparison records yet")
         return "\n".join(lines)

@@ -164,6 +164,8 @@ def test_report_json_and_table(rollout_store: LocalStore, tmp_path: Path, monkey
     assert "drift (candidate 2)" in table
     older = orjson.loads(maas(rollout_store, "shadow", "report", MODEL, "--candidate", "3", "--json").output)
     assert (older["candidate"], older["compared"], older["agreement"]) == ("3", 5, 1.0)
+    older_table = maas(rollout_store, "shadow", "report", MODEL, "--candidate", "3").output
+    assert "candidate 3 vs live 1 (the active shadow is version 2)" in older_table
     monkeypatch.setenv("MAAS_CAPTURE_DIR", str(tmp_path / "empty"))
     empty = maas(rollout_store, "shadow", "report", MODEL)
     assert empty.exit_code == 0 and "no comparison records yet" in empty.output
