@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "models": "maas.models:models",
     "promote": "maas.aliases:promote",
     "rollback": "maas.aliases:rollback",
+    "shadow": "maas.rollouts:shadow",
+    "split": "maas.rollouts:split",
     "serve": "maas.serve:serve",
     "predict": "maas.predict:predict",
     "batch": "maas.batch:batch_command",
