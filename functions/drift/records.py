@@ -14,15 +14,30 @@ from functions.core.profile import DriftTracker, input_matrix, record_prediction
 
 CHUNK_RECORDS = 4096
 MARKER = b'"maas_capture"'
+SHADOW_FOLDER = "_shadow"
+"""A capture folder's comparison records (``functions.core.shadow``): never capture records."""
 
 
 def is_capture_file(path: Path) -> bool:
-    """Capture files are JSON lines whose records carry ``"maas_capture"`` (plain or gzipped)."""
+    """Capture files are JSON lines whose records carry ``"maas_capture"`` (plain or gzipped); a file of
+    comparison records (``"maas_shadow"``) is not one, even where its inputs mention the capture marker."""
     try:
         with _open(path) as f:
-            return MARKER in f.readline(65536)
+            line = f.readline(65536)
     except (OSError, EOFError):
         return False
+    if MARKER not in line:
+        return False
+    try:
+        return is_capture_record(orjson.loads(line))
+    except orjson.JSONDecodeError:  # a record longer than what was read: its head says what it is
+        return bool(line.lstrip().startswith(b"{" + MARKER))
+
+
+def is_capture_record(record: Any) -> bool:
+    """A capture record: a JSON object carrying ``"maas_capture": 1`` (comparison records carry
+    ``"maas_shadow": 1`` instead)."""
+    return isinstance(record, dict) and record.get("maas_capture") == 1
 
 
 def _open(path: Path) -> Any:
@@ -32,10 +47,12 @@ def _open(path: Path) -> Any:
 
 
 def capture_files(root: Path) -> list[Path]:
-    """Every capture file under a folder (``NAME/VERSION/DAY.jsonl`` locally, Firehose objects from S3)."""
+    """Every capture file under a folder (``NAME/VERSION/DAY.jsonl`` locally, Firehose objects from S3); the
+    comparison records under ``_shadow/`` are left out."""
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and is_capture_file(p))
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and SHADOW_FOLDER not in p.relative_to(root).parts and is_capture_file(p))
 
 
 def file_lines(paths: Iterable[Path]) -> Iterator[bytes]:
@@ -66,7 +83,8 @@ class RecordFeeder:
             except orjson.JSONDecodeError:
                 self.skipped += 1
                 continue
-            self.add_record(record)
+            if is_capture_record(record):  # a comparison record (maas_shadow) is not one
+                self.add_record(record)
         self.flush()
 
     def add_record(self, record: Any) -> None:
