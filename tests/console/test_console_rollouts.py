@@ -4,6 +4,7 @@ shadow's report over the comparison records; local, S3 (gzipped Firehose objects
 from __future__ import annotations
 
 import gzip
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import orjson
 import pytest
 
 from functions.console.rollouts import comparison_source, late_summary, shadow_summary
-from functions.core.settings import Settings
+from functions.core import capture
+from functions.core.settings import ENV_STORE, Settings, get_settings
 from functions.core.store import LocalStore
 from tests.console.conftest import DAY, SHADOW_MODEL, SHADOW_RATE, SPLIT_MODEL, SPLIT_PERCENT, comparisons
+from tests.events import LambdaContext, http_api_event
 
 CONFUSION = {"benign": {"benign": 6, "malignant": 2}, "malignant": {"malignant": 8}}
 
@@ -105,3 +108,21 @@ def test_deployed_the_records_are_read_from_the_data_bucket(moto_endpoint: str, 
                              moto_endpoint)
     assert missing["requests"] == 0 and missing["note"].startswith("no comparison records could be read")
 
+
+
+def test_through_the_lambda_handler_with_maas_capture_dir(rollout_store: LocalStore, capture_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The async route (work in threads, bounded by the budget) under Mangum; the source from MAAS_CAPTURE_DIR."""
+    monkeypatch.setattr(capture, "_state", capture.Capture())  # no capture folder configured in this process
+    monkeypatch.setenv(ENV_STORE, rollout_store.uri)
+    monkeypatch.setenv(capture.ENV_CAPTURE_DIR, str(capture_dir))
+    monkeypatch.delenv("MAAS_DATA_BUCKET", raising=False)
+    get_settings.cache_clear()
+    try:
+        handler = importlib.reload(importlib.import_module("functions.api.handler")).handler
+        response = handler(http_api_event("GET", f"/v1/models/{SHADOW_MODEL}/rollouts"), LambdaContext())
+    finally:
+        get_settings.cache_clear()
+    assert response["statusCode"] == 200
+    (prod,) = orjson.loads(response["body"])["aliases"]
+    check_report(prod["report"])
