@@ -3,8 +3,10 @@ shadow's report over the comparison records; local, S3 (gzipped Firehose objects
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import importlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +128,27 @@ def test_through_the_lambda_handler_with_maas_capture_dir(rollout_store: LocalSt
     assert response["statusCode"] == 200
     (prod,) = orjson.loads(response["body"])["aliases"]
     check_report(prod["report"])
+
+
+def test_a_report_past_the_request_budget_is_empty_and_says_so(rollout_store: LocalStore, capture_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.api.app import create_app
+    from functions.console import rollouts
+
+    def slow(*args: object) -> dict[str, object]:
+        time.sleep(2.0)  # twice the budget below: the route must not wait for it
+        return {"requests": 99, "note": "late"}
+
+    monkeypatch.setattr(rollouts, "shadow_summary", slow)
+    monkeypatch.setenv(capture.ENV_CAPTURE_DIR, str(capture_dir))
+    app = create_app(Settings(store=rollout_store.uri, request_budget_seconds=1))
+
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            return await client.get(f"/v1/models/{SHADOW_MODEL}/rollouts")
+
+    response = asyncio.run(get())
+    assert response.status_code == 200
+    (prod,) = response.json()["aliases"]
+    assert prod["report"]["requests"] == 0 and "request budget" in prod["report"]["note"]
+    assert prod["shadow"]["candidate"] == "2"
