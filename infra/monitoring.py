@@ -1,12 +1,13 @@
 """Model monitoring: captured predictions from the API's logs to the data bucket, and the daily drift job.
 
 The API function writes sampled capture records as JSON log lines (``"maas_capture": 1``, no network call in
-the request). A subscription filter on its log group sends those lines to a Firehose stream, which unpacks
-the CloudWatch Logs envelope and writes the records, gzipped and KMS-encrypted, under
-``capture/MODEL/VERSION/DAY/`` of the data bucket (dynamic partitioning on the records' JSON keys); a lifecycle
-rule expires them. An EventBridge schedule runs the drift function, which reads a day of capture, writes a
-report next to each version in the model store and publishes drift metrics; the dashboard gets a drift
-widget and an alarm.
+the request), and shadow comparison records (``"maas_shadow": 1``, functions/core/shadow.py) the same way. A
+subscription filter on its log group sends both kinds of line to a Firehose stream, which unpacks the CloudWatch
+Logs envelope and writes the records, gzipped and KMS-encrypted, under ``capture/MODEL/VERSION/DAY/`` and
+``shadow/MODEL/VERSION/DAY/`` (VERSION: the live version) of the data bucket (dynamic partitioning on the records'
+JSON keys); lifecycle rules expire them. An EventBridge schedule runs the drift function, which reads a day of
+capture, writes a report next to each version in the model store and publishes drift metrics; the dashboard gets
+a drift widget and an alarm, and the per-version rollout widgets (infra/rollout_widgets.py).
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from infra.lambda_function import service_function
 from infra.model_store import MODELS, ModelStore
 from infra.observability import METRIC_NAMESPACE, Observability
 from infra.prediction_api import PredictionApi
+from infra.rollout_widgets import rollout_widgets
 
 CAPTURE = "capture"
+SHADOW = "shadow"
 CAPTURE_ERRORS = "capture-errors"
-CAPTURE_FILTER = "{ $.maas_capture = 1 }"
-PARTITION_QUERY = "{model: .model, version: .version, day: .day}"
+CAPTURE_FILTER = "{ ($.maas_capture = 1) || ($.maas_shadow = 1) }"
+"""Capture records and shadow comparison records (CDK renders ``FilterPattern.any`` of the two the same way)."""
+PARTITION_QUERY = ('{kind: (if .maas_shadow == 1 then "shadow" else "capture" end), '
+                   "model: .model, version: .version, day: .day}")
+"""jq 1.6 (Firehose inline parsing): the top-level folder by record kind, then model, version and day."""
+DELIVERY_PREFIX = ("!{partitionKeyFromQuery:kind}/!{partitionKeyFromQuery:model}/!{partitionKeyFromQuery:version}/"
+                   "!{partitionKeyFromQuery:day}/")
+"""``capture/MODEL/VERSION/DAY/`` (read by the drift job) or ``shadow/MODEL/VERSION/DAY/`` (``maas shadow report``)."""
 DRIFT_ALARM_THRESHOLD = 0.25  # functions/core/drift.py ACT
 DRIFT_REPORTS = f"{MODELS}/*/versions/*/drift/*"
 
@@ -46,21 +55,30 @@ class Monitoring(Construct):
         super().__init__(scope, construct_id)
         config = foundation.config
         stack = Stack.of(self)
+        self.api_log_group = api.function.log_group.log_group_name
         api.function.add_environment("MAAS_CAPTURE_RATE", str(config.capture_rate))
         api.function.add_environment("MAAS_CAPTURE_AFTER_RESPONSE", "on" if config.capture_after_response else "off")
         data_bucket.add_lifecycle_rule(id="capture-expiry", prefix=f"{CAPTURE}/",
                                        expiration=Duration.days(config.capture_retention_days))
+        data_bucket.add_lifecycle_rule(id="shadow-expiry", prefix=f"{SHADOW}/",
+                                       expiration=Duration.days(config.capture_retention_days))
         data_bucket.add_lifecycle_rule(id="capture-errors-expiry", prefix=f"{CAPTURE_ERRORS}/",
                                        expiration=Duration.days(config.capture_retention_days))
+
+        # Comparison records are read by the console (in the API function) and by `maas shadow report` /
+        # `maas promote --require-agreement` run with the publisher role.
+        for reader in (api.function, store.publisher):
+            grant_objects(reader, data_bucket, foundation.key, SHADOW)
 
         delivery_logs = foundation.log_group(self, "DeliveryLogs")
         delivery_log_stream = logs.LogStream(self, "DeliveryLogStream", log_group=delivery_logs)
         delivery_role = iam.Role(self, "DeliveryRole", assumed_by=iam.ServicePrincipal(
             "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
-            description=f"maas {config.stage}: Firehose writes captured predictions to the data bucket")
+            description=f"maas {config.stage}: Firehose writes captured predictions and shadow comparisons to the data "
+                        "bucket")
         delivery_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-            resources=[data_bucket.arn_for_objects(f"{prefix}/*") for prefix in (CAPTURE, CAPTURE_ERRORS)]))
+            resources=[data_bucket.arn_for_objects(f"{prefix}/*") for prefix in (CAPTURE, SHADOW, CAPTURE_ERRORS)]))
         delivery_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
             resources=[data_bucket.bucket_arn]))
@@ -80,8 +98,7 @@ class Monitoring(Construct):
             .DeliveryStreamEncryptionConfigurationInputProperty(key_type="AWS_OWNED_CMK"),
             extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
                 bucket_arn=data_bucket.bucket_arn, role_arn=delivery_role.role_arn,
-                prefix=(f"{CAPTURE}/!{{partitionKeyFromQuery:model}}/!{{partitionKeyFromQuery:version}}/"
-                        "!{partitionKeyFromQuery:day}/"),
+                prefix=DELIVERY_PREFIX,
                 error_output_prefix=f"{CAPTURE_ERRORS}/!{{firehose:error-output-type}}/!{{timestamp:yyyy-MM-dd}}/",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=300,
                                                                                   size_in_m_bs=64),
@@ -104,7 +121,7 @@ class Monitoring(Construct):
 
         subscription_role = iam.Role(self, "SubscriptionRole", assumed_by=iam.ServicePrincipal(
             "logs.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
-            description=f"maas {config.stage}: CloudWatch Logs hands capture records to Firehose")
+            description=f"maas {config.stage}: CloudWatch Logs hands capture and shadow records to Firehose")
         subscription_role.add_to_policy(iam.PolicyStatement(actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
                                                             resources=[self.stream.attr_arn]))
         self.subscription = logs.CfnSubscriptionFilter(
@@ -138,7 +155,7 @@ class Monitoring(Construct):
         store.allow_writer(role.role_arn)
 
     def add_to(self, observability: Observability) -> None:
-        """Drift widgets and the drift alarm on the stage's dashboard and topic."""
+        """Drift widgets and the drift alarm on the stage's dashboard and topic; the per-version rollout widgets."""
         day = Duration.days(1)
 
         def search(metric: str, label: str) -> cloudwatch.MathExpression:
@@ -164,4 +181,6 @@ class Monitoring(Construct):
                                    right=[search("CapturedRecords", "captured records")]),
             cloudwatch.AlarmWidget(title="Drift alarm", alarm=self.alarm, width=8),
         )
+        for row in rollout_widgets(self.api_log_group):  # per-version figures for splits and shadows
+            observability.dashboard.add_widgets(*row)
 

@@ -11,11 +11,11 @@ from infra.stack import MaasStack
 IAM5 = "AwsSolutions::AwsSolutions-IAM5"
 IAM4 = "AwsSolutions::AwsSolutions-IAM4"
 OBJECT_PREFIXES = (("ModelStore", "models"), ("BatchEvents", "inputs"), ("BatchEvents", "outputs"),
-                   ("BatchEvents", "capture"), ("BatchEvents", "capture-errors"),
+                   ("BatchEvents", "capture"), ("BatchEvents", "capture-errors"), ("BatchEvents", "shadow"),
                    ("ModelStore", "models/*/versions/*/drift"), ("BatchEvents", "jobs"),
                    ("BatchEvents", "inputs/*/jobs"), ("BatchEvents", "outputs/*/jobs"))
 OBJECT_WILDCARDS = ("Objects under a named prefix of a named bucket (models/, inputs/, outputs/, capture/, "
-                    "capture-errors/, the drift/ folder of each model version, jobs/ and the jobs/ folders of "
+                    "capture-errors/, shadow/, the drift/ folder of each model version, jobs/ and the jobs/ folders of "
                     "inputs and outputs): object keys are not known at deploy time; every action is named.")
 MANAGED_POLICIES = {
     "service-role/AmazonEC2ContainerServiceforEC2Role":

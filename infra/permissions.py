@@ -77,6 +77,7 @@ STORE = "ModelStoreBucket/models/*"
 INPUTS = "BatchEventsDataBucket/inputs/*"
 OUTPUTS = "BatchEventsDataBucket/outputs/*"
 CAPTURE = "BatchEventsDataBucket/capture/*"
+SHADOW = "BatchEventsDataBucket/shadow/*"
 DRIFT_REPORTS = "ModelStoreBucket/models/*/versions/*/drift/*"
 JOB_RECORDS = "BatchEventsDataBucket/jobs/*"
 JOB_INPUTS = "BatchEventsDataBucket/inputs/*/jobs/*"
@@ -87,7 +88,8 @@ KEY = "FoundationKey"
 DATA_TARGETS = {"s3:ListBucket": BUCKETS, "kms:GenerateDataKey": (KEY,)}
 
 FUNCTIONS: tuple[Access, ...] = (
-    Access("api", "functions.api.handler", "lambda:functions.api.handler.handler", reads=(STORE, JOB_OUTPUTS),
+    Access("api", "functions.api.handler", "lambda:functions.api.handler.handler",
+           reads=(STORE, JOB_OUTPUTS, SHADOW),
            writes=(JOB_RECORDS, JOB_INPUTS), platform=LAMBDA_PLATFORM,
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),

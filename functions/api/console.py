@@ -1,14 +1,16 @@
 """Routes of the web console: its static pages, the offline ``/docs`` page, and the read-only data it shows.
 
 Documented routes return a version's summary, its card and plots (only ``card.md`` and ``*.png`` files listed in
-the manifest, checksums verified), its drift reports, and recent batch outputs. Nothing here writes, and no
+the manifest, checksums verified), its drift reports, a model's rollouts (shadow and split per alias, with the
+shadow's comparison report), and recent batch outputs. Nothing here writes, and no
 route turns a request path into a file path: static assets and documents are looked up in fixed listings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from functions.api.errors import error_body
 from functions.api.schemas import ERROR_RESPONSES
 from functions.console import STATIC_DIR
+from functions.console import rollouts as rollout_data
 from functions.console.documents import CARD_FILE, read_document, version_summary
 from functions.console.reports import drift_reports, open_outputs, recent_outputs
 from functions.core.model_cache import ModelCache
@@ -71,6 +74,24 @@ class DriftReports(BaseModel):
     reports: list[dict[str, Any]] = Field(description="Newest first: {file, report} (report null if unreadable)")
 
 
+class AliasRollout(BaseModel):
+    alias: str
+    version: str = Field(description="The alias's target")
+    updated_at: str
+    shadow: dict[str, Any] | None = Field(description="{candidate, rate, started_at} while a shadow runs")
+    split: dict[str, Any] | None = Field(description="{version, percent, started_at} while a split runs")
+    ignored: list[str] = Field(description="Malformed rollouts left out: the alias keeps serving its target")
+    report: dict[str, Any] | None = Field(description="With a shadow: its report (as `maas shadow report --json`) "
+                                          "over the newest comparison records, with records_read, records_limit "
+                                          "and a note when none could be read")
+
+
+class Rollouts(BaseModel):
+    model: str
+    aliases: list[AliasRollout]
+    unreadable: dict[str, str] = Field(description="Aliases whose record is unusable, and why")
+
+
 class BatchOutputs(BaseModel):
     configured: bool = Field(description="Whether MAAS_BATCH_OUTPUTS / --batch-outputs names a folder or bucket")
     outputs: list[dict[str, Any]] = Field(description="Newest first: {folder, report, first_errors, more_errors}")
@@ -113,6 +134,28 @@ def make_router(cache: ModelCache, settings: Settings, batch_outputs: str | None
         """The latest drift reports written next to the version (``drift/*.json``), newest first."""
         reports = drift_reports(cache.store, check_model_name(name), check_version(version), limit)
         return json_response({"model": name, "version": version, "reports": reports})
+
+    @router.get("/models/{name}/rollouts", responses={200: {"model": Rollouts}, **_VERSION_ERRORS})
+    async def rollouts(name: str, records: int = Query(default=rollout_data.DEFAULT_RECORDS, ge=1,
+                                                             le=rollout_data.MAX_RECORDS)) -> Response:
+        """Each alias of the model: its target, its shadow or split, and for a shadow the comparison report over
+        the newest ``records`` comparison records (data bucket ``shadow/NAME/``, locally the capture folder's
+        ``_shadow/NAME``); reading them fits the request budget, or the report is empty with a note."""
+        body = await asyncio.to_thread(rollout_data.model_rollouts, cache.store, check_model_name(name))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.request_budget_seconds
+        source = rollout_data.comparison_source(name, settings)
+        for entry in body["aliases"]:
+            if entry["shadow"] is None:
+                continue
+            args = (name, entry["alias"], entry["version"], entry["shadow"]["candidate"])
+            try:
+                entry["report"] = await asyncio.wait_for(asyncio.to_thread(partial(
+                    rollout_data.shadow_summary, source, *args, settings.s3_endpoint_url, records)),
+                    timeout=max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                entry["report"] = rollout_data.late_summary(*args, records)
+        return json_response(body)
 
     @router.get("/batch/outputs", responses={200: {"model": BatchOutputs}, 503: ERROR_RESPONSES[503]})
     def batch_outputs_list(limit: int = Query(default=20, ge=1, le=100)) -> Response:

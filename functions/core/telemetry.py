@@ -79,3 +79,22 @@ def emit_batch_metrics(model: str, version: str, rows_ok: int, rows_failed: int,
         "BatchSeconds": round(seconds, 3),
     }
     sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())
+
+
+_ERROR_METRICS = [{"Name": "Errors", "Unit": "Count"}]
+
+
+def emit_error_metric(model: str, version: str, code: str, request_id: str | None = None) -> None:
+    """An EMF record for one failed prediction request of a known version: ``Errors`` = 1 over [model, version]
+    (the dashboard's errors per version, e.g. during a split); ``code`` (the error table's code) is a property."""
+    if not metrics_enabled():
+        return
+    record: dict[str, Any] = {
+        "_aws": {"Timestamp": int(time.time() * 1000),
+                 "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["model", "version"]],
+                                        "Metrics": _ERROR_METRICS}]},
+        "model": model, "version": version, "error": code, "Errors": 1,
+    }
+    if request_id is not None:
+        record["request_id"] = request_id
+    sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())

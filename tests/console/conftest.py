@@ -107,4 +107,82 @@ def console_client(console_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+# ---- rollouts: a shadow on cancer-mlp's prod (1 -> candidate 2) and a split on diabetes-mlp's prod (25% to 2) -----
+
+SHADOW_MODEL, SPLIT_MODEL = "cancer-mlp", "diabetes-mlp"
+SHADOW_RATE, SPLIT_PERCENT = 0.5, 25.0
+DAY = "2026-12-04"
+
+
+def copy_version(root: Path, name: str, source: str, target: str) -> None:
+    """A second version of a model: a copy of ``source`` whose manifest names ``target``."""
+    versions = root / "models" / name / "versions"
+    shutil.copytree(versions / source, versions / target)
+    manifest = versions / target / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(f'"version": "{source}"', f'"version": "{target}"'))
+
+
+def comparison(i: int, **fields: object) -> dict[str, object]:
+    """A comparison record of cancer-mlp's prod (live 1, candidate 2): two rows, both labels agreeing."""
+    rows = [{"label": "benign"}, {"label": "malignant"}]
+    return {"maas_shadow": 1, "model": SHADOW_MODEL, "alias": "prod", "version": "1", "candidate": "2",
+            "task": "classification", "day": DAY, "time": f"{DAY}T10:00:{i:02d}.000Z", "request_id": f"r{i}",
+            "rows": 2, "live_ms": 2.0, "candidate_ms": 1.0, "candidate_error": None, "inputs": [{}, {}],
+            "live": rows, "candidate_outputs": rows, "agree": [True, True], **fields}
+
+
+def failed(i: int, code: str) -> dict[str, object]:
+    """A comparison record whose candidate failed: no candidate outputs and no per-row figures."""
+    record = comparison(i, candidate_error=code, candidate_ms=None, candidate_outputs=None)
+    del record["agree"]
+    return record
+
+
+def comparisons() -> list[dict[str, object]]:
+    """Ten shadowed requests: six agreeing, two with one disagreeing row (benign -> malignant), two candidate
+    errors; and records the report must leave out (another alias, another candidate, another live version)."""
+    disagree = {"candidate_outputs": [{"label": "malignant"}, {"label": "malignant"}], "agree": [False, True]}
+    records = [comparison(i) for i in range(6)] + [comparison(6 + i, **disagree) for i in range(2)]
+    records += [failed(8, "timeout"), failed(9, "busy")]
+    return [*records, comparison(10, alias="staging"), comparison(11, candidate="3"), comparison(12, version="3")]
+
+
+@pytest.fixture(scope="session")
+def rollout_store(console_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """The console store with version 2 of cancer-mlp (prod: shadowed by 2) and of diabetes-mlp (prod: split)."""
+    from functions.core.rollout import new_shadow, new_split
+
+    root = tmp_path_factory.mktemp("rollouts") / "store"
+    shutil.copytree(console_store.root, root)
+    store = LocalStore(root)
+    for name in (SHADOW_MODEL, SPLIT_MODEL):
+        copy_version(root, name, "1", "2")
+        catalog.promote(store, name, "1", "prod")
+    catalog.set_shadow(store, SHADOW_MODEL, "prod", new_shadow("2", SHADOW_RATE, catalog.now()))
+    catalog.set_split(store, SPLIT_MODEL, "prod", new_split("2", SPLIT_PERCENT, catalog.now()))
+    malformed = {"version": "1", "previous": [], "updated_at": catalog.now(),
+                 "shadow": {"candidate": "2", "rate": 5, "started_at": catalog.now()}}
+    store.put_bytes(catalog.alias_key(SPLIT_MODEL, "canary"), orjson.dumps(malformed))
+    store.put_bytes(catalog.alias_key(SPLIT_MODEL, "broken"), b"{not json")
+    return store
+
+
+@pytest.fixture(scope="session")
+def capture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `maas serve --capture` folder holding cancer-mlp's comparison records (and a capture record)."""
+    root = tmp_path_factory.mktemp("capture")
+    folder = root / "_shadow" / SHADOW_MODEL / "1"
+    folder.mkdir(parents=True)
+    lines = [orjson.dumps(r) for r in comparisons()]
+    lines.insert(3, orjson.dumps({"maas_capture": 1, "model": SHADOW_MODEL, "version": "1", "day": DAY}))
+    (folder / f"{DAY}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def rollout_url(rollout_store: LocalStore, capture_dir: Path) -> Iterator[str]:
+    with MaasServe(rollout_store, "--capture", str(capture_dir)) as url:
+        yield url
+
+
 

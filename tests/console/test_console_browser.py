@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION
+from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION, SHADOW_MODEL
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts" / "console"
@@ -239,6 +239,18 @@ def test_drift_chart_with_thresholds_and_no_reports_yet(console: Console) -> Non
     console.shot("drift")
     page = console.open("#/models/diabetes-mlp/versions/1/drift")
     assert "No drift reports yet" in page.locator("main").inner_text()
+
+
+def test_version_page_shows_the_shadow_on_its_alias_and_the_report(browser: Any, rollout_url: str) -> None:
+    console = Console(browser, rollout_url)
+    page = console.open(f"#/models/{SHADOW_MODEL}/versions/1")
+    text = page.locator('.rollout[data-alias="prod"]').inner_text()
+    for expected in ("Rollout on prod", "v2 answers 50% of prod's requests after v1's live answer",
+                     "8 of 10 requests", "87.5% of 16 rows", "20% (busy 1, timeout 1)", "0.5×",
+                     "Live label (rows) vs candidate label (columns)", "newest 12 comparison records"):
+        assert expected in text, expected
+    console.shot("version-rollout")
+    console.check()
 
 
 def test_batch_page_lists_outputs_with_their_first_errors(console: Console) -> None:

@@ -13,7 +13,7 @@ from tests.infra.conftest import Synthesized, synthesize
 
 DEFAULTS = StageConfig()
 OBJECT_PREFIX_ENDINGS = ('/models/*"]]}', '/inputs/*"]]}', '/outputs/*"]]}', '/capture/*"]]}', '/capture-errors/*"]]}',
-                         '/drift/*"]]}', '/jobs/*"]]}')
+                         '/shadow/*"]]}', '/drift/*"]]}', '/jobs/*"]]}')
 
 
 def _statements(synth: Synthesized) -> list[dict[str, Any]]:
@@ -279,4 +279,5 @@ def test_the_api_may_sign_job_uploads_and_downloads_only_under_the_jobs_prefixes
     data = {(g.action, g.resource.split("/", 1)[1]) for g in allowed if "BatchEventsDataBucket" in g.resource
             and "/" in g.resource}
     assert data == {("s3:PutObject", "jobs/*"), ("s3:GetObject", "jobs/*"), ("s3:PutObject", "inputs/*/jobs/*"),
-                    ("s3:GetObject", "inputs/*/jobs/*"), ("s3:GetObject", "outputs/*/jobs/*")}, data
+                    ("s3:GetObject", "inputs/*/jobs/*"), ("s3:GetObject", "outputs/*/jobs/*"),
+                    ("s3:GetObject", "shadow/*")}, data  # shadow/: the console's rollout reports

@@ -87,6 +87,7 @@ export const routes = {
   card: (name, v) => `v1/models/${enc(name)}/versions/${enc(v)}/card`,
   file: (name, v, file) => `v1/models/${enc(name)}/versions/${enc(v)}/files/${enc(file)}`,
   drift: (name, v) => `v1/models/${enc(name)}/versions/${enc(v)}/drift`,
+  rollouts: (name) => `v1/models/${enc(name)}/rollouts`,
   predict: (name, v) => `v1/models/${enc(name)}/versions/${enc(v)}/predict`,
   explain: (name, v) => `v1/models/${enc(name)}/versions/${enc(v)}/explain`,
   batch: () => "v1/batch/outputs",

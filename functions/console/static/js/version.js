@@ -1,10 +1,11 @@
-// A model version: overview (variants, gates, schema, importance, provenance), card, try it, drift.
+// A model version: overview (rollouts, variants, gates, schema, importance, provenance), card, try it, drift.
 import { getBlobUrl, getJson, getText, routes } from "./api.js";
 import { defaultVersion, versionHref } from "./catalog.js";
 import { bars, fmt, fmtBytes, fmtDate, h, note, panel, table } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { renderTry } from "./tryit.js";
 import { renderDrift } from "./drift.js";
+import { renderRollouts } from "./rollouts.js";
 
 const TABS = [["overview", "Overview"], ["card", "Model card"], ["try", "Try it"], ["drift", "Drift"]];
 
@@ -39,7 +40,12 @@ export async function renderVersion(view, { name, version, tab }) {
   if (tab === "card") await renderCard(body, name, version);
   else if (tab === "try") await renderTry(body, summary);
   else if (tab === "drift") await renderDrift(body, summary);
-  else renderOverview(body, summary);
+  else {
+    const rollouts = h("div.stack");
+    body.append(rollouts);
+    renderOverview(body, summary);
+    await renderRollouts(rollouts, summary);
+  }
 }
 
 function renderOverview(view, s) {
