@@ -60,6 +60,8 @@ class Call:
     receive: Receive
     headers: dict[str, str]
     request_id: str
+    served: tuple[str, str] | None = None
+    """(model, version) once a codec knows which version serves the request: its errors count for that version."""
 
     @classmethod
     def of(cls, scope: Scope, receive: Receive) -> Call:

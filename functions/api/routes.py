@@ -15,7 +15,7 @@ from functions.api.errors import reply_for
 from functions.api.http import Call, Reply, json_reply
 from functions.core.errors import MaasError, StoreTimeoutError
 from functions.core.service import PredictionService
-from functions.core.telemetry import log
+from functions.core.telemetry import emit_error_metric, log
 
 READY_TTL_SECONDS = 5.0
 ALIAS_QUERY = ("alias",)
@@ -75,10 +75,14 @@ async def answer(handler: Handler, service: PredictionService, call: Call, param
     try:
         return await handler(service, call, params)
     except MaasError as exc:
+        if call.served is not None:  # the dashboard's errors per version (a split's two sides, say)
+            emit_error_metric(*call.served, exc.code, call.request_id)
         return reply_for(exc, call.path, call.request_id, hidden_locations(service))
     except Exception as exc:  # a bug: logged with the request id, answered without details
         log("ERROR", "unhandled error", error=repr(exc), type=type(exc).__name__, path=call.path,
             request_id=call.request_id)
+        if call.served is not None:
+            emit_error_metric(*call.served, "internal", call.request_id)
         return json_reply({"error": "internal error", "code": "internal"}, 500)
 
 

@@ -196,3 +196,25 @@ def test_the_cli_and_client_send_the_routing_key(store: LocalStore) -> None:
             assert result.exit_code == 0, result.output
             assert orjson.loads(result.output)["version"] == expected
             assert Client(url, routing_key=key).predict(MODEL, rows(1), alias="prod")["version"] == expected
+
+
+def test_errors_count_for_the_version_that_served_the_request(store: LocalStore, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The dashboard's errors per version: a request a split sent to a version and that version rejected counts
+    for it; a request refused before any version was chosen (an unknown model) counts for none."""
+    split = _split(store, 50.0)
+    monkeypatch.setenv("MAAS_METRICS", "1")
+    settings = Settings(store=store.uri)
+    keys = {LIVE: "", CANDIDATE: ""}
+    for n in range(200):
+        keys[CANDIDATE if split.takes(MODEL, "prod", f"k{n}") else LIVE] = f"k{n}"
+    with LiveServer(create_front(settings, ModelCache(store, settings))) as url, \
+            httpx.Client(base_url=url, timeout=30) as client:
+        for version, key in keys.items():
+            answer = client.post("/v1/models/pair/predict", json={"instances": [{"f0": 1.0}]},
+                                 headers={"x-maas-routing-key": key})
+            assert answer.status_code == 422, version
+        assert client.post("/v1/models/nope/predict", json={"instances": [{"f0": 1.0}]}).status_code == 404
+    errors = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if '"Errors"' in line]
+    assert sorted((e["model"], e["version"], e["error"]) for e in errors) == [
+        (MODEL, LIVE, "invalid_input"), (MODEL, CANDIDATE, "invalid_input")]

@@ -22,6 +22,7 @@ async def predict(service: PredictionService, call: Call, name: str, version: st
     ref = ModelRef.checked(name, version, alias)
     instances = instances_of(payload, settings.max_instances)
     model, shadow = await service.routed(ref, call.routing_key)
+    call.served = (model.name, model.version)
     predictions = await service.predict(model, instances, shape_predictions, call.request_id, started, shadow)
     if settings.log_payloads:
         log("DEBUG", "prediction", request_id=call.request_id, instances=instances, predictions=predictions)

@@ -59,6 +59,7 @@ async def infer(service: PredictionService, call: Call, name: str, version: str 
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInputError("body must be an object with an 'inputs' list")
     model, shadow = await service.routed(ref, call.routing_key)
+    call.served = (model.name, model.version)
     expected = natural_inputs(model.manifest)[0]
     if len(header["inputs"]) != 1:
         raise InvalidInputError(f"expected exactly one input tensor {expected['name']!r}, "
