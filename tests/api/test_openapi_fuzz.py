@@ -29,8 +29,9 @@ def test_every_operation_is_documented_and_fuzzed(base_url: str) -> None:
     labels = {op.label for op in operations}
     assert "POST /v1/models/{name}/predict" in labels
     assert "POST /v2/models/{name}/versions/{version}/infer" in labels
-    assert len(operations) == 22  # 13 prediction routes + KServe :predict + 2 explain routes + KServe :explain
-    # + 5 console routes
+    assert "GET /v1/models/{name}/rollouts" in labels
+    assert len(operations) == 23  # 13 prediction routes + KServe :predict + 2 explain routes + KServe :explain
+    # + 6 console routes
     failures = []
     calls: list[int] = []
     for operation in operations:
