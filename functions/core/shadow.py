@@ -10,7 +10,9 @@ its output and service time, the instances) once the answer is decoded; the cand
 - elsewhere (``maas serve``), once the response has been sent (the front releases what a request held), on a
   daemon thread behind a bounded queue; a full queue records ``busy``.
 
-The candidate is loaded through the same model cache (verified like any version) and run without the batcher.
+The candidate is loaded through the same model cache (verified like any version) and run without the batcher:
+on a pool thread waited for at most the budget while it is not in memory (a hung store cannot hold the
+runner), then on the runner's own thread.
 A candidate that is missing, broken, slow (past the budget: ``timeout``), or rejects the instances
 (``invalid_input``) only makes the record carry ``candidate_error``. Records go where capture records go
 (masked the same way): stdout in Lambda (marker ``"maas_shadow": 1``, routed to ``shadow/`` of the data bucket),
@@ -145,11 +147,16 @@ class ShadowRunner:
             self.dropped += 1
 
     def run_candidate(self, job: Comparison) -> Candidate:
-        """The candidate's answer on the job's instances, or why there is none (``timeout`` past the budget)."""
+        """The candidate's answer on the job's instances, or why there is none (``timeout`` past the budget). A
+        candidate not in memory yet is loaded and run on a pool thread, waited for at most the budget (a hung
+        store cannot hold this thread); a loaded one runs here (no thread hop, nothing left running after)."""
         key = (job.live.name, job.candidate)
         missing = self._missing.get(key)
         if missing is not None and missing[1] > time.monotonic():
             return Candidate(error=missing[0])
+        if self.cache.peek(*key) is not None:  # loaded: no store call to wait for, run it on this thread
+            candidate = self._candidate(job)
+            return Candidate(error="timeout") if (candidate.ms or 0.0) > self.budget * 1000 else candidate
         future: Future[Candidate] = self._executor().submit(self._candidate, job)
         try:
             return future.result(timeout=self.budget)
