@@ -34,6 +34,7 @@ from functions.core.errors import (
 from functions.core.model_cache import LoadedModel, ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
 from functions.core.preprocessing import Instances, Tensors
+from functions.core.rollout import Route
 from functions.core.settings import Settings
 from functions.core.telemetry import emit_prediction_metrics
 
@@ -45,14 +46,6 @@ Output = npt.NDArray[np.float32]
 
 HELD: ContextVar[list[Comparison] | None] = ContextVar("maas_held_comparisons", default=None)
 """Comparisons a request holds until its response is sent (set by the front; None: submit at once)."""
-
-
-@dataclass(frozen=True)
-class Shadowing:
-    """Run ``candidate`` after this request's answer and compare (the request came through ``alias``)."""
-
-    candidate: str
-    alias: str
 
 
 @dataclass(frozen=True)
@@ -116,23 +109,24 @@ class PredictionService:
         return await self.off_loop(self.load, ref)
 
     async def routed(self, ref: ModelRef,
-                     routing_key: Callable[[], str | None]) -> tuple[LoadedModel, Shadowing | None]:
-        """The model that serves a request, and the shadow to run after its answer, if any. An explicit version is
-        served as named; an alias's route sends a sticky share to its split version (``routing_key`` is asked
-        only then) and a sampled share of what its target serves to its shadow candidate."""
+                     routing_key: Callable[[], str | None]) -> tuple[LoadedModel, Route | None]:
+        """The model that serves a request, and the route whose shadow runs after its answer (None: no shadow
+        this time). An explicit version is served as named; an alias's route sends a sticky share to its split
+        version (``routing_key`` is asked only then) and a sampled share of what its target serves to its
+        shadow candidate."""
         if ref.version is not None:
             return await self.model(ref), None
         route = self.cache.peek_route(ref.name, ref.alias)
         if route is None:
             route = await self.off_loop(self.cache.route, ref.name, ref.alias)
-        if route.split is None and route.shadow is None:
-            return await self.model(ModelRef(ref.name, route.version)), None
-        version = route.pick(ref.name, routing_key() if route.split is not None else None)
-        model = await self.model(ModelRef(ref.name, version))
+        version = route.version if route.split is None else route.pick(ref.name, routing_key())
+        model = self.cache.peek(ref.name, version)
+        if model is None:
+            model = await self.off_loop(self.load, ModelRef(ref.name, version))
         shadow = route.shadow
         if shadow is None or version != route.version or route.alias is None or not shadow.sampled():
             return model, None
-        return model, Shadowing(shadow.candidate, route.alias)
+        return model, route
 
     def release(self, held: list[Comparison]) -> None:
         """Hand the comparisons a request held to the shadow runner (its response has been sent)."""
@@ -162,7 +156,7 @@ class PredictionService:
 
     async def predict(self, model: LoadedModel, instances: Sequence[Any],
                       decode: Callable[[LoadedModel, Output], T], request_id: str, started: float | None = None,
-                      shadow: Shadowing | None = None) -> T:
+                      shadow: Route | None = None) -> T:
         """Encode, run (sharing the run with concurrent requests), decode with the codec's ``decode``, then count
         the request and emit its metrics; with ``shadow``, hand the comparison over for after the answer."""
         started = time.perf_counter() if started is None else started
@@ -174,18 +168,19 @@ class PredictionService:
             self._hold(model, shadow, instances, output, (time.perf_counter() - started) * 1000, request_id)
         return result
 
-    def _hold(self, model: LoadedModel, shadow: Shadowing, instances: Sequence[Any], output: Output,
+    def _hold(self, model: LoadedModel, route: Route, instances: Sequence[Any], output: Output,
               live_ms: float, request_id: str) -> None:
         """Keep the comparison for after the response: held by the request when its front sends the response
         first (or the runtime's post in Lambda), else submitted now."""
-        from functions.core.shadow import Comparison
-
-        comparison = Comparison(model, shadow.candidate, shadow.alias, instances, output, live_ms, request_id)
+        shadows = self.shadows
+        assert route.shadow is not None and route.alias is not None
+        comparison = shadows.comparison(model, route.shadow.candidate, route.alias, instances, output, live_ms,
+                                        request_id)
         held = HELD.get()
-        if held is not None and not self.shadows.after_post:
+        if held is not None and not shadows.after_post:
             held.append(comparison)
         else:
-            self.shadows.submit(comparison)
+            shadows.submit(comparison)
 
     @staticmethod
     def record(model: LoadedModel, instances: int, started: float, request_id: str) -> None:

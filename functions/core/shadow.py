@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,18 +50,22 @@ MISSING_TTL_SECONDS = 10.0
 REL_FLOOR = 1e-12
 
 
-@dataclass(frozen=True)
 class Comparison:
-    """One shadowed request: the live side, as the service answered it."""
+    """One shadowed request: the live side, as the service answered it (made on the request path: a plain
+    class with slots, the cheapest to build)."""
 
-    live: LoadedModel
-    candidate: str
-    alias: str
-    instances: Sequence[Any]
-    output: Any
-    live_ms: float
-    request_id: str
-    at: float = field(default_factory=time.time)
+    __slots__ = ("alias", "at", "candidate", "instances", "live", "live_ms", "output", "request_id")
+
+    def __init__(self, live: LoadedModel, candidate: str, alias: str, instances: Sequence[Any], output: Any,
+                 live_ms: float, request_id: str, at: float | None = None) -> None:
+        self.live = live
+        self.candidate = candidate
+        self.alias = alias
+        self.instances = instances
+        self.output = output
+        self.live_ms = live_ms
+        self.request_id = request_id
+        self.at = time.time() if at is None else at
 
 
 @dataclass
@@ -117,6 +121,9 @@ class ShadowRunner:
     @sink.setter
     def sink(self, sink: capture.Sink) -> None:
         self._sink = sink
+
+    comparison = Comparison
+    """The record of the live side (the service builds it without importing this module itself)."""
 
     def submit(self, job: Comparison) -> None:
         """Queue a comparison to run after the answer (never blocks, never raises)."""
