@@ -202,11 +202,44 @@ class TokenizerPreprocessor:
         self.tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         self.tokenizer.enable_truncation(spec.max_length)
         self.tokenizer.enable_padding()
+        self._unpadded: Any = None  # a copy without padding, made on first use by ``tokenize``
 
     def encode(self, instances: Instances) -> Tensors:
         encodings = self.tokenizer.encode_batch(check_texts(instances, self.spec.max_chars))
         return {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64)
                 for name in self.spec.inputs}
+
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        """Truncated, unpadded encodings of texts already checked (``check_texts``): one tokenizer pass whose
+        lengths a batch can be bucketed by; ``pad`` makes tensors of them."""
+        if self._unpadded is None:
+            from tokenizers import Tokenizer
+
+            unpadded = Tokenizer.from_str(self.tokenizer.to_str())
+            unpadded.no_padding()
+            self._unpadded = unpadded
+        return list(self._unpadded.encode_batch(list(texts)))
+
+    def pad(self, encodings: Sequence[Any], length: int) -> Tensors:
+        """Tensors of ``length`` tokens from unpadded encodings, padded as ``encode`` pads (its pad id, pad
+        type id and side): at the batch's longest length they equal ``encode``'s tensors."""
+        padding = self.tokenizer.padding or {}
+        fill = {"input_ids": int(padding.get("pad_id", 0)), "attention_mask": 0,
+                "token_type_ids": int(padding.get("pad_type_id", 0))}
+        left = padding.get("direction") == "left"
+        tensors: Tensors = {}
+        for name in self.spec.inputs:
+            array = np.full((len(encodings), length), fill[name], dtype=np.int64)
+            field = ENCODING_FIELDS[name]
+            for row, encoding in enumerate(encodings):
+                values = getattr(encoding, field)
+                if values:
+                    if left:
+                        array[row, length - len(values):] = values
+                    else:
+                        array[row, :len(values)] = values
+            tensors[name] = array
+        return tensors
 
 
 def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, bytes]) -> Preprocessor:
