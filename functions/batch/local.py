@@ -39,8 +39,10 @@ def predictions_sink(path: Path, model: LoadedModel, output_format: str,
     from functions.batch.parquet import ParquetPredictions
 
     sink = ParquetPredictions(path, model, with_ids)
-    yield sink
-    sink.close()
+    try:
+        yield sink
+    finally:  # on failure too: the file handle is released (the work folder is discarded anyway)
+        sink.close()
 
 
 def check_io(source: Path, output: Path) -> str:

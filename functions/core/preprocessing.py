@@ -6,6 +6,7 @@ Every check names the offending instance.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -164,11 +165,14 @@ class TextVocabPreprocessor:
         return _WORD.findall(text.lower() if self.spec.lowercase else text)
 
     def encode(self, instances: Instances) -> Tensors:
-        ids = np.full((len(instances), self.spec.max_tokens), self.spec.pad_id, dtype=np.int64)
+        limit, lookup, unknown = self.spec.max_tokens, self.vocab.get, self.spec.unk_id
+        ids = np.full((len(instances), limit), self.spec.pad_id, dtype=np.int64)
         for index, text in enumerate(check_texts(instances, self.spec.max_chars)):
-            tokens = self.tokenize(text)[: self.spec.max_tokens]
+            # Only the first max_tokens tokens are kept: stop matching there (long texts cost no more).
+            tokens = [m.group() for m in itertools.islice(_WORD.finditer(text.lower() if self.spec.lowercase
+                                                                         else text), limit)]
             if tokens:
-                ids[index, -len(tokens):] = [self.vocab.get(t, self.spec.unk_id) for t in tokens]
+                ids[index, -len(tokens):] = [lookup(t, unknown) for t in tokens]
         return {self.input_name: ids}
 
 
