@@ -1,6 +1,7 @@
 """Parquet in and out: typed prediction columns that pyarrow reads back (rows in = ok + failed), Parquet inputs
-predicting what the same rows as JSON lines predict, splitting by row groups equal to one worker (locally and
-over S3 ranged reads), the CLI flag, and Parquet in a process without pyarrow (the Lambda) sent to AWS Batch."""
+predicting what the same rows as JSON lines predict, splitting by row groups equal to one worker (locally, and
+split/parts/merge over S3 ranged reads), the CLI flag, and Parquet in a process without pyarrow (the Lambda)
+sent to AWS Batch."""
 
 from __future__ import annotations
 
@@ -197,3 +198,37 @@ def test_without_pyarrow_or_aws_batch_parquet_gets_a_failure_report(
     assert processor.process(_item(data_bucket, key)) == "failed"
     report = json.loads(data_bucket.get(next(k for k in data_bucket.keys("outputs/_failed/"))))
     assert "pyarrow" in report["error"] and "no AWS Batch" in report["error"]
+
+
+def test_s3_parts_by_row_group_merge_to_the_single_run_output(data_bucket: DataBucket, fp32_processor: Processor,
+                                                              tmp_path: Path) -> None:
+    """Split, parts and merge as AWS Batch array children run them (pyarrow there), Parquet in and out."""
+    from functions.batch.merge import merge_s3
+    from functions.batch.part import PartItem, process_part
+    from tests.batch.test_fanout_parts import shaped, split_and_items, upload
+
+    cache = ModelCache(fp32_processor.cache.store, dataclasses.replace(fp32_processor.cache.settings,
+                                                                       batch_output_format="parquet"))
+    processor = Processor(cache, fp32_processor.data)
+    body = _diabetes(tmp_path / "s.parquet", rows=240, row_group_size=30).read_bytes()
+    key = "inputs/diabetes-mlp/lake/day@id=customer.parquet"
+    single_key = "inputs/diabetes-mlp/one/day@id=customer.parquet"
+    etag, single_etag = upload(data_bucket, key, body), upload(data_bucket, single_key, body)
+    assert processor.process(InputObject(data_bucket.name, single_key, single_etag, len(body))) == "done"
+    split, items = split_and_items(data_bucket, processor, key, etag, part_bytes=len(body) // 6)
+    assert len(items) >= 3
+    assert {process_part(cache, processor.data, PartItem.from_event(i))["status"] for i in items} == {"ok"}
+    merged = merge_s3(processor.data, shaped("fanout-merge", bucket=data_bucket.name, key=key, etag=etag, version="1"))
+    report = orjson.loads(data_bucket.get(f"{split['prefix']}/report.json"))
+    assert merged["status"] == "ok" and "predictions.parquet" in report["outputs"]
+    single = f"outputs/diabetes-mlp/1/one/day@id=customer.parquet.{single_etag}/"
+    assert report["rows"] == orjson.loads(data_bucket.get(single + "report.json"))["rows"]
+    tables = []
+    for index in range(len(items)):
+        part = tmp_path / f"part{index}.parquet"
+        part.write_bytes(data_bucket.get(f"{split['prefix']}/parts/{index:05d}/predictions.parquet"))
+        tables.append(pq.read_table(part))
+    (tmp_path / "single.parquet").write_bytes(data_bucket.get(single + "predictions.parquet"))
+    assert pa.concat_tables(tables).equals(pq.read_table(tmp_path / "single.parquet"))
+    errors = b"".join(data_bucket.get(f"{split['prefix']}/parts/{i:05d}/errors.jsonl") for i in range(len(items)))
+    assert errors == data_bucket.get(single + "errors.jsonl") and errors.count(b"\n") == 7
