@@ -159,10 +159,14 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def gpu_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
-    """The runtime requirements the worker imports, with the GPU build of onnxruntime."""
+    """The runtime requirements the worker imports, with the GPU build of onnxruntime, plus the ``worker`` extra
+    (what only the image carries: pyarrow, over the Lambda bundle's size budget)."""
+    import tomllib
+
     needed = imported_distributions("functions.batch.worker")
+    extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"].get("worker", [])
     chosen = []
-    for requirement in runtime_requirements(pyproject):
+    for requirement in [*runtime_requirements(pyproject), *extra]:
         parsed = Requirement(requirement)
         name = canonicalize_name(parsed.name)
         if name not in needed:

@@ -41,18 +41,21 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
 @click.command("batch")
 @click.argument("name")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
-              help="A .csv (header with feature names), .jsonl (one instance per line) or .npy file.")
+              help="A .csv (header with feature names), .jsonl (one instance per line), .npy or .parquet file.")
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder for predictions.jsonl, errors.jsonl and report.json (must not hold them already).")
+              help="Folder for predictions.jsonl (or .parquet), errors.jsonl and report.json (must not hold them "
+                   "already).")
 @click.option("--version", "model_version", default=None, help="Explicit version (default: the alias).")
 @click.option("--alias", default=None, help="Alias to resolve (default: prod, else latest).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Processes: split the input into line-aligned parts, run them in parallel, merge (same output).")
 @click.option("--id-column", default=None, metavar="COLUMN",
               help="A CSV column (or JSON-lines field) copied as \"id\" into every prediction and error row.")
+@click.option("--output-format", default="jsonl", show_default=True, type=click.Choice(["jsonl", "parquet"]),
+              help="Predictions as JSON lines or as a Parquet file with typed columns (errors stay JSON lines).")
 @store_option
 def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
-                  workers: int, id_column: str | None, store_uri: str | None) -> None:
+                  workers: int, id_column: str | None, output_format: str, store_uri: str | None) -> None:
     """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
     check_readable(input_path)
     from rich.console import Console
@@ -91,9 +94,10 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
             from functions.batch.workers import run_parallel
 
             stats = run_parallel(cache, name, input_path, output_dir, workers, model_version, alias,
-                                 on_rows=advance, id_column=id_column)
+                                 on_rows=advance, id_column=id_column, output_format=output_format)
         else:
             stats = run_local(cache, name, input_path, output_dir, model_version, alias, on_rows=advance,
-                              id_column=id_column, on_bytes=lambda done: progress.update(task, completed=done))
+                              id_column=id_column, on_bytes=lambda done: progress.update(task, completed=done),
+                              output_format=output_format)
     click.echo(f"rows in {stats.rows_in}, predicted {stats.rows_ok}, failed {stats.rows_failed}; "
                f"{stats.seconds_total:.2f} s -> {output_dir}")

@@ -1,4 +1,5 @@
-"""Streaming readers for batch inputs (.csv, .jsonl, .npy) that yield chunks of rows with their line numbers.
+"""Streaming readers for batch inputs (.csv, .jsonl, .npy; .parquet: functions/batch/parquet.py) that yield
+chunks of rows with their line numbers.
 
 Memory stays bounded by the chunk size and the line-length cap, whatever the file size. Rows that cannot be
 read (bad UTF-8, ragged CSV rows, non-numeric cells, malformed JSON, over-long lines) are yielded as bad rows
@@ -25,7 +26,7 @@ import orjson
 from functions.core.errors import UnreadableInputError as UnreadableInputError
 from functions.core.manifest import ImagePreprocessing, Preprocessing, TabularPreprocessing
 
-FORMATS = (".csv", ".jsonl", ".npy")
+FORMATS = (".csv", ".jsonl", ".npy", ".parquet")
 
 
 @dataclass
@@ -46,7 +47,8 @@ def input_format(key: str) -> str:
     """The format of an input by its extension, or UnreadableInputError."""
     suffix = Path(key).suffix.lower()
     if suffix not in FORMATS:
-        raise UnreadableInputError(f"unsupported input format {suffix or '(none)'!r}: use .csv, .jsonl or .npy")
+        raise UnreadableInputError(f"unsupported input format {suffix or '(none)'!r}: "
+                                   "use .csv, .jsonl, .npy or .parquet")
     return suffix
 
 
@@ -57,6 +59,11 @@ def read_chunks(path: Path, fmt: str, spec: Preprocessing, chunk_rows: int, max_
     With ``id_column``, each row's value of that CSV column (or JSON-lines field, removed from the instance)
     is kept in ``Chunk.ids`` by line number; .npy inputs have no columns to take it from.
     """
+    if fmt == ".parquet":
+        from functions.batch.parquet import parquet_chunks
+
+        yield from parquet_chunks(path, spec, chunk_rows, id_column)
+        return
     if fmt == ".npy":
         if id_column:
             raise UnreadableInputError("an id column needs .csv or .jsonl input; .npy rows have no columns")

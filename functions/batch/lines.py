@@ -8,7 +8,7 @@ generic path, six fixed decimals).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,15 @@ import orjson
 
 from functions.core.inference import class_labels, shape_predictions
 from functions.core.model_cache import LoadedModel
+
+
+@runtime_checkable
+class PredictionSink(Protocol):
+    """Where predictions go when they are not JSON lines (functions/batch/parquet.py: ParquetPredictions)."""
+
+    def add(self, model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
+            ids: dict[int, Any] | None) -> None:
+        """Append the model's output for the rows at ``lines`` (input order)."""
 
 
 def prediction_lines(model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],

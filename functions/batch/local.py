@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 from functions.batch.formats import Chunk, input_format, read_chunks
+from functions.batch.lines import PredictionSink
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
 from functions.core.errors import AlreadyExistsError
-from functions.core.model_cache import ModelCache
+from functions.core.model_cache import LoadedModel, ModelCache
 from functions.core.settings import Settings
 from functions.drift.batch import batch_drift
 
 OUTPUT_FILES = ("predictions.jsonl", "errors.jsonl", "report.json")
+PARQUET_PREDICTIONS = "predictions.parquet"
+
+
+def output_files(output_format: str = "jsonl") -> tuple[str, str, str]:
+    """(predictions, errors, report) file names for an output format: errors stay JSON lines."""
+    return (PARQUET_PREDICTIONS if output_format == "parquet" else OUTPUT_FILES[0]), *OUTPUT_FILES[1:]
+
+
+@contextlib.contextmanager
+def predictions_sink(path: Path, model: LoadedModel, output_format: str,
+                     with_ids: bool) -> Iterator[IO[bytes] | PredictionSink]:
+    """Where the runner writes predictions: a JSON-lines file, or a Parquet writer closed on success."""
+    if output_format != "parquet":
+        with path.open("wb") as f:
+            yield f
+        return
+    from functions.batch.parquet import ParquetPredictions
+
+    sink = ParquetPredictions(path, model, with_ids)
+    try:
+        yield sink
+    finally:  # on failure too: the file handle is released (the work folder is discarded anyway)
+        sink.close()
 
 
 def check_io(source: Path, output: Path) -> str:
@@ -31,7 +57,7 @@ def check_io(source: Path, output: Path) -> str:
 
 def check_output_free(output: Path) -> None:
     """AlreadyExistsError if ``output`` holds any of OUTPUT_FILES."""
-    taken = [f for f in OUTPUT_FILES if (output / f).exists()]
+    taken = [f for f in (*OUTPUT_FILES, PARQUET_PREDICTIONS) if (output / f).exists()]
     if taken:
         raise AlreadyExistsError(f"{output} already holds {', '.join(taken)}; choose an empty output folder")
 
@@ -52,8 +78,10 @@ def for_batch(settings: Settings, gpu: bool = False) -> Settings:
 
 def run_local(cache: ModelCache, name: str, source: Path, output: Path, version: str | None = None,
               alias: str | None = None, on_rows: Callable[[int], None] | None = None,
-              id_column: str | None = None, on_bytes: Callable[[int], None] | None = None) -> RunStats:
-    """Predict ``source`` with model ``name`` into ``output``/{predictions,errors}.jsonl and report.json.
+              id_column: str | None = None, on_bytes: Callable[[int], None] | None = None,
+              output_format: str = "jsonl") -> RunStats:
+    """Predict ``source`` with model ``name`` into ``output``/{predictions.jsonl|.parquet, errors.jsonl} and
+    report.json.
 
     ``on_rows`` gets the rows of each chunk done, ``on_bytes`` how far into the input (bytes) it was.
     """
@@ -61,19 +89,22 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
     model = cache.get(name, version, alias)
     output.mkdir(parents=True, exist_ok=True)
     settings = cache.settings
+    files = output_files(output_format)
     with tempfile.TemporaryDirectory(dir=output, prefix=".maas-batch-") as tmp:
         work = Path(tmp)
-        with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
+        with predictions_sink(work / files[0], model, output_format, id_column is not None) as predictions, \
+                (work / files[1]).open("wb") as errors:
             chunks = read_chunks(source, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
                                  settings.batch_max_line_bytes, id_column)
             if on_bytes is not None:
                 chunks = _reporting(chunks, on_bytes)
             stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows,
-                              drift=batch_drift(cache.store, model), lanes=settings.batch_lanes)
-        (work / "report.json").write_bytes(make_report(
+                              drift=batch_drift(cache.store, model), lanes=settings.batch_lanes,
+                              bucketing=settings.batch_bucketing)
+        (work / files[2]).write_bytes(make_report(
             "ok", {"path": str(source), "bytes": source.stat().st_size, "format": fmt}, model_info(model), stats,
-            {name: str(output / name) for name in OUTPUT_FILES[:2]}))
-        for name in OUTPUT_FILES:  # report last: its presence marks a complete output
+            {name: str(output / name) for name in files[:2]}))
+        for name in files:  # report last: its presence marks a complete output
             os.link(work / name, output / name)
     return stats
 

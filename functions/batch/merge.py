@@ -77,8 +77,9 @@ def merge_s3(data: Callable[[str], Any], event: dict[str, Any]) -> dict[str, Any
     except NotFoundError:
         ranges = []
     reports = [part_report(bucket, prefix, part) for part in range(len(ranges))]
-    outputs = {name: f"{part_folder(prefix, 0).rsplit('/', 1)[0]}/NNNNN/{name}"
-               for name in ("predictions.jsonl", "errors.jsonl")}
+    names = next((list(r["outputs"]) for r in reports if r and r.get("outputs")),  # predictions.parquet or .jsonl
+                 ["predictions.jsonl", "errors.jsonl"])
+    outputs = {name: f"{part_folder(prefix, 0).rsplit('/', 1)[0]}/NNNNN/{name}" for name in names}
     source = {"bucket": bucket_name, "key": key, "etag": etag.strip('"')}
     if not ranges:
         body = make_report("failed", source, error=f"no {RANGES_FILE}: the split step did not finish")

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
+from functions.batch.local import output_files, predictions_sink
 from functions.batch.process import id_column_of, output_prefix, parse_key
 from functions.batch.ranges import ByteRange, ByteSource, S3Source, materialize, renumber
 from functions.batch.report import make_report, model_info
@@ -77,15 +78,18 @@ def part_folder(prefix: str, part: int) -> str:
 def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, work: Path,
              chunk_rows: int, max_line_bytes: int, out_of_time: Callable[[], bool] | None = None,
              on_chunk: Callable[[int], None] | None = None, lanes: int = 1,
-             id_column: str | None = None) -> RunStats:
-    """The runner over one range: ``work``/predictions.jsonl and errors.jsonl with whole-file line numbers."""
+             id_column: str | None = None, bucketing: bool = True, output_format: str = "jsonl") -> RunStats:
+    """The runner over one range: ``work``/predictions.jsonl (or .parquet) and errors.jsonl with whole-file line
+    numbers."""
     local = work / f"part{fmt}"
     with local.open("wb") as f:
         offset = materialize(source, fmt, part, f)
-    with (work / "predictions.jsonl").open("wb") as predictions, (work / "errors.jsonl").open("wb") as errors:
+    files = output_files(output_format)
+    with predictions_sink(work / files[0], model, output_format, id_column is not None) as predictions, \
+            (work / files[1]).open("wb") as errors:
         chunks = read_chunks(local, fmt, model.manifest.preprocessing, chunk_rows, max_line_bytes, id_column)
         stats = run_batch(model, renumber(chunks, offset), predictions, errors, out_of_time, on_chunk,
-                          lanes=lanes)
+                          lanes=lanes, bucketing=bucketing)
     local.unlink()
     return stats
 
@@ -117,7 +121,8 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
         try:
             stats = run_part(model, source, fmt, item.range, work, settings.batch_chunk_rows,
                              settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes,
-                             id_column=id_column_of(item.key))
+                             id_column=id_column_of(item.key), bucketing=settings.batch_bucketing,
+                             output_format=settings.batch_output_format)
         except (UnreadableInputError, DeadlineError) as exc:
             return _failed(bucket, folder, source_info, summary, exc.message, job_id)
         except Exception as exc:
@@ -125,7 +130,7 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
                 return _failed(bucket, folder, source_info, summary,
                                "the input object was replaced by a newer version", job_id)
             raise
-        outputs = {name: f"{folder}/{name}" for name in PART_FILES}
+        outputs = {name: f"{folder}/{name}" for name in output_files(settings.batch_output_format)[:2]}
         for name, key in outputs.items():
             bucket.upload_file(key, work / name)
         report = make_report("ok", source_info, model_info(model), stats, outputs, job_id=job_id)

@@ -1,7 +1,8 @@
 """Process one input object from the data bucket, exactly once.
 
-Input keys look like ``inputs/NAME[@ALIAS|:VERSION]/PATH.{csv,jsonl,npy}``. Outputs go to the deterministic
-prefix ``outputs/NAME/VERSION/PATH.ETAG/`` (predictions.jsonl, errors.jsonl, report.json). report.json is
+Input keys look like ``inputs/NAME[@ALIAS|:VERSION]/PATH.{csv,jsonl,npy,parquet}``. Outputs go to the
+deterministic prefix ``outputs/NAME/VERSION/PATH.ETAG/`` (predictions.jsonl or .parquet, errors.jsonl,
+report.json). report.json is
 written last and only if absent, so a duplicate or concurrent delivery of the same event finds it and stops;
 the other two files are deterministic for a given input, etag and model version, so a delivery that races
 another one writes the same bytes. Permanent problems (unknown model, unreadable file, superseded object)
@@ -23,7 +24,9 @@ import orjson
 
 from functions.batch.dispatch import Dispatcher
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
+from functions.batch.local import output_files, predictions_sink
 from functions.batch.objects import INPUTS, BucketFactory, DataBucket, InputObject
+from functions.batch.parquet import pyarrow_available
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import run_batch
 from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
@@ -91,6 +94,9 @@ class Processor:
         prefix = output_prefix(ref.name, version, ref.path, item.etag)
         if bucket.exists(f"{prefix}/report.json"):
             return "duplicate"
+        settings = self.cache.settings
+        if (fmt == ".parquet" or settings.batch_output_format == "parquet") and not pyarrow_available():
+            return self._without_pyarrow(bucket, item, source, prefix, fmt)
         if self.router is not None:
             _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix)
             if routed is not None:
@@ -107,17 +113,19 @@ class Processor:
                 return self._fail(bucket, item, source, "the input object no longer exists")
             except AlreadyExistsError:  # 412: the object was replaced; its own event will follow
                 return self._fail(bucket, item, source, "the input object was replaced by a newer version")
-            settings = self.cache.settings
-            with (work / "predictions.jsonl").open("wb") as predictions, \
-                    (work / "errors.jsonl").open("wb") as errors:
+            files = output_files(settings.batch_output_format)
+            with predictions_sink(work / files[0], model, settings.batch_output_format,
+                                  id_column_of(item.key) is not None) as predictions, \
+                    (work / files[1]).open("wb") as errors:
                 try:
                     chunks = read_chunks(local, fmt, model.manifest.preprocessing, settings.batch_chunk_rows,
                                          settings.batch_max_line_bytes, id_column_of(item.key))
                     stats = run_batch(model, chunks, predictions, errors, out_of_time,
-                                      drift=batch_drift(self.cache.store, model), lanes=settings.batch_lanes)
+                                      drift=batch_drift(self.cache.store, model), lanes=settings.batch_lanes,
+                                      bucketing=settings.batch_bucketing)
                 except UnreadableInputError as exc:
                     return self._fail(bucket, item, source, exc.message)
-            outputs = {name: f"{prefix}/{name}" for name in ("predictions.jsonl", "errors.jsonl")}
+            outputs = {name: f"{prefix}/{name}" for name in files[:2]}
             for name, key in outputs.items():
                 bucket.upload_file(key, work / name)
             report = make_report("ok", source, model_info(model), stats, outputs, job_id=self.job_id)
@@ -128,7 +136,22 @@ class Processor:
         emit_batch_metrics(ref.name, version, stats.rows_ok, stats.rows_failed, stats.seconds_total)
         return "done"
 
-    def _dispatch(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str) -> str:
+    def _without_pyarrow(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
+                         fmt: str) -> str:
+        """Parquet in or out where pyarrow is missing (the Lambda bundle: pyarrow alone is over its size budget):
+        send the input to AWS Batch, whose image has it, and say so in plan.json; else a failure report."""
+        what = "Parquet input" if fmt == ".parquet" else "Parquet output (MAAS_BATCH_OUTPUT_FORMAT=parquet)"
+        reason = (f"{what} needs pyarrow, which the Lambda bundle leaves out (about 170 MB unzipped, over the "
+                  "bundle's size budget)")
+        if self.dispatcher is None:
+            return self._fail(bucket, item, source, f"{reason}; no AWS Batch job queue is configured to take it")
+        bucket.put_bytes(f"{prefix}/plan.json", orjson.dumps(
+            {"route": "batch", "reason": f"{reason}: sent to AWS Batch", "input": source},
+            option=orjson.OPT_INDENT_2))
+        return self._dispatch(bucket, item, source, prefix, reason=f"{reason}: sent to AWS Batch")
+
+    def _dispatch(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
+                  reason: str | None = None) -> str:
         assert self.dispatcher is not None
         marker = f"{prefix}/dispatch.json"
         try:
@@ -141,8 +164,8 @@ class Processor:
             bucket.delete(marker)  # let a retry submit again
             raise
         bucket.put_bytes(marker, make_report("dispatched", source, job_id=job_id,
-                                             reason=f"{item.size} bytes exceed the Lambda threshold of "
-                                                    f"{self.dispatch_bytes} bytes"))
+                                             reason=reason or f"{item.size} bytes exceed the Lambda threshold of "
+                                                              f"{self.dispatch_bytes} bytes"))
         return "dispatched"
 
     def _fail(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], reason: str) -> str:
@@ -165,7 +188,7 @@ def failure_report_key(key: str, etag: str) -> str:
     return f"{FAILED}/_unsafe/{digest}/report.json"
 
 
-_ID_SUFFIX = re.compile(r"@id=([A-Za-z0-9_.-]{1,64})\.(?:csv|jsonl)$")
+_ID_SUFFIX = re.compile(r"@id=([A-Za-z0-9_.-]{1,64})\.(?:csv|jsonl|parquet)$")
 
 
 def id_column_of(key: str) -> str | None:

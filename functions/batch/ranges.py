@@ -115,11 +115,48 @@ class ByteRange:
         return found
 
 
+class SourceFile(io.RawIOBase):
+    """A ByteSource as a seekable, read-only file (pyarrow reads a Parquet footer and row groups from it)."""
+
+    def __init__(self, source: ByteSource) -> None:
+        super().__init__()
+        self.source = source
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.source.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.source.read(self.position, min(self.source.size, self.position + len(buffer)))
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def readall(self) -> bytes:
+        data = self.source.read(self.position, self.source.size)
+        self.position += len(data)
+        return data
+
+
 def split(source: ByteSource, fmt: str, part_bytes: int) -> list[ByteRange]:
-    """Line-aligned (``.npy``: row-aligned) ranges of about ``part_bytes`` each; always at least one."""
+    """Line-aligned (``.npy``: row-aligned, ``.parquet``: row-group-aligned) ranges of about ``part_bytes``
+    each; always at least one."""
     part_bytes = max(1, part_bytes)
     if fmt == ".npy":
         return _split_npy(source, part_bytes)
+    if fmt == ".parquet":
+        return _split_parquet(source, part_bytes)
     head = source.read(0, min(source.size, HEAD_BYTES))
     header = 0
     if fmt == ".csv":
@@ -233,9 +270,32 @@ def _split_npy(source: ByteSource, part_bytes: int) -> list[ByteRange]:
                       offset) for row in starts]
 
 
+def _split_parquet(source: ByteSource, part_bytes: int) -> list[ByteRange]:
+    """Ranges of whole row groups: a row group belongs to the range holding its first byte."""
+    from functions.batch.parquet import row_groups
+
+    groups = row_groups(SourceFile(source))
+    if not groups:
+        return [ByteRange(0, source.size, 1)]
+    ranges: list[ByteRange] = []
+    start, first, rows = groups[0][1], 1, 0
+    for index, (count, offset) in enumerate(groups):
+        if index and offset - start >= part_bytes:
+            ranges.append(ByteRange(start, offset, first))
+            start, first, rows = offset, first + rows, 0
+        rows += count
+    ranges.append(ByteRange(start, source.size, first))
+    return ranges
+
+
 def materialize(source: ByteSource, fmt: str, part: ByteRange, dest: IO[bytes]) -> int:
-    """Write the range as a file the runner reads (header first); returns the line-number offset to add to
-    the runner's line numbers to get the whole object's."""
+    """Write the range as a file the runner reads (header first; ``.parquet``: its row groups as a new file);
+    returns the line-number offset to add to the runner's line numbers to get the whole object's."""
+    if fmt == ".parquet":
+        from functions.batch.parquet import copy_row_groups
+
+        copy_row_groups(SourceFile(source), part.start, part.stop, dest)
+        return part.first_line - 1
     if fmt == ".npy":
         shape, dtype, _ = npy_layout(source)
         row_bytes = max(1, dtype.itemsize * math.prod(shape[1:]))

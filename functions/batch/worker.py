@@ -1,6 +1,7 @@
 """AWS Batch worker: the batch runner on one input object, on the GPU when there is one.
 
     python -m functions.batch.worker --bucket BUCKET --key inputs/NAME/file.npy [--etag ETAG]
+                                     [--output-format jsonl|parquet]
 
 With CUDA available (onnxruntime-gpu) it uses the CUDA execution provider and the model's GPU variant when
 the version has one; otherwise the CPU variant. Exit codes: 0 done or duplicate, 2 permanent failure (a
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -18,7 +20,7 @@ from functions.batch.local import for_batch
 from functions.batch.objects import InputObject, data_bucket_factory
 from functions.batch.process import Processor
 from functions.core.model_cache import ModelCache
-from functions.core.settings import Settings, get_settings
+from functions.core.settings import OUTPUT_FORMATS, Settings, get_settings
 from functions.core.store import open_store
 
 
@@ -39,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--etag", default=None, help="process only this version of the object")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
+                        help="predictions as jsonl or parquet (default: MAAS_BATCH_OUTPUT_FORMAT, else jsonl)")
     args = parser.parse_args(argv)
-    settings, cache = worker_cache()
+    settings, cache = worker_cache(args.output_format)
     data = data_bucket_factory(settings.s3_endpoint_url)
     etag, size = args.etag, 0
     head = data(args.bucket).head(args.key)
@@ -51,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     return 2 if outcome == "failed" else 0
 
 
-def worker_cache() -> tuple[Settings, ModelCache]:
+def worker_cache(output_format: str | None = None) -> tuple[Settings, ModelCache]:
     """Settings with all cores for batch work, and a model cache on the GPU variant when CUDA is there."""
     target, providers = execution_providers()
     settings = for_batch(get_settings(), gpu=target == "gpu")
+    if output_format:
+        settings = dataclasses.replace(settings, batch_output_format=output_format)
     cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,
                        target=target, providers=providers)  # type: ignore[arg-type]
     return settings, cache

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from functions.batch.local import OUTPUT_FILES, check_io
+from functions.batch.local import check_io, output_files
 from functions.batch.merge import merge_reports, ranges_document
-from functions.batch.part import PART_FILES, part_folder, run_part
+from functions.batch.part import part_folder, run_part
 from functions.batch.ranges import ByteRange, FileSource, split
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats
@@ -40,7 +40,8 @@ def local_ranges(source: FileSource, fmt: str, workers: int) -> list[ByteRange]:
 
 def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, workers: int,
                  version: str | None = None, alias: str | None = None,
-                 on_rows: Callable[[int], None] | None = None, id_column: str | None = None) -> RunStats:
+                 on_rows: Callable[[int], None] | None = None, id_column: str | None = None,
+                 output_format: str = "jsonl") -> RunStats:
     """Split, run the parts in ``workers`` processes, merge into ``output`` (report.json last)."""
     fmt = check_io(source_path, output)
     model = cache.get(name, version, alias)
@@ -55,7 +56,7 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
         work = Path(tmp)
         (work / "ranges.json").write_bytes(ranges_document(ranges))
         jobs = [(settings, model.name, model.version, str(source_path), fmt, i, r.as_dict(),
-                 str(work / part_folder("", i).lstrip("/")), id_column) for i, r in enumerate(ranges)]
+                 str(work / part_folder("", i).lstrip("/")), id_column, output_format) for i, r in enumerate(ranges)]
         reports: list[dict[str, Any] | None] = []
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork under ORT threads
@@ -63,27 +64,34 @@ def run_parallel(cache: ModelCache, name: str, source_path: Path, output: Path, 
                 reports.append(report)
                 if on_rows:
                     on_rows(report["rows"]["in"])
-        for name_ in PART_FILES:
+        files = output_files(output_format)
+        folders = [work / part_folder("", i).lstrip("/") for i in range(len(ranges))]
+        for name_ in files[:2]:
+            if name_.endswith(".parquet"):
+                from functions.batch.parquet import concatenate
+
+                concatenate([folder / name_ for folder in folders], work / name_)
+                continue
             with (work / name_).open("wb") as merged:
-                for i in range(len(ranges)):
-                    with (work / part_folder("", i).lstrip("/") / name_).open("rb") as part:
+                for folder in folders:
+                    with (folder / name_).open("rb") as part:
                         shutil.copyfileobj(part, merged)
         totals = merge_reports(ranges, reports)
         stats: RunStats = totals["stats"]
         stats.seconds_total = time.perf_counter() - started
         body = make_report("ok", {"path": str(source_path), "bytes": source.size, "format": fmt}, model_info(model),
-                           stats, {n: str(output / n) for n in PART_FILES}, workers=workers,
+                           stats, {n: str(output / n) for n in files[:2]}, workers=workers,
                            parts={"total": len(ranges), "ok": len(ranges), "failed": []})
         (work / "report.json").write_bytes(body)
-        for name_ in OUTPUT_FILES:  # report last: its presence marks a complete output
+        for name_ in files:  # report last: its presence marks a complete output
             os.link(work / name_, output / name_)
     return stats
 
 
-def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int], str, str | None]
+def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int], str, str | None, str]
                      ) -> dict[str, Any]:
     """One part in a worker process (one model load per process); returns the part report."""
-    settings, name, version, path, fmt, index, range_, folder, id_column = job
+    settings, name, version, path, fmt, index, range_, folder, id_column, output_format = job
     cache = _worker_cache.get(settings.store)
     if cache is None:
         cache = _worker_cache[settings.store] = ModelCache(open_store(settings.store), settings)
@@ -92,5 +100,5 @@ def _part_in_process(job: tuple[Settings, str, str, str, str, int, dict[str, int
     work.mkdir(parents=True)
     stats = run_part(model, FileSource(Path(path)), fmt, ByteRange.from_dict(range_), work,
                      settings.batch_chunk_rows, settings.batch_max_line_bytes, lanes=settings.batch_lanes,
-                     id_column=id_column)
+                     id_column=id_column, bucketing=settings.batch_bucketing, output_format=output_format)
     return dict(orjson.loads(make_report("ok", {"part": index, "range": range_}, model_info(model), stats)))

@@ -6,6 +6,7 @@ Every check names the offending instance.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -164,11 +165,14 @@ class TextVocabPreprocessor:
         return _WORD.findall(text.lower() if self.spec.lowercase else text)
 
     def encode(self, instances: Instances) -> Tensors:
-        ids = np.full((len(instances), self.spec.max_tokens), self.spec.pad_id, dtype=np.int64)
+        limit, lookup, unknown = self.spec.max_tokens, self.vocab.get, self.spec.unk_id
+        ids = np.full((len(instances), limit), self.spec.pad_id, dtype=np.int64)
         for index, text in enumerate(check_texts(instances, self.spec.max_chars)):
-            tokens = self.tokenize(text)[: self.spec.max_tokens]
+            # Only the first max_tokens tokens are kept: stop matching there (long texts cost no more).
+            tokens = [m.group() for m in itertools.islice(_WORD.finditer(text.lower() if self.spec.lowercase
+                                                                         else text), limit)]
             if tokens:
-                ids[index, -len(tokens):] = [self.vocab.get(t, self.spec.unk_id) for t in tokens]
+                ids[index, -len(tokens):] = [lookup(t, unknown) for t in tokens]
         return {self.input_name: ids}
 
 
@@ -202,11 +206,44 @@ class TokenizerPreprocessor:
         self.tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         self.tokenizer.enable_truncation(spec.max_length)
         self.tokenizer.enable_padding()
+        self._unpadded: Any = None  # a copy without padding, made on first use by ``tokenize``
 
     def encode(self, instances: Instances) -> Tensors:
         encodings = self.tokenizer.encode_batch(check_texts(instances, self.spec.max_chars))
         return {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64)
                 for name in self.spec.inputs}
+
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        """Truncated, unpadded encodings of texts already checked (``check_texts``): one tokenizer pass whose
+        lengths a batch can be bucketed by; ``pad`` makes tensors of them."""
+        if self._unpadded is None:
+            from tokenizers import Tokenizer
+
+            unpadded = Tokenizer.from_str(self.tokenizer.to_str())
+            unpadded.no_padding()
+            self._unpadded = unpadded
+        return list(self._unpadded.encode_batch(list(texts)))
+
+    def pad(self, encodings: Sequence[Any], length: int) -> Tensors:
+        """Tensors of ``length`` tokens from unpadded encodings, padded as ``encode`` pads (its pad id, pad
+        type id and side): at the batch's longest length they equal ``encode``'s tensors."""
+        padding = self.tokenizer.padding or {}
+        fill = {"input_ids": int(padding.get("pad_id", 0)), "attention_mask": 0,
+                "token_type_ids": int(padding.get("pad_type_id", 0))}
+        left = padding.get("direction") == "left"
+        tensors: Tensors = {}
+        for name in self.spec.inputs:
+            array = np.full((len(encodings), length), fill[name], dtype=np.int64)
+            field = ENCODING_FIELDS[name]
+            for row, encoding in enumerate(encodings):
+                values = getattr(encoding, field)
+                if values:
+                    if left:
+                        array[row, length - len(values):] = values
+                    else:
+                        array[row, :len(values)] = values
+            tensors[name] = array
+        return tensors
 
 
 def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, bytes]) -> Preprocessor:

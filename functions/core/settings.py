@@ -26,6 +26,8 @@ ENV_BATCH_JOB_QUEUE = "MAAS_BATCH_JOB_QUEUE"
 ENV_BATCH_JOB_DEFINITION = "MAAS_BATCH_JOB_DEFINITION"
 ENV_BATCH_SAFETY_MS = "MAAS_BATCH_SAFETY_MS"
 ENV_BATCH_MAX_LINE_BYTES = "MAAS_BATCH_MAX_LINE_BYTES"
+ENV_BATCH_BUCKETING = "MAAS_BATCH_BUCKETING"
+ENV_BATCH_OUTPUT_FORMAT = "MAAS_BATCH_OUTPUT_FORMAT"
 ENV_REQUEST_BUDGET_SECONDS = "MAAS_REQUEST_BUDGET_SECONDS"
 ENV_BATCH_OUTPUTS = "MAAS_BATCH_OUTPUTS"  # where the console reads batch outputs (folder or s3://); not a setting
 ENV_EXPLAIN_MAX_EVALUATIONS = "MAAS_EXPLAIN_MAX_EVALUATIONS"
@@ -38,6 +40,7 @@ ENV_JOBS_DOWNLOAD_SECONDS = "MAAS_JOBS_DOWNLOAD_SECONDS"
 ENV_SHADOW_BUDGET_SECONDS = "MAAS_SHADOW_BUDGET_SECONDS"
 
 DEFAULT_STORE = "file://./.maas/store"
+OUTPUT_FORMATS = ("jsonl", "parquet")
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
@@ -68,6 +71,11 @@ class Settings:
     batch_job_definition: str | None = None
     batch_safety_ms: int = 20_000
     batch_max_line_bytes: int = 1024 * 1024
+    batch_bucketing: bool = True
+    """text models padded per batch run length-homogeneous batches (functions/batch/bucketing.py); off: one run
+    per chunk, padded to its longest text"""
+    batch_output_format: str = "jsonl"
+    """predictions as ``jsonl`` or ``parquet`` (S3 inputs and the AWS Batch worker; ``maas batch`` has a flag)"""
     request_budget_seconds: float = 20.0
     """The longest a request may wait on the model store; S3 timeouts and retries derive from it (must stay
     below the API function's 29 s timeout, see docs/reliability.md)."""
@@ -93,6 +101,9 @@ class Settings:
             if value < low or (high is not None and value > high):
                 bound = f">= {low}" if high is None else f"between {low} and {high}"
                 raise ValueError(f"{_ENV_NAMES.get(name, name)} must be {bound}, got {value}")
+        if self.batch_output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"{ENV_BATCH_OUTPUT_FORMAT} must be one of {', '.join(OUTPUT_FORMATS)}, "
+                             f"got {self.batch_output_format!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,7 +135,8 @@ _ENV_FIELDS = {
     ENV_LOG_PAYLOADS: "log_payloads", ENV_BATCH_CHUNK_ROWS: "batch_chunk_rows", ENV_BATCH_THREADS: "batch_threads",
     ENV_BATCH_DISPATCH_BYTES: "batch_dispatch_bytes", ENV_BATCH_JOB_QUEUE: "batch_job_queue",
     ENV_BATCH_JOB_DEFINITION: "batch_job_definition", ENV_BATCH_SAFETY_MS: "batch_safety_ms",
-    ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes", ENV_REQUEST_BUDGET_SECONDS: "request_budget_seconds",
+    ENV_BATCH_MAX_LINE_BYTES: "batch_max_line_bytes", ENV_BATCH_BUCKETING: "batch_bucketing",
+    ENV_BATCH_OUTPUT_FORMAT: "batch_output_format", ENV_REQUEST_BUDGET_SECONDS: "request_budget_seconds",
     ENV_EXPLAIN_MAX_EVALUATIONS: "explain_max_evaluations", ENV_EXPLAIN_MAX_INSTANCES: "explain_max_instances",
     ENV_DATA_BUCKET: "data_bucket", ENV_DATA_KEY_ARN: "data_key_arn", ENV_JOBS_MAX_BYTES: "jobs_max_bytes",
     ENV_JOBS_UPLOAD_SECONDS: "jobs_upload_seconds", ENV_JOBS_DOWNLOAD_SECONDS: "jobs_download_seconds",

@@ -61,8 +61,12 @@ def test_maas_batch_unknown_model_and_format(built_store: LocalStore, tmp_path: 
     source.write_bytes(csv_bytes([DIABETES_ROW]))
     unknown = maas_batch(built_store, "nope", "--input", str(source), "--output", str(tmp_path / "o"))
     assert unknown.returncode == 3 and "no published version" in unknown.stderr
+    sheet = tmp_path / "x.xlsx"
+    sheet.write_bytes(b"PK")
+    bad = maas_batch(built_store, "diabetes-mlp", "--input", str(sheet), "--output", str(tmp_path / "o"))
+    assert bad.returncode != 0 and "unsupported input format" in bad.stderr
     parquet = tmp_path / "x.parquet"
     parquet.write_bytes(b"PAR1")
-    bad = maas_batch(built_store, "diabetes-mlp", "--input", str(parquet), "--output", str(tmp_path / "o"))
-    assert bad.returncode != 0 and "unsupported input format" in bad.stderr
+    broken = maas_batch(built_store, "diabetes-mlp", "--input", str(parquet), "--output", str(tmp_path / "o"))
+    assert broken.returncode == 10 and "not a readable Parquet file" in broken.stderr
     assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ for every readable file predicted + reported-bad rows equals the rows in it."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,47 @@ ROW = ",".join(map(str, DIABETES_ROW))
 HEADER = ",".join(DIABETES_FEATURES)
 JROW = json.dumps(dict(zip(DIABETES_FEATURES, DIABETES_ROW, strict=True)))
 GOOD_NPY = npy_bytes(np.tile(np.asarray(DIABETES_ROW), (5, 1)))
+
+def _parquet(columns: dict[str, Any], row_group_size: int | None = None) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), buffer, row_group_size=row_group_size)
+    return bytes(buffer.getvalue().to_pybytes())
+
+
+def _features(rows: int, **replace: list[Any]) -> dict[str, Any]:
+    pairs = zip(DIABETES_FEATURES, DIABETES_ROW, strict=True)
+    return {name: replace.get(name, [value] * rows) for name, value in pairs}
+
+
+GOOD_PARQUET = _parquet({"customer": ["a", "b", "c"], **_features(3)})
+PARQUET_CORPUS: list[tuple[str, str, bytes, str, tuple[int, int, int] | None]] = [
+    ("good.parquet", "diabetes-mlp", GOOD_PARQUET, "ok", (3, 3, 0)),
+    ("null-feature.parquet", "diabetes-mlp", _parquet(_features(3, bmi=[27.5, None, 30.1])), "ok", (3, 2, 1)),
+    ("nan-feature.parquet", "diabetes-mlp", _parquet(_features(2, bmi=[float("nan"), 30.1])), "ok", (2, 1, 1)),
+    ("empty.parquet", "diabetes-mlp", _parquet(_features(0)), "ok", (0, 0, 0)),
+    ("all-null-column.parquet", "diabetes-mlp", _parquet(_features(2, s6=[None, None])), "ok", (2, 0, 2)),
+    ("decimal-and-int.parquet", "diabetes-mlp", _parquet(_features(2, age=[Decimal("50.5"), Decimal(61)], sex=[1, 2])),
+     "ok", (2, 2, 0)),
+    ("truncated.parquet", "diabetes-mlp", GOOD_PARQUET[:-40], "failed", None),
+    ("not-parquet.parquet", "diabetes-mlp", b"PAR1 but nothing else", "failed", None),
+    ("missing-column.parquet", "diabetes-mlp", _parquet({"age": [1.0], "sex": [2.0]}), "failed", None),
+    ("string-features.parquet", "diabetes-mlp", _parquet(_features(1, age=["fifty"])), "failed", None),
+    ("struct-feature.parquet", "diabetes-mlp", _parquet(_features(1, age=[{"years": 50, "months": 3}])), "failed",
+     None),
+    ("list-feature.parquet", "diabetes-mlp", _parquet(_features(1, age=[[50.0]])), "failed", None),
+    ("texts.parquet", "text-lstm", _parquet({"text": ["Rain is coming.", None, "   "]}), "ok", (3, 1, 2)),
+    ("int-text.parquet", "text-lstm", _parquet({"text": [1, 2]}), "failed", None),
+    ("no-text-column.parquet", "text-lstm", _parquet({"body": ["hello"]}), "failed", None),
+    ("images.parquet", "digits-cnn", _parquet({"image": [[0.0] * 64, [1.0] * 63, None, [2] * 64]}), "ok",
+     (4, 2, 2)),
+    ("nested-images.parquet", "digits-cnn", _parquet({"image": [[[2.0] * 8] * 8, [[1.0, None]] * 8]}), "ok",
+     (2, 1, 1)),
+    ("string-images.parquet", "digits-cnn", _parquet({"image": [["a"] * 64]}), "failed", None),
+    ("map-images.parquet", "digits-cnn", _parquet({"image": [{"x": 1}]}), "failed", None),
+]
 
 # (file name, model, content, expected status, expected rows (in, ok, failed) when status is ok)
 CORPUS: list[tuple[str, str, bytes, str, tuple[int, int, int] | None]] = [
@@ -59,13 +101,13 @@ CORPUS: list[tuple[str, str, bytes, str, tuple[int, int, int] | None]] = [
     ("images.npy", "digits-cnn", npy_bytes(np.zeros((3, 8, 8), dtype=np.float32)), "ok", (3, 3, 0)),
     ("images-out-of-range.npy", "digits-cnn", npy_bytes(np.full((2, 64), 99, dtype=np.int16)), "ok", (2, 0, 2)),
     ("text.npy", "text-lstm", GOOD_NPY, "failed", None),
-    ("unknown.parquet", "diabetes-mlp", b"PAR1", "failed", None),
     ("noextension", "diabetes-mlp", b"x", "failed", None),
+    *PARQUET_CORPUS,
 ]
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 30
+    assert len(CORPUS) >= 30 and len(PARQUET_CORPUS) >= 15
 
 
 @pytest.mark.parametrize(("name", "model", "content", "status", "rows"), CORPUS, ids=[c[0] for c in CORPUS])

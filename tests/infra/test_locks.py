@@ -36,7 +36,8 @@ def test_the_gpu_lock_is_the_worker_subset_of_the_lambda_lock() -> None:
     lambda_x86 = read_lock(LockTarget("x86_64", GPU_TARGET.python_version).path)
     assert lock_problems(gpu_requirements(), gpu, GPU_REPLACES) == []
     assert GPU_RUNTIME in gpu and "onnxruntime" not in gpu
-    shared = set(gpu) - {GPU_RUNTIME}
+    assert "pyarrow" in gpu and "pyarrow" not in lambda_x86  # Parquet: the image only (over the bundle budget)
+    shared = set(gpu) - {GPU_RUNTIME, "pyarrow"}
     assert shared <= set(lambda_x86)
     assert all(gpu[name] == lambda_x86[name] for name in shared), "a shared package differs from the Lambda's"
     assert gpu[GPU_RUNTIME].version == lambda_x86["onnxruntime"].version
@@ -44,7 +45,7 @@ def test_the_gpu_lock_is_the_worker_subset_of_the_lambda_lock() -> None:
 
 def test_gpu_requirements_are_what_the_worker_imports() -> None:
     names = {r.split("=")[0].split(">")[0].split("<")[0] for r in gpu_requirements()}
-    assert {GPU_RUNTIME, "tokenizers", "numpy", "boto3", "orjson"} <= names  # tokenizers: MiniLM inputs
+    assert {GPU_RUNTIME, "tokenizers", "numpy", "boto3", "orjson", "pyarrow"} <= names  # tokenizers: MiniLM inputs
     assert not names & {"onnxruntime", "fastapi", "mangum", "starlette", "click", "rich"}
     assert {"fastapi", "mangum"} <= imported_distributions("functions.api.handler")
 

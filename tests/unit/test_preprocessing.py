@@ -84,3 +84,15 @@ def test_image_whole_batch_path_matches_per_instance_path() -> None:
     assert whole.dtype == np.float32 and whole.shape == (3, 1, 2, 2)
     with pytest.raises(InvalidInputError, match="instance 2: pixel values"):
         pre.encode([images[0], images[1], [[0, 0], [0, 99]]])
+
+
+def test_text_stops_matching_at_max_tokens_and_keeps_the_same_ids() -> None:
+    spec = TextVocabPreprocessing(vocab_file="vocab.json", max_tokens=4, max_chars=10_000)
+    pre = make_preprocessor(spec, "tokens", VOCAB)
+    texts = ["Hello world, " * 500, "hello", "WORLD hello it's x " * 2]
+    full = [pre.tokenize(text)[:TEXT.max_tokens] for text in texts]  # type: ignore[attr-defined]
+    ids = pre.encode(texts)["tokens"]
+    vocab = orjson.loads(VOCAB["vocab.json"])
+    for row, tokens in zip(ids.tolist(), full, strict=True):
+        assert row[TEXT.max_tokens - len(tokens):] == [vocab.get(t, 1) for t in tokens]
+        assert row[:TEXT.max_tokens - len(tokens)] == [0] * (TEXT.max_tokens - len(tokens))
