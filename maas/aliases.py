@@ -25,22 +25,26 @@ DEFAULT_MIN_COMPARED = 100
 @click.argument("name")
 @click.argument("version")
 @click.option("--alias", required=True, help="Alias to move, e.g. prod or staging.")
-@click.option("--require-agreement", type=float, default=None, metavar="X",
+@click.option("--require-agreement", type=click.FloatRange(0.0, 1.0), default=None, metavar="X",
               help="Refuse unless the shadow report of VERSION against the alias's target shows an agreement "
                    "of at least X (0 to 1).")
-@click.option("--min-compared", type=int, default=DEFAULT_MIN_COMPARED, show_default=True,
-              help="With --require-agreement: the fewest compared requests the report must have.")
+@click.option("--min-compared", type=click.IntRange(min=0), default=None,
+              help=f"With --require-agreement: the fewest compared requests the report must have "
+                   f"(default {DEFAULT_MIN_COMPARED}).")
 @source_option
 @store_option
-def promote(name: str, version: str, alias: str, require_agreement: float | None, min_compared: int,
+def promote(name: str, version: str, alias: str, require_agreement: float | None, min_compared: int | None,
             source: str | None, store_uri: str | None) -> None:
     """Point ALIAS of model NAME at VERSION."""
     from functions.core import catalog
 
+    if require_agreement is None and (min_compared is not None or source is not None):
+        raise click.UsageError("--min-compared and --source set the promotion gate: give --require-agreement too")
     store = open_store(store_uri)
     before = _current(store, name, alias)
     if require_agreement is not None:
-        gate(store, name, version, alias, before, require_agreement, min_compared, source)
+        gate(store, name, version, alias, before, require_agreement,
+             DEFAULT_MIN_COMPARED if min_compared is None else min_compared, source)
     record = catalog.promote(store, name, version, alias)
     click.echo(f"{name} {alias} -> {record.version}" + (f" (was {record.previous[0]})" if record.previous else "")
                + "".join(f"; {note}" for note in ended(before, record)))
@@ -73,7 +77,8 @@ def gate(store: Store, name: str, version: str, alias: str, current: AliasRecord
     ok, reason = meets(report, require_agreement, min_compared)
     if not ok:
         raise PromotionRefusedError(f"{name} {alias} stays at version {current.version}: {reason} "
-                                    f"(records: {report['source']})")
+                                    f"(records: {report['source']}" + (f"; {report['hint']}" if report.get("hint")
+                                                                       else "") + ")")
     click.echo(f"gate passed: {reason}")
 
 

@@ -99,11 +99,15 @@ def load_report(store: Store, name: str, alias: str, candidate: str | None, live
     place not existing yet means no records. The report names its ``source``."""
     from pathlib import Path
 
+    from functions.core import catalog
+    from functions.core.errors import NotFoundError
     from functions.core.names import check_model_name
     from functions.core.settings import get_settings
     from functions.core.shadow_report import default_source, read_comparisons, shadow_report
 
     check_model_name(name)
+    if not catalog.list_versions(store, name):
+        raise NotFoundError(f"model {name!r} not found")
     settings = get_settings()
     where = source or default_source(name, settings)
     records: list[dict[str, Any]] = []
@@ -111,7 +115,11 @@ def load_report(store: Store, name: str, alias: str, candidate: str | None, live
         records = read_comparisons(where, name, alias, endpoint_url=settings.s3_endpoint_url, limit=limit)
     report = shadow_report(records, name=name, alias=alias, candidate=candidate, live=live,
                            store=store if drift else None)
-    return {**report, "source": where}
+    hint = None
+    if not records and source is None:
+        hint = ("nothing at the default place: pass --source (the `maas serve --capture` folder, a folder of "
+                "records, or s3://DATA_BUCKET/shadow/NAME/) or set MAAS_CAPTURE_DIR / MAAS_DATA_BUCKET")
+    return {**report, "source": where, "hint": hint}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -124,7 +132,7 @@ def render(report: dict[str, Any]) -> str:
         else f" (the active shadow is version {active['candidate']})")
     lines = [f"{head} vs live {lives}{note}", f"  source            {report['source']}"]
     if not report["requests"]:
-        lines.append("  no comparison records yet")
+        lines.append("  no comparison records yet" + (f" ({report['hint']})" if report.get("hint") else ""))
         return "\n".join(lines)
     errors = report["candidate_errors"]
     lines += [f"  requests          {report['requests']} ({report['first_time']} .. {report['last_time']})",
@@ -220,8 +228,9 @@ def split(name: str, version: str | None, alias: str, percent: float | None, cle
     before, after = catalog.set_split(store, name, alias, setting)
     replaced = (f" (was {before.split.percent:g}% -> version {before.split.version})"
                 if before.split is not None else "")
-    click.echo(f"{name} {alias}: {percent:g}% -> version {version}, {100 - percent:g}% -> version {after.version}, "
-               f"sticky per routing key{replaced}")
+    applied = setting.percent
+    click.echo(f"{name} {alias}: {applied:g}% -> version {version}, {round(100 - applied, 2):g}% -> version "
+               f"{after.version}, sticky per routing key{replaced}")
 
 
 def ended(before: AliasRecord | None, after: AliasRecord) -> list[str]:

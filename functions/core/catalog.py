@@ -192,7 +192,8 @@ def promote(store: Store, name: str, version: str, alias: str) -> AliasRecord:
         current = read_alias(store, name, alias)
     except IntegrityError:
         current = None  # an unreadable alias is repaired by pointing it somewhere
-    previous = [] if current is None else [current.version, *current.previous]
+    previous = [] if current is None else \
+        current.previous if current.version == version else [current.version, *current.previous]
     record = AliasRecord(version=version, previous=previous[:ALIAS_HISTORY], updated_at=_now())
     store.put_bytes(key, orjson.dumps(record.to_dict()))
     return record
@@ -227,6 +228,8 @@ def _rollout_alias(store: Store, name: str, alias: str, version: str | None) -> 
     target. The target and history are kept as they are."""
     current = read_alias(store, name, alias)
     if current is None:
+        if not list_versions(store, name):
+            raise NotFoundError(f"model {name!r} not found")
         raise NotFoundError(f"model {name!r} has no alias {alias!r}: promote a version to it first")
     if version is not None:
         if not store.exists(f"{version_prefix(name, version)}/{MANIFEST_FILE}"):

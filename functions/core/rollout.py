@@ -111,9 +111,14 @@ def new_shadow(candidate: str, rate: float, started_at: str) -> ShadowSetting:
 
 
 def new_split(version: str, percent: float, started_at: str) -> SplitSetting:
-    """A split setting from command-line values (RolloutError names a bad one)."""
+    """A split setting from command-line values, its share rounded to the 0.01 % the routing resolves
+    (RolloutError names a bad one, including a share that would round to nothing)."""
+    if math.isfinite(percent) and 0.0 < percent < 100.0 / BUCKETS * 0.5:
+        raise RolloutError(f"split percent must be at least {100 / BUCKETS:g} (the routing's resolution), "
+                           f"got {percent:g}")
     try:
-        return SplitSetting(version=version, percent=percent, started_at=started_at)
+        return SplitSetting(version=version, percent=round(percent, 2) if math.isfinite(percent) else percent,
+                            started_at=started_at)
     except (RecordError, NotFoundError) as exc:
         raise RolloutError(f"split {exc}") from None
 

@@ -215,8 +215,9 @@ def _latency(kept: list[Mapping[str, Any]], answered: list[Mapping[str, Any]]) -
     candidate_ms = [v for r in answered for v in _numbers([r.get("candidate_ms")])]
     live_p50, candidate_p50 = percentile(live_ms, 50), percentile(candidate_ms, 50)
     ratio = candidate_p50 / live_p50 if live_p50 and candidate_p50 is not None else None
-    return {"live_p50_ms": live_p50, "candidate_p50_ms": candidate_p50, "ratio_p50": ratio,
-            "live_p99_ms": percentile(live_ms, 99), "candidate_p99_ms": percentile(candidate_ms, 99)}
+    figures = {"live_p50_ms": live_p50, "candidate_p50_ms": candidate_p50, "ratio_p50": ratio,
+               "live_p99_ms": percentile(live_ms, 99), "candidate_p99_ms": percentile(candidate_ms, 99)}
+    return {key: None if value is None else round(value, 4) for key, value in figures.items()}
 
 
 def version_drift(store: Store, name: str, version: str, records: Sequence[Mapping[str, Any]],

@@ -70,6 +70,8 @@ def test_split_set_replace_and_clear(rollout_store: LocalStore) -> None:
     assert cleared.exit_code == 0 and "split to version 3 (100%) cleared; 100% -> version 1" in cleared.output
     assert "split" not in alias_document(rollout_store)
     assert "no split to clear" in maas(rollout_store, "split", MODEL, "--alias", "prod", "--clear").output
+    rounded = maas(rollout_store, "split", MODEL, "2", "--alias", "prod", "--percent", "0.016")
+    assert "0.02% -> version 2, 99.98% -> version 1" in rounded.output  # the share the routing applies
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -79,14 +81,18 @@ def test_split_set_replace_and_clear(rollout_store: LocalStore) -> None:
     (["shadow", "start", MODEL, "--candidate", "1"], 14, "already serves version 1"),
     (["shadow", "start", MODEL, "--candidate", "9"], 3, "no version '9'"),
     (["shadow", "start", MODEL, "--candidate", "2", "--alias", "staging"], 3, "no alias 'staging'"),
-    (["shadow", "start", "no-such-model", "--candidate", "2"], 3, "no alias"),
+    (["shadow", "start", "no-such-model", "--candidate", "2"], 3, "model 'no-such-model' not found"),
+    (["shadow", "report", "no-such-model"], 3, "model 'no-such-model' not found"),
     (["shadow", "stop", MODEL, "--alias", "staging"], 3, "no alias 'staging'"),
     (["split", MODEL, "2", "--alias", "prod", "--percent", "0"], 14, "percent"),
+    (["split", MODEL, "2", "--alias", "prod", "--percent", "0.001"], 14, "at least 0.01"),
     (["split", MODEL, "2", "--alias", "prod", "--percent", "100.5"], 14, "percent"),
     (["split", MODEL, "9", "--alias", "prod", "--percent", "5"], 3, "no version '9'"),
     (["split", MODEL, "--alias", "prod", "--percent", "5"], 2, "VERSION and --percent, or --clear"),
     (["split", MODEL, "2", "--alias", "prod", "--clear"], 2, "VERSION and --percent, or --clear"),
-    (["promote", MODEL, "2", "--alias", "prod", "--require-agreement", "1.5"], 14, "--require-agreement"),
+    (["promote", MODEL, "2", "--alias", "prod", "--require-agreement", "1.5"], 2, "--require-agreement"),
+    (["promote", MODEL, "2", "--alias", "prod", "--min-compared", "5"], 2, "give --require-agreement too"),
+    (["promote", MODEL, "2", "--alias", "prod", "--source", "/tmp"], 2, "give --require-agreement too"),
     (["promote", MODEL, "9", "--alias", "prod", "--require-agreement", "0.9"], 3, "no version '9'"),
     (["shadow", "report", MODEL, "--source", "/no/such/folder"], 10, "does not exist"),
 ])
