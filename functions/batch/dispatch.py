@@ -17,9 +17,11 @@ class Dispatcher(Protocol):
 class AwsBatchDispatcher:
     """SubmitJob on the configured queue and job definition."""
 
-    def __init__(self, queue: str, definition: str, client: Any = None) -> None:
+    def __init__(self, queue: str, definition: str, client: Any = None, output_format: str | None = None) -> None:
         self.queue = queue
         self.definition = definition
+        self.output_format = output_format
+        """Passed to the worker (``--output-format``): the job writes what the dispatching function would."""
         if client is None:
             import boto3
             from botocore.config import Config
@@ -33,5 +35,7 @@ class AwsBatchDispatcher:
         response = self._client.submit_job(
             jobName=f"maas-{stem}-{digest}", jobQueue=self.queue, jobDefinition=self.definition,
             containerOverrides={"command": ["python", "-m", "functions.batch.worker", "--bucket", bucket,
-                                            "--key", key, "--etag", etag]})
+                                            "--key", key, "--etag", etag,
+                                            *(["--output-format", self.output_format] if self.output_format
+                                              else [])]})
         return str(response["jobId"])

@@ -23,7 +23,8 @@ def build_processor(settings: Settings, dispatcher: Dispatcher | None = None) ->
     """The processor a batch container uses: more intra-op threads than the API, dispatch if configured."""
     settings = for_batch(settings)
     if dispatcher is None and settings.batch_job_queue and settings.batch_job_definition:
-        dispatcher = AwsBatchDispatcher(settings.batch_job_queue, settings.batch_job_definition)
+        dispatcher = AwsBatchDispatcher(settings.batch_job_queue, settings.batch_job_definition,
+                                        output_format=settings.batch_output_format)
     router = router_from(settings)  # routes by estimated work; replaces the bytes threshold when configured
     return Processor(model_cache_from(settings), data_bucket_factory(settings.s3_endpoint_url), dispatcher,
                      0 if router else settings.batch_dispatch_bytes, router=router)

@@ -103,7 +103,7 @@ def parquet_chunks(path: Path, spec: Preprocessing, chunk_rows: int, id_column: 
             done += batch.num_rows
             chunk.offset = min(size, size * done // total)
             yield chunk
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:  # corrupt pages raise OSError (pyarrow's ArrowIOError)
         raise UnreadableInputError(f"Parquet data could not be read: {_first_line(exc)}") from None
 
 
@@ -116,6 +116,9 @@ def _input_columns(schema: pa.Schema, spec: Preprocessing) -> list[str]:
                     or types.is_null(kind))
 
     names = schema.names
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise UnreadableInputError(f"Parquet file has more than one column named {duplicated[:5]}")
     if isinstance(spec, TabularPreprocessing):
         missing = [name for name in spec.features if name not in names]
         if missing:
@@ -140,7 +143,10 @@ def _input_columns(schema: pa.Schema, spec: Preprocessing) -> list[str]:
     if TEXT_COLUMN not in names:
         raise UnreadableInputError(f"Parquet for text models needs a {TEXT_COLUMN!r} column")
     kind = schema.field(TEXT_COLUMN).type
-    if not (types.is_string(kind) or types.is_large_string(kind) or types.is_null(kind)):
+    if types.is_dictionary(kind):  # pandas categories, stored Arrow dictionaries: read as their values
+        kind = kind.value_type
+    if not (types.is_string(kind) or types.is_large_string(kind) or types.is_string_view(kind)
+            or types.is_null(kind)):
         raise UnreadableInputError(f"Parquet column {TEXT_COLUMN!r} is {kind}, not strings")
     return [TEXT_COLUMN]
 
@@ -150,7 +156,7 @@ def _chunk(batch: pa.RecordBatch, spec: Preprocessing, columns: list[str], id_co
     numbers = list(range(first, first + batch.num_rows))
     chunk = Chunk()
     if id_column is not None:
-        chunk.ids = dict(zip(numbers, batch.column(id_column).to_pylist(), strict=True))
+        chunk.ids = dict(zip(numbers, _plain_ids(batch.column(id_column)), strict=True))
     valid = np.ones(batch.num_rows, dtype=bool)
     reasons: dict[int, str] = {}
     for name in columns:
@@ -161,7 +167,7 @@ def _chunk(batch: pa.RecordBatch, spec: Preprocessing, columns: list[str], id_co
     if isinstance(spec, TabularPreprocessing):
         import pyarrow as pa
 
-        matrix = np.column_stack([batch.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        matrix = np.column_stack([batch.column(name).cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
                                   for name in columns]) if batch.num_rows else np.empty((0, len(columns)))
         chunk.instances = matrix[valid]
     elif isinstance(spec, ImagePreprocessing):
@@ -170,9 +176,10 @@ def _chunk(batch: pa.RecordBatch, spec: Preprocessing, columns: list[str], id_co
         for row, value in enumerate(batch.column(IMAGE_COLUMN).to_pylist()):
             if not valid[row]:
                 continue
-            flat = _flatten(value)
+            flat = _flatten(value, spec.shape)
             if flat is None or len(flat) != width:
-                reasons[row] = "null pixel value" if flat is None else f"expected {width} pixel values, got {len(flat)}"
+                reasons[row] = ("null pixel value or ragged rows" if flat is None
+                                else f"expected {width} pixel values, got {len(flat)}")
                 valid[row] = False
                 continue
             kept.append(flat)
@@ -185,12 +192,22 @@ def _chunk(batch: pa.RecordBatch, spec: Preprocessing, columns: list[str], id_co
     return chunk
 
 
-def _flatten(value: Any) -> list[float] | None:
-    """A list of numbers, or a list of lists of numbers, flattened; None when any element is null."""
+def _plain_ids(column: Any) -> list[Any]:
+    """An id column's values as JSON can write them: strings, whole numbers, floats and booleans as they are,
+    anything else (decimals, bytes, dates) as its text."""
+    values = column.to_pylist()
+    return [v if v is None or isinstance(v, str | int | float | bool) else
+            (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in values]
+
+
+def _flatten(value: Any, shape: Sequence[int] = ()) -> list[float] | None:
+    """A list of numbers, or a list of lists of numbers (each as long as a row of ``shape``), flattened; None
+    when any element is null or the rows are ragged."""
     flat: list[float] = []
+    row_width = shape[-1] if len(shape) >= 2 else None
     for item in value:
         if isinstance(item, list):
-            if any(v is None for v in item):
+            if any(v is None for v in item) or (row_width is not None and len(item) != row_width):
                 return None
             flat.extend(item)
         elif item is None:
@@ -272,7 +289,7 @@ def copy_row_groups(source: Readable, start: int, stop: int, dest: IO[bytes]) ->
         with pq.ParquetWriter(dest, reader.schema_arrow) as writer:
             for index in chosen:
                 writer.write_table(reader.read_row_group(index))
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise UnreadableInputError(f"Parquet data could not be read: {_first_line(exc)}") from None
 
 

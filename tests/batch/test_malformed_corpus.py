@@ -34,6 +34,29 @@ def _features(rows: int, **replace: list[Any]) -> dict[str, Any]:
 
 
 GOOD_PARQUET = _parquet({"customer": ["a", "b", "c"], **_features(3)})
+
+
+def _corrupt_pages(rows: int = 200, at: int = 400) -> bytes:
+    """A Parquet file whose footer is intact but one data page is garbage (pyarrow raises OSError reading it)."""
+    data = bytearray(_parquet(_features(rows)))
+    for index in range(at, at + 20):
+        data[index] ^= 0xFF
+    return bytes(data)
+
+
+def _dictionary_texts() -> bytes:
+    import pyarrow as pa
+
+    return _parquet({"text": pa.array(["Rain is coming.", "Sun all week.", "Rain is coming."]).dictionary_encode()})
+
+
+def _duplicate_columns() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]), buffer)
+    return bytes(buffer.getvalue().to_pybytes())
 PARQUET_CORPUS: list[tuple[str, str, bytes, str, tuple[int, int, int] | None]] = [
     ("good.parquet", "diabetes-mlp", GOOD_PARQUET, "ok", (3, 3, 0)),
     ("null-feature.parquet", "diabetes-mlp", _parquet(_features(3, bmi=[27.5, None, 30.1])), "ok", (3, 2, 1)),
@@ -58,6 +81,12 @@ PARQUET_CORPUS: list[tuple[str, str, bytes, str, tuple[int, int, int] | None]] =
      (2, 1, 1)),
     ("string-images.parquet", "digits-cnn", _parquet({"image": [["a"] * 64]}), "failed", None),
     ("map-images.parquet", "digits-cnn", _parquet({"image": [{"x": 1}]}), "failed", None),
+    ("corrupt-pages.parquet", "diabetes-mlp", _corrupt_pages(), "failed", None),
+    ("dictionary-texts.parquet", "text-lstm", _dictionary_texts(), "ok", (3, 3, 0)),
+    ("duplicate-columns.parquet", "text-lstm", _duplicate_columns(), "failed", None),
+    ("ragged-images.parquet", "digits-cnn", _parquet({"image": [[[2.0] * 8] * 8, [[1.0] * 9] * 7 + [[1.0]]]}), "ok",
+     (2, 1, 1)),
+    ("huge-int.parquet", "diabetes-mlp", _parquet(_features(2, age=[2**53 + 1, 50])), "ok", (2, 2, 0)),
 ]
 
 # (file name, model, content, expected status, expected rows (in, ok, failed) when status is ok)

@@ -232,3 +232,32 @@ def test_s3_parts_by_row_group_merge_to_the_single_run_output(data_bucket: DataB
     assert pa.concat_tables(tables).equals(pq.read_table(tmp_path / "single.parquet"))
     errors = b"".join(data_bucket.get(f"{split['prefix']}/parts/{i:05d}/errors.jsonl") for i in range(len(items)))
     assert errors == data_bucket.get(single + "errors.jsonl") and errors.count(b"\n") == 7
+
+
+def test_ids_of_any_type_are_written_as_json_can(built_store: LocalStore, tmp_path: Path) -> None:
+    """Spark exports decimal(38,0) keys; binary keys exist too: written as their text, never a crash."""
+    from decimal import Decimal
+
+    source = _diabetes(tmp_path / "in.parquet", rows=6, row_group_size=6)
+    table = pq.read_table(source)
+    table = table.append_column("key", pa.array([Decimal(i) for i in range(6)], pa.decimal128(10, 0)))
+    table = table.append_column("raw", pa.array([f"r{i}".encode() for i in range(6)], pa.binary()))
+    pq.write_table(table, source)
+    cache = _cache(built_store, tmp_path)
+    for column, first in (("key", "0"), ("raw", "r0")):
+        out = tmp_path / f"out-{column}"
+        run_local(cache, "diabetes-mlp", source, out, id_column=column)
+        rows = [orjson.loads(line) for line in (out / "predictions.jsonl").read_bytes().splitlines()]
+        errors = [orjson.loads(line) for line in (out / "errors.jsonl").read_bytes().splitlines()] \
+            if (out / "errors.jsonl").exists() else []
+        assert rows[0]["id"] == first and all(isinstance(r["id"], str) for r in [*rows, *errors])
+
+
+def test_the_dispatched_job_writes_the_output_format_of_the_function() -> None:
+    client = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "1"}, {
+            "jobName": ANY, "jobQueue": "q", "jobDefinition": "d",
+            "containerOverrides": {"command": ["python", "-m", "functions.batch.worker", "--bucket", "b", "--key",
+                                               "k.parquet", "--etag", "e", "--output-format", "parquet"]}})
+        assert AwsBatchDispatcher("q", "d", client, output_format="parquet").submit("b", "k.parquet", "e") == "1"
