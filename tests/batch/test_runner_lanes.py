@@ -43,7 +43,7 @@ def test_for_batch_gives_lanes_of_one_thread_on_cpu_and_one_lane_on_gpu() -> Non
     cpu = for_batch(Settings(batch_threads=6))
     gpu = for_batch(Settings(batch_threads=6), gpu=True)
     assert (cpu.batch_lanes, cpu.intra_op_threads) == (6, 1)
-    assert (gpu.batch_lanes, gpu.intra_op_threads) == (1, 6)
+    assert (gpu.batch_lanes, gpu.intra_op_threads, gpu.batch_bucketing) == (1, 6, False)  # bucketing: CPU only
 
 
 def test_three_lanes_write_the_same_bytes_as_one(built_store: LocalStore, tmp_path: Path) -> None:
