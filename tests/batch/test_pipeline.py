@@ -31,7 +31,11 @@ def test_items_come_in_order_and_the_producer_stays_within_its_depth() -> None:
 
     with ahead(source(), 3, "test-ahead") as stage:
         first = next(stage)
-        time.sleep(0.2)  # let the producer fill its queue
+        for _ in range(30_000):  # wait (no timing asserted) until the producer has filled its queue
+            if stage._queue.full():
+                break
+            time.sleep(0.001)
+        assert stage._queue.full()  # and now it is blocked on the next put
         assert first == 0 and len(produced) <= 1 + 3 + 1  # taken, queued, one in hand
         rest = list(stage)
     assert [first, *rest] == list(range(50))

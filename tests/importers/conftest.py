@@ -119,6 +119,17 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
     return Sources(folder, cx, features, x, y)
 
 
+def assert_refused(store: Path, result: tuple[int, str, str], code: int, words: str) -> None:
+    """A refused ``maas import``: exit ``code``, one error line containing ``words``, no traceback, nothing
+    printed on stdout and no model ``bad`` in ``store``."""
+    status, out, err = result
+    assert status == code, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], err
+    assert "Traceback" not in err and out == ""
+    assert not (store / "models" / "bad").exists()
+
+
 def run_cli(*args: str | Path) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``maas ARGS`` run in-process."""
     result = CliRunner().invoke(main, [str(a) for a in args])

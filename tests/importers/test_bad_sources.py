@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from functions.core.errors import InvalidInputError, InvalidSourceError, exit_code
-from tests.importers.conftest import Sources, export_mlp, run_cli
+from tests.importers.conftest import Sources, assert_refused, export_mlp, run_cli
 
 SOURCE = exit_code(InvalidSourceError("x"))
 INPUT = exit_code(InvalidInputError("x"))
@@ -128,11 +128,6 @@ CASES: dict[str, tuple[Callable[[Sources, Path], list[str | Path]], int, str]] =
 def test_bad_source_is_one_line_and_publishes_nothing(case: str, sources: Sources, tmp_path: Path) -> None:
     make, code, words = CASES[case]
     store = tmp_path / "store"
-    exit_status, out, err = run_cli("import", *make(sources, tmp_path), "--name", "bad", "--quick",
-                                    "--store", f"file://{store}")
-    assert exit_status == code, err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and words in errors[0], err
-    assert "Traceback" not in err and out == ""
-    assert not (store / "models" / "bad").exists()
+    assert_refused(store, run_cli("import", *make(sources, tmp_path), "--name", "bad", "--quick",
+                                  "--store", f"file://{store}"), code, words)
 
