@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import orjson
@@ -162,3 +163,16 @@ def _join(path: str, name: str) -> str:
     if name.startswith("["):
         return f"{path}{name}"
     return f"{path}.{name}" if path else name
+
+
+def marked_lines(lines: Iterable[bytes], marker: bytes, on_bad: Callable[[], None] | None = None) -> Iterator[Any]:
+    """The JSON values of the lines that contain ``marker`` (capture and comparison records share log streams
+    and folders with other lines); a marked line that is not JSON is skipped and reported to ``on_bad``."""
+    for line in lines:
+        if marker not in line:
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if on_bad is not None:
+                on_bad()

@@ -22,9 +22,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from functions.core.errors import MaasError, UnreadableInputError
+from functions.core.records import marked_lines
 
 if TYPE_CHECKING:
     from functions.core.settings import Settings
@@ -80,17 +79,8 @@ def read_comparisons(source: str, name: str, alias: str | None = None, *, endpoi
 def comparisons(lines: Iterable[bytes], name: str, alias: str | None = None) -> list[dict[str, Any]]:
     """The comparison records among ``lines`` of model ``name`` (and ``alias``); other lines (capture records,
     garbage, other models) are left out."""
-    kept: list[dict[str, Any]] = []
-    for line in lines:
-        if _MARKER_BYTES not in line:
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if is_comparison(record) and record.get("model") == name and (alias is None or record.get("alias") == alias):
-            kept.append(record)
-    return kept
+    return [record for record in marked_lines(lines, _MARKER_BYTES) if is_comparison(record)
+            and record.get("model") == name and (alias is None or record.get("alias") == alias)]
 
 
 def is_comparison(record: Any) -> bool:

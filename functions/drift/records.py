@@ -11,6 +11,7 @@ import orjson
 
 from functions.core.manifest import Preprocessing
 from functions.core.profile import DriftTracker, input_matrix, record_predictions
+from functions.core.records import marked_lines
 
 CHUNK_RECORDS = 4096
 MARKER = b'"maas_capture"'
@@ -75,17 +76,13 @@ class RecordFeeder:
         self._outputs: list[Any] = []
 
     def add_lines(self, lines: Iterable[bytes]) -> None:
-        for line in lines:
-            if MARKER not in line:
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                self.skipped += 1
-                continue
+        for record in marked_lines(lines, MARKER, self._skip):
             if is_capture_record(record):  # a comparison record (maas_shadow) is not one
                 self.add_record(record)
         self.flush()
+
+    def _skip(self) -> None:
+        self.skipped += 1
 
     def add_record(self, record: Any) -> None:
         if not isinstance(record, dict) or record.get("model") != self.name or \
