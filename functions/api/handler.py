@@ -1,7 +1,8 @@
 """Lambda entry point: the fast ASGI front wrapped by Mangum, built once per container at import.
 
 The FastAPI app behind it (OpenAPI, listings) is built only when such a route is first asked for. With capture
-on, the handler only queues its records: they are written once Lambda's runtime has posted the response.
+on, the handler only queues its records: they are written once Lambda's runtime has posted the response. Shadow
+comparisons run then too (``functions.core.shadow``, set up by the first request that has one).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from mangum import Mangum
 
 from functions.api import snapstart
 from functions.api.front import create_front
-from functions.core import capture, shadow
+from functions.core import capture
 from functions.core.settings import get_settings
 
 # One invocation carries one request, so no two requests could ever join a session run: skip the batcher's hop.
@@ -23,4 +24,3 @@ if _settings.preload:  # load listed models during init (SnapStart / provisioned
 snapstart.register(app)  # only in Lambda: warm-up before the snapshot, fresh clients and aliases after a restore
 handler = Mangum(app, lifespan="off")
 capture.start_after_response()  # in Lambda with capture on: records are written after the runtime's post
-shadow.start_after_response(app.service.shadows)  # in Lambda: shadow candidates run after the runtime's post

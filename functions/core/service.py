@@ -14,6 +14,7 @@ with Retry-After).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -84,11 +85,15 @@ class PredictionService:
 
     @property
     def shadows(self) -> ShadowRunner:
-        """The runner of shadow comparisons (made on first need: the module stays off the cold path)."""
+        """The runner of shadow comparisons, made on first need (the module stays off the cold path); in Lambda
+        it runs them after the runtime's post from then on, the first request's included."""
         if self._shadows is None:
-            from functions.core.shadow import ShadowRunner
+            from functions.core import shadow
 
-            self._shadows = ShadowRunner(self.cache, self.settings.shadow_budget_seconds)
+            runner = shadow.ShadowRunner(self.cache, self.settings.shadow_budget_seconds)
+            if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+                shadow.start_after_response(runner)
+            self._shadows = runner
         return self._shadows
 
     def load(self, ref: ModelRef) -> LoadedModel:

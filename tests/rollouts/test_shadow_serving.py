@@ -236,3 +236,30 @@ def test_in_lambda_the_candidate_runs_after_the_runtime_posts_the_response(store
 class _Context(LambdaContext):
     def __init__(self, request_id: str) -> None:
         self.aws_request_id = request_id
+
+
+def test_in_lambda_the_first_shadowed_request_sets_up_the_post_hook(store: LocalStore, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing shadow-related runs at import (cold start): the first request with a shadow makes the runner,
+    which finds Lambda's runtime client and runs this very comparison after the post."""
+    import sys
+    import types
+
+    _set_shadow(store, CANDIDATE)
+    client_class = runtime_client_class()
+    module = types.ModuleType("lambda_runtime_client")
+    module.LambdaRuntimeClient = client_class  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lambda_runtime_client", module)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "maas-api")
+    settings = Settings(store=store.uri, max_batch_rows=1)
+    front = create_front(settings, ModelCache(store, settings))
+    assert front.service._shadows is None
+    event = http_api_event("POST", "/v1/models/pair/predict", orjson.dumps({"instances": [{"f0": 0.5, "f1": 0.0}]}))
+    answer = Mangum(front, lifespan="off")(event, _Context("req-0"))
+    assert answer["statusCode"] == 200
+    runner = front.service.shadows
+    assert runner.after_post and len(runner.pending) == 1
+    capsys.readouterr()
+    client_class().post_invocation_result("req-0", "{}")
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if '"maas_shadow"' in line]
+    assert [(r["request_id"], r["agree"]) for r in lines] == [("req-0", [False])]
