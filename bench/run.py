@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 BENCHMARKS = ["build", "serving", "batch", "infra", "transformer", "http", "load", "fanout", "monitoring",
-              "explain", "faults", "soak", "importing", "rollouts", "text_batch"]
+              "explain", "faults", "soak", "importing", "rollouts", "text_batch", "consumers"]
 
 
 def main() -> None:

@@ -16,9 +16,17 @@ NO_VERSION = "-"
 NO_MODEL = "-"
 
 
+_last_day: tuple[int, str] = (-1, "")
+
+
 def day_of(now: float | None = None) -> str:
-    """The UTC day of a moment, ``YYYY-MM-DD``."""
-    return datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y-%m-%d")
+    """The UTC day of a moment, ``YYYY-MM-DD`` (formatted once a day: every metered request asks)."""
+    global _last_day
+    number = int((time.time() if now is None else now) // 86400)
+    last = _last_day
+    if last[0] != number:
+        last = _last_day = (number, datetime.fromtimestamp(number * 86400, UTC).strftime("%Y-%m-%d"))
+    return last[1]
 
 
 @dataclass
