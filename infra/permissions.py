@@ -12,7 +12,8 @@ function declares (``Access.reads``/``writes``); nothing is allowed that no call
 what the runtime itself uses: logs, X-Ray, the SQS event source); no statement names ``*`` unless the action has
 no resource-level permissions; object actions are only on declared prefixes.
 
-Adding a function (drift, jobs, fan-out) is one ``Access`` row in ``FUNCTIONS``.
+Adding a function (drift, jobs, fan-out) is one ``Access`` row in ``FUNCTIONS``. DynamoDB calls (the consumer
+table) count on stages that have the table (``STAGE_SERVICES``); the authorizer row applies only there.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ CLIENT_HELPERS = {
 # Actions without resource-level permissions: "*" is the only resource they take.
 RESOURCELESS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"})
 OBJECT_ACTIONS_PREFIX = "s3:"
-KMS_FOR = {"s3:GetObject": ("kms:Decrypt",), "s3:PutObject": ("kms:GenerateDataKey", "kms:Decrypt")}
+# The DynamoDB table is encrypted with the stage key too: DynamoDB decrypts the table key with the caller's
+# kms:Decrypt permission, for reads and writes alike (it makes the table's data keys itself, with its own grant).
+TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:Scan")
+KMS_FOR = {"s3:GetObject": ("kms:Decrypt",), "s3:PutObject": ("kms:GenerateDataKey", "kms:Decrypt"),
+           **{action: ("kms:Decrypt",) for action in TABLE_ACTIONS}}
 BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
 
 
@@ -67,6 +72,7 @@ class Access:
     services: tuple[str, ...] = ("s3", "batch", "sqs")  # services whose operations count as calls
     # Other actions -> the resources (logical id prefixes) they must be allowed on, and only on.
     targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    only_with: str = ""  # a logical id prefix: the function exists only on stages whose template has it
 
 
 LAMBDA_PLATFORM = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
@@ -86,18 +92,24 @@ JOB_OUTPUTS = "BatchEventsDataBucket/outputs/*/jobs/*"
 BUCKETS = ("ModelStoreBucket", "BatchEventsDataBucket")
 KEY = "FoundationKey"
 DATA_TARGETS = {"s3:ListBucket": BUCKETS, "kms:GenerateDataKey": (KEY,)}
+CONSUMER_TABLE = "ConsumersTable"  # infra/consumers.py: stages with auth type apiKey only
+TABLE_TARGETS = {action: (CONSUMER_TABLE,) for action in TABLE_ACTIONS}
+STAGE_SERVICES = {"dynamodb": CONSUMER_TABLE}
+"""Services whose only resource some stages lack: their calls count where the template has that resource
+(the code that makes them is there on every stage, switched on by the stage's environment)."""
 
 FUNCTIONS: tuple[Access, ...] = (
     Access("api", "functions.api.handler", "lambda:functions.api.handler.handler",
            reads=(STORE, JOB_OUTPUTS, SHADOW),
            writes=(JOB_RECORDS, JOB_INPUTS), platform=LAMBDA_PLATFORM,
-           targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+           targets={**DATA_TARGETS, **TABLE_TARGETS, "kms:Decrypt": (KEY,)},
+           services=("s3", "batch", "sqs", "dynamodb")),
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),
            writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"},
-           targets={**DATA_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
+           targets={**DATA_TARGETS, **TABLE_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
                     "batch:SubmitJob": ("GpuBatchQueue", "GpuBatchWorker"),
                     "states:StartExecution": ("BatchFanoutStateMachine",)},
-           services=("s3", "batch", "sqs", "stepfunctions")),
+           services=("s3", "batch", "sqs", "stepfunctions", "dynamodb")),
     Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,),
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("fanout", "functions.batch.fanout_handler", "lambda:functions.batch.fanout_handler.handler",
@@ -105,6 +117,9 @@ FUNCTIONS: tuple[Access, ...] = (
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("drift", "functions.drift.handler", "lambda:functions.drift.handler.handler", reads=(STORE, CAPTURE),
            writes=(DRIFT_REPORTS,), platform=LAMBDA_PLATFORM, targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+    Access("authorizer", "functions.consumers.authorizer", "lambda:functions.consumers.authorizer.handler",
+           platform=LAMBDA_PLATFORM, targets={**TABLE_TARGETS, "kms:Decrypt": (KEY,)}, services=("dynamodb",),
+           only_with=CONSUMER_TABLE),
 )
 
 
@@ -221,7 +236,8 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
 def _clients_created(node: ast.AST) -> set[str]:
     services = set()
     for child in ast.walk(node):
-        if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr == "client"
+        if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)
+                and child.func.attr in ("client", "resource")
                 and child.args and isinstance(child.args[0], ast.Constant) and isinstance(child.args[0].value, str)):
             services.add(child.args[0].value)
     return services
@@ -375,8 +391,16 @@ def _scopes_for(access: Access, action: str) -> tuple[str, ...]:
 
 
 def check_all(template: Mapping[str, Any], functions: Iterable[Access] = FUNCTIONS) -> list[str]:
-    """Every problem of every function's role in one template."""
+    """Every problem of every function's role in one template (functions and services the stage deploys)."""
     problems: list[str] = []
     for access in functions:
-        problems += coverage_problems(access, template, code_calls(access.entry, access.services))
+        if access.only_with and not _has_resource(template, access.only_with):
+            continue
+        services = [s for s in access.services
+                    if s not in STAGE_SERVICES or _has_resource(template, STAGE_SERVICES[s])]
+        problems += coverage_problems(access, template, code_calls(access.entry, services))
     return problems
+
+
+def _has_resource(template: Mapping[str, Any], logical_id_prefix: str) -> bool:
+    return any(lid.startswith(logical_id_prefix) for lid in template["Resources"])
