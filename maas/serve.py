@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,8 +43,15 @@ def bind(host: str, port: int) -> socket.socket:
               help="Folder or s3://BUCKET/PREFIX whose batch outputs the console lists (else $MAAS_BATCH_OUTPUTS).")
 @click.option("--capture", "capture_dir", default=None, type=click.Path(path_type=Path),
               help="Write sampled prediction records (MAAS_CAPTURE_RATE, default all) as JSON lines under DIR.")
-def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None, capture_dir: Path | None) -> None:
+@click.option("--keys", "keys_file", default=None, metavar="FILE",
+              help="Require API keys from this key store (a SQLite file made by `maas keys create --keys FILE`): "
+                   "scopes, rate limits and quotas enforced, usage metered into it.")
+def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None, capture_dir: Path | None,
+          keys_file: str | None) -> None:
     """Serve the prediction API and the web console (/console; the same ASGI app as Lambda) with uvicorn."""
+    if keys_file is not None and not Path(keys_file).is_file():
+        raise click.UsageError(f"no key store at {keys_file}: make one with `maas keys create CONSUMER --keys "
+                               f"{keys_file}`")
     sock = bind(host, port)
     if capture_dir is not None:
         from functions.core import capture
@@ -59,10 +67,20 @@ def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None
     settings = Settings.from_env()
     if store_uri:
         settings = dataclasses.replace(settings, store=store_uri)
-    app = create_front(settings)
+    front = create_front(settings)
     if settings.preload:
-        app.cache.preload(settings.preload)
+        front.cache.preload(settings.preload)
+    app: Any = front
+    if keys_file is not None:
+        from functions.consumers.gate import local_gate
+
+        app = local_gate(front, keys_file)
+    keys_note = f", API keys from {keys_file}" if keys_file is not None else ""
     click.echo(f"serving {settings.store} on http://{host}:{port} (console: http://{host}:{port}/console/, "
-               f"OpenAPI docs: http://{host}:{port}/docs)", err=True)
+               f"OpenAPI docs: http://{host}:{port}/docs{keys_note})", err=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if keys_file is not None:
+            app.meter.flush()  # usage counted since the last write

@@ -41,9 +41,12 @@ def error_body(code: str, message: str, instance: int | None = None) -> bytes:
     return orjson.dumps(body)
 
 
-def error_reply(status: int, code: str, message: str, instance: int | None = None) -> Reply:
-    """The JSON error answer; 503s tell the client when to retry."""
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
+def error_reply(status: int, code: str, message: str, instance: int | None = None,
+                retry_after: int | None = None) -> Reply:
+    """The JSON error answer; 503s and 429s tell the client when to retry."""
+    if retry_after is None and status == 503:
+        retry_after = RETRY_AFTER_SECONDS
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return Reply(status, error_body(code, message, instance), headers=headers)
 
 
@@ -65,4 +68,5 @@ def reply_for(exc: MaasError, path: str, rid: str, hidden: Iterable[str] = ()) -
     status = status_of(exc)
     log("ERROR" if status >= 500 else "WARNING", exc.message, status=status, code=exc.code, path=path,
         request_id=rid)
-    return error_reply(status, exc.code, public_message(exc, hidden), getattr(exc, "index", None))
+    return error_reply(status, exc.code, public_message(exc, hidden), getattr(exc, "index", None),
+                       getattr(exc, "retry_after", None))

@@ -17,7 +17,9 @@ Masking (``MAAS_CAPTURE_MASK``: JSON, or ``@FILE`` holding it): an object of mod
 model) to rules ``{"drop": [features], "hash": [features], "raw_text": false}``. Dropped features are left out,
 hashed ones replaced by ``"hmac:"`` + the first 16 hex digits of HMAC-SHA256 keyed with ``MAAS_CAPTURE_HASH_KEY``
 (set a secret key: unkeyed hashes of low-cardinality values can be reversed by trying every value). Raw text
-is never stored unless ``raw_text`` is true: only its length and token statistics are.
+is never stored unless ``raw_text`` is true: only its length and token statistics are. On API-key stages a
+record names its ``consumer``; the rule ``"consumer": "hash"`` (or ``"drop"``) hashes it like a feature (or
+leaves it out).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ QUEUE_RECORDS = 10_000
 EMBEDDING_DIGITS = 4
 
 
-Pending = tuple["LoadedModel", Any, Any, str, float]  # model, instances, output, request id, time
+Pending = tuple["LoadedModel", Any, Any, str, float, str | None]  # model, instances, output, request id, time, consumer
+CONSUMER_RULES = ("keep", "hash", "drop")
 
 
 class CaptureConfigError(ValueError):
@@ -71,6 +74,8 @@ class MaskRules:
     drop: frozenset[str] = frozenset()
     hash: frozenset[str] = frozenset()
     raw_text: bool = False
+    consumer: str = "keep"
+    """the consumer id on API-key stages: keep, hash or drop"""
 
 
 def parse_masks(text: str | None) -> dict[str, MaskRules]:
@@ -87,15 +92,17 @@ def parse_masks(text: str | None) -> dict[str, MaskRules]:
         raise CaptureConfigError(f"{ENV_CAPTURE_MASK} must be an object of model name -> rules")
     masks = {}
     for model, rules in raw.items():
-        if not isinstance(rules, dict) or set(rules) - {"drop", "hash", "raw_text"}:
-            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: rules are drop, hash and raw_text")
+        if not isinstance(rules, dict) or set(rules) - {"drop", "hash", "raw_text", "consumer"}:
+            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: rules are drop, hash, raw_text and consumer")
         lists = {key: rules.get(key, []) for key in ("drop", "hash")}
         if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists.values()):
             raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: drop and hash are lists of feature names")
         if not isinstance(rules.get("raw_text", False), bool):
             raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: raw_text is true or false")
+        if rules.get("consumer", "keep") not in CONSUMER_RULES:
+            raise CaptureConfigError(f"{ENV_CAPTURE_MASK}[{model!r}]: consumer is keep, hash or drop")
         masks[str(model)] = MaskRules(frozenset(lists["drop"]), frozenset(lists["hash"]),
-                                      bool(rules.get("raw_text", False)))
+                                      bool(rules.get("raw_text", False)), str(rules.get("consumer", "keep")))
     return masks
 
 
@@ -242,7 +249,8 @@ def write_pending() -> None:
         write_records(capture, pending)
 
 
-def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str) -> None:
+def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
+           consumer: str | None = None) -> None:
     """Capture one prediction request, sampled; never raises and costs one attribute check when off. Queued
     for after the response where the runtime allows it (``start_after_response``), else written now."""
     capture = _state
@@ -251,7 +259,7 @@ def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: An
     try:
         if capture.rate < 1.0 and random.random() >= capture.rate:
             return
-        item = (model, instances, output, request_id, time.time())
+        item = (model, instances, output, request_id, time.time(), consumer)
         pending = capture.pending
         if pending is None:
             write_records(capture, (item,))
@@ -267,12 +275,13 @@ def record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: An
 
 def write_records(capture: Capture, items: Sequence[Pending]) -> None:
     """Serialize each record and hand it to the sink; a failing record is counted as dropped, never raised."""
-    for model, instances, output, request_id, now in items:
+    for model, instances, output, request_id, now, consumer in items:
         try:
             assert capture.sink is not None
-            where, line = _line(model, instances, output, request_id, capture, now)
+            where, line = _line(model, instances, output, request_id, capture, now, consumer)
             if len(line) > MAX_RECORD_BYTES:
-                document = _truncated(make_record(model, instances, output, request_id, capture, now), len(line))
+                document = _truncated(make_record(model, instances, output, request_id, capture, now, consumer),
+                                      len(line))
                 line = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
             capture.sink.write(where, line)
             capture.captured += 1
@@ -284,7 +293,7 @@ _heads: dict[tuple[str, str], tuple[int, bytes, dict[str, Any]]] = {}
 
 
 def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
-          capture: Capture, now: float | None = None) -> tuple[dict[str, Any], bytes]:
+          capture: Capture, now: float | None = None, consumer: str | None = None) -> tuple[dict[str, Any], bytes]:
     """The record's JSON line, byte for byte ``make_record``'s, and the fields a sink files it by (model,
     version, day), stamped ``now`` (default: the current time). Everything up to the time's seconds is cached
     per model version and rebuilt once a second; one orjson call writes the rest."""
@@ -299,21 +308,29 @@ def _line(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any
             MARKER.encode(), orjson.dumps(model.name), orjson.dumps(model.version), day.encode(),
             moment.strftime("%Y-%m-%dT%H:%M:%S").encode())
         cached = _heads[key] = (second, head, {"model": model.name, "version": model.version, "day": day})
-    rest = orjson.dumps({"request_id": request_id,
-                         "inputs": masked_inputs(model, instances, capture.rules(model.name), capture.hash_key),
-                         "outputs": compact_outputs(model, output)}, option=orjson.OPT_SERIALIZE_NUMPY)
+    rules = capture.rules(model.name)
+    body: dict[str, Any] = {"request_id": request_id}
+    if consumer is not None and rules.consumer != "drop":
+        body["consumer"] = _hashed(consumer, capture.hash_key) if rules.consumer == "hash" else consumer
+    body["inputs"] = masked_inputs(model, instances, rules, capture.hash_key)
+    body["outputs"] = compact_outputs(model, output)
+    rest = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     return dict(cached[2]), b'%s.%03dZ",%s\n' % (cached[1], int((now - second) * 1000), rest[1:])
 
 
 def make_record(model: LoadedModel, instances: Sequence[Any] | np.ndarray, output: Any, request_id: str,
-                capture: Capture, now: float | None = None) -> dict[str, Any]:
-    """The capture record: model, version, day, time (``now``, default the current time), request id, masked
-    inputs and compact outputs."""
+                capture: Capture, now: float | None = None, consumer: str | None = None) -> dict[str, Any]:
+    """The capture record: model, version, day, time (``now``, default the current time), request id, the
+    consumer (as masking says), masked inputs and compact outputs."""
     day, stamp = clock(now)
     rules = capture.rules(model.name)
-    return {MARKER: 1, "model": model.name, "version": model.version, "day": day, "time": stamp,
-            "request_id": request_id, "inputs": masked_inputs(model, instances, rules, capture.hash_key),
-            "outputs": compact_outputs(model, output)}
+    document: dict[str, Any] = {MARKER: 1, "model": model.name, "version": model.version, "day": day,
+                                "time": stamp, "request_id": request_id}
+    if consumer is not None and rules.consumer != "drop":
+        document["consumer"] = _hashed(consumer, capture.hash_key) if rules.consumer == "hash" else consumer
+    document["inputs"] = masked_inputs(model, instances, rules, capture.hash_key)
+    document["outputs"] = compact_outputs(model, output)
+    return document
 
 
 _second: list[Any] = [-1, "", ""]

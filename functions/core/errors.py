@@ -156,6 +156,29 @@ class PromotionRefusedError(MaasError):
     code = "promotion_refused"
 
 
+class UnauthenticatedError(MaasError):
+    """No API key, or one that is not a key of this service (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
+class ForbiddenError(MaasError):
+    """An API key that was revoked, has expired, or does not cover the model asked for (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class LimitExceededError(MaasError):
+    """A consumer over its rate limit or daily quota (HTTP 429); ``retry_after`` is whole seconds to wait."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, code: str = "rate_limited") -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        self.code = code
+
+
 ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     # error type: (HTTP status, CLI exit code)
     MaasError: (500, 1),
@@ -180,6 +203,9 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     InvalidSourceError: (422, 13),
     RolloutError: (422, 14),
     PromotionRefusedError: (409, 15),
+    UnauthenticatedError: (401, 16),
+    ForbiddenError: (403, 16),
+    LimitExceededError: (429, 17),
 }
 """Every error type's HTTP status and CLI exit code; README's "Exit codes" documents the second column."""
 

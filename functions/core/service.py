@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from functions.core import capture
+from functions.core import capture, request_facts
 from functions.core.batching import RunBatcher
 from functions.core.errors import (
     MaasError,
@@ -167,8 +167,9 @@ class PredictionService:
         started = time.perf_counter() if started is None else started
         output = await self.batcher.run(model, self.encode(model, instances))
         result = decode(model, output)
-        capture.record(model, instances, output, request_id)
-        self.record(model, len(instances), started, request_id)
+        consumer = request_facts.served(model.name, model.version, len(instances))
+        capture.record(model, instances, output, request_id, consumer)
+        self.record(model, len(instances), started, request_id, consumer)
         if shadow is not None:
             self._hold(model, shadow, instances, output, (time.perf_counter() - started) * 1000, request_id)
         return result
@@ -188,12 +189,13 @@ class PredictionService:
             shadows.submit(comparison)
 
     @staticmethod
-    def record(model: LoadedModel, instances: int, started: float, request_id: str) -> None:
+    def record(model: LoadedModel, instances: int, started: float, request_id: str,
+               consumer: str | None = None) -> None:
         """Count one served request and emit its metrics (the first carries the model load time)."""
         model.requests += 1
         emit_prediction_metrics(model.name, model.version, model.variant.name,
                                 (time.perf_counter() - started) * 1000, instances,
-                                model.load_ms if model.requests == 1 else None, request_id)
+                                model.load_ms if model.requests == 1 else None, request_id, consumer)
 
     def ready(self) -> bool:
         """The store answers (blocking)."""

@@ -38,6 +38,10 @@ ENV_JOBS_MAX_BYTES = "MAAS_JOBS_MAX_BYTES"
 ENV_JOBS_UPLOAD_SECONDS = "MAAS_JOBS_UPLOAD_SECONDS"
 ENV_JOBS_DOWNLOAD_SECONDS = "MAAS_JOBS_DOWNLOAD_SECONDS"
 ENV_SHADOW_BUDGET_SECONDS = "MAAS_SHADOW_BUDGET_SECONDS"
+# API keys (functions/consumers): read by the key gate and the authorizer, not settings of the prediction service
+ENV_AUTH = "MAAS_AUTH"  # "apiKey": the API function admits requests by the authorizer's verdict
+ENV_KEYS = "MAAS_KEYS"  # the key store: a SQLite file or dynamodb://TABLE
+ENV_KEYS_CACHE_SECONDS = "MAAS_KEYS_CACHE_SECONDS"  # how long a key lookup is reused
 
 DEFAULT_STORE = "file://./.maas/store"
 OUTPUT_FORMATS = ("jsonl", "parquet")

@@ -46,8 +46,9 @@ _DIMENSIONS = [["model"], ["model", "version"]]
 
 
 def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: float, instances: int,
-                            load_ms: float | None, request_id: str) -> None:
-    """An EMF record for one prediction request; the first one in a process carries ColdStart=1."""
+                            load_ms: float | None, request_id: str, consumer: str | None = None) -> None:
+    """An EMF record for one prediction request; the first one in a process carries ColdStart=1. ``consumer``
+    (API-key stages) is a property, not a dimension: the dashboard's top consumers query it with Logs Insights."""
     global _cold
     cold, _cold = _cold, False
     if not metrics_enabled():
@@ -61,6 +62,8 @@ def emit_prediction_metrics(model: str, version: str, variant: str, latency_ms: 
     }
     if load_ms is not None:
         record["ModelLoadTime"] = round(load_ms, 3)
+    if consumer is not None:
+        record["consumer"] = consumer
     sys.stdout.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode())
 
 

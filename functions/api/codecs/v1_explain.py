@@ -12,6 +12,7 @@ from functions.api.body import instances_of, read_json
 from functions.api.http import Call
 from functions.api.schemas import ERROR_RESPONSES
 from functions.api.v1 import PREDICT_ALIAS, PREDICT_VERSION, json_response
+from functions.core import request_facts
 from functions.core.service import ModelRef, PredictionService
 
 EXPLAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -35,6 +36,7 @@ def make_router(service: PredictionService) -> APIRouter:
         # the version the request's split assigns (sticky, like its predictions); explanations are never shadowed
         model, _ = await service.routed(ref, call.routing_key)
         explanations = await run_in_threadpool(explain, model, instances, settings)
+        request_facts.served(model.name, model.version, len(instances))  # metered like predictions
         return json_response({"model": model.name, "version": model.version, "variant": model.variant.name,
                               "explanations": explanations})
 
