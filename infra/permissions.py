@@ -19,7 +19,7 @@ table) count on stages that have the table (``STAGE_SERVICES``); the authorizer 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -47,6 +47,12 @@ CLIENT_HELPERS = {
         "generate_presigned_url": ("GetObject",),
     },
 }
+# Services called from one package only: elsewhere a method of the same name is something else (``call.query``
+# reads a request's query string, not a table).
+SERVICE_MODULES = {"dynamodb": "functions.consumers."}
+# Helpers that call the client method named by their first argument (functions/consumers/dynamo_store.py:
+# ``self._call("update_item", ...)``, ``self._pages("scan", ...)``).
+CALL_THROUGH = ("_call", "_pages")
 # Actions without resource-level permissions: "*" is the only resource they take.
 RESOURCELESS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"})
 OBJECT_ACTIONS_PREFIX = "s3:"
@@ -166,14 +172,33 @@ def reachable_modules(entry: str, root: Path = PROJECT_ROOT) -> dict[str, ast.Mo
 
 
 def _referenced_names(nodes: Iterable[ast.AST]) -> set[str]:
-    names: set[str] = set()
+    return {name for name, _ in _references(nodes)}
+
+
+def _references(nodes: Iterable[ast.AST]) -> set[tuple[str, bool]]:
+    """(name, referenced as an attribute) for every name and attribute in ``nodes``."""
+    found: set[tuple[str, bool]] = set()
     for node in nodes:
-        for child in ast.walk(node):
+        for child in _walk_code(node):
             if isinstance(child, ast.Name):
-                names.add(child.id)
+                found.add((child.id, False))
             elif isinstance(child, ast.Attribute):
-                names.add(child.attr)
-    return names
+                found.add((child.attr, True))
+    return found
+
+
+def _walk_code(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk`` without annotations: under ``from __future__ import annotations`` they never run, so a
+    type named only in a signature (``keyring: Keyring | None``) is not in use."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        yield current
+        for name, value in ast.iter_fields(current):
+            if name in ("annotation", "returns"):
+                continue
+            children = value if isinstance(value, list) else [value]
+            pending += [child for child in children if isinstance(child, ast.AST)]
 
 
 def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
@@ -199,24 +224,29 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
                     roots.append(node)  # routes and registered hooks are called by a framework
         roots += [stmt for stmt in tree.body if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef
                                                                    | ast.ClassDef)]
-    # A method runs only if its class is in use (named by reachable code) and its name is referenced.
-    names = _referenced_names(roots) | {"handler", "main"}
+    # A method runs only if its class is in use (named by reachable code) and its name is referenced as an
+    # attribute (``x.usage(...)``; a local variable ``usage`` calls no method).
+    references = _references(roots) | {("handler", False), ("main", False)}
+    names = {name for name, _ in references}
+    attributes = {name for name, attribute in references if attribute}
     reached: dict[int, tuple[str, ast.AST]] = {}
     changed = True
     while changed:
         changed = False
         for name in sorted(names):
             for module, owner, node in definitions.get(name, []):
-                if id(node) in reached or (owner and owner not in names):
+                if id(node) in reached or (owner and (owner not in names or name not in attributes)):
                     continue
                 reached[id(node)] = (f"{module}:{owner + '.' if owner else ''}{name}", node)
                 body = [n for n in node.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)] \
                     if isinstance(node, ast.ClassDef) else node.body  # type: ignore[attr-defined]
                 if isinstance(node, ast.ClassDef):
                     body += [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name.startswith("__")]
-                new = _referenced_names(body) - names
+                new = _references(body) - references
                 if new:
-                    names |= new
+                    references |= new
+                    names |= {n for n, _ in new}
+                    attributes |= {n for n, attribute in new if attribute}
                     changed = True
     bodies = [(site, node) for site, node in reached.values() if not isinstance(node, ast.ClassDef)]
     created = {s for _, node in bodies for s in _clients_created(node)}
@@ -224,6 +254,8 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
     calls: dict[str, set[str]] = {}
     for site, node in bodies:
         for service in sorted(created & set(services)):
+            if not site.startswith(SERVICE_MODULES.get(service, "")):
+                continue
             for operation in _operations_called(node, service):
                 for action in IAM_ACTION.get(f"{service}:{operation}", (f"{service}:{operation}",)):
                     calls.setdefault(action, set()).add(site)
@@ -253,7 +285,7 @@ def _operations_called(node: ast.AST, service: str) -> set[str]:
         method = child.func.attr
         if method in helpers:
             found |= set(helpers[method])
-        elif method == "get_paginator" and child.args and isinstance(child.args[0], ast.Constant):
+        elif method in ("get_paginator", *CALL_THROUGH) and child.args and isinstance(child.args[0], ast.Constant):
             found.add(operations.get(str(child.args[0].value), ""))
         elif method in operations and method not in ("get_paginator", "get_waiter", "can_paginate"):
             found.add(operations[method])

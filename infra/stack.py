@@ -50,7 +50,6 @@ class MaasStack(Stack):
         self.monitoring.add_to(self.observability)
         if self.consumers is not None:
             self.consumers.enable_metering(self.api.function, authorize=True)
-            self.consumers.enable_metering(self.batch_events.function)  # rows of jobs submitted through the API
             self.consumers.grant_operators(self.store.publisher)
             self.observability.dashboard.add_widgets(*self.consumers.widgets(self.api.function.log_group.log_group_name))
 
