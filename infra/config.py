@@ -18,12 +18,16 @@ class _Camel(BaseModel):
 
 
 class AuthConfig(_Camel):
-    """How callers authenticate: IAM (SigV4) by default, or a JWT issuer with required scopes."""
+    """How callers authenticate: IAM (SigV4) by default, a JWT issuer with required scopes, or API keys
+    (``maas keys``) checked by a Lambda authorizer (docs/consumers.md)."""
 
-    type: Literal["iam", "jwt"] = "iam"
+    type: Literal["iam", "jwt", "apiKey"] = "iam"
     issuer: str | None = None
     audience: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
+    cache_seconds: int = Field(default=60, ge=0, le=3600)
+    """apiKey: how long the HTTP API caches the authorizer's answer per key (0: no cache, and the key may also
+    come as ``Authorization: Bearer``); a revoked key is refused at the latest this long after ``maas keys revoke``."""
 
     @model_validator(mode="after")
     def _jwt_needs_issuer(self) -> AuthConfig:
@@ -31,6 +35,8 @@ class AuthConfig(_Camel):
             raise ValueError("auth type 'jwt' needs an issuer URL and at least one audience")
         if self.type == "jwt" and self.issuer and not self.issuer.startswith("https://"):
             raise ValueError(f"the JWT issuer must be an https:// URL, got {self.issuer!r}")
+        if self.type != "jwt" and (self.issuer or self.audience or self.scopes):
+            raise ValueError(f"issuer, audience and scopes are JWT settings; auth type is {self.type!r}")
         return self
 
 
@@ -90,7 +96,8 @@ class StageConfig(_Camel):
             raise ValueError("provisionedConcurrency is set but warmStart is not 'provisioned' "
                              "(SnapStart and provisioned concurrency cannot be combined)")
         if self.front_door == "functionUrl" and self.auth.type != "iam":
-            raise ValueError("frontDoor 'functionUrl' supports IAM auth only (a JWT authorizer needs the HTTP API)")
+            raise ValueError("frontDoor 'functionUrl' supports IAM auth only (JWT and API-key "
+                             "authorizers need the HTTP API)")
         if self.gpu_job_vcpus > self.gpu_max_vcpus:
             raise ValueError("gpuJobVcpus exceeds gpuMaxVcpus: no job could ever be placed")
         return self

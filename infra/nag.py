@@ -36,7 +36,8 @@ ACKNOWLEDGED = {
         "Same finding as AwsSolutions-L1: the runtime is pinned to the Python the bundle is compiled for.",
     "AwsSolutions::AwsSolutions-APIG4":
         "Only GET /v2/health/live and /v2/health/ready are public, for uptime probes; they reveal no model "
-        "data. Every other route needs IAM (SigV4) or a JWT with the configured scopes.",
+        "data. Every other route needs IAM (SigV4), a JWT with the configured scopes, or an API key (the "
+        "consumers' Lambda authorizer).",
     "Serverless::Serverless-LambdaDLQ":
         "Neither function is invoked asynchronously: API Gateway calls the API synchronously and the SQS "
         "event source polls the batch function; undeliverable batch messages go to the queue's own DLQ.",

@@ -12,13 +12,14 @@ function declares (``Access.reads``/``writes``); nothing is allowed that no call
 what the runtime itself uses: logs, X-Ray, the SQS event source); no statement names ``*`` unless the action has
 no resource-level permissions; object actions are only on declared prefixes.
 
-Adding a function (drift, jobs, fan-out) is one ``Access`` row in ``FUNCTIONS``.
+Adding a function (drift, jobs, fan-out) is one ``Access`` row in ``FUNCTIONS``. DynamoDB calls (the consumer
+table) count on stages that have the table (``STAGE_SERVICES``); the authorizer row applies only there.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -46,10 +47,20 @@ CLIENT_HELPERS = {
         "generate_presigned_url": ("GetObject",),
     },
 }
+# Services called from one package only: elsewhere a method of the same name is something else (``call.query``
+# reads a request's query string, not a table).
+SERVICE_MODULES = {"dynamodb": "functions.consumers."}
+# Helpers that call the client method named by their first argument (functions/consumers/dynamo_store.py:
+# ``self._call("update_item", ...)``, ``self._pages("scan", ...)``).
+CALL_THROUGH = ("_call", "_pages")
 # Actions without resource-level permissions: "*" is the only resource they take.
 RESOURCELESS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"})
 OBJECT_ACTIONS_PREFIX = "s3:"
-KMS_FOR = {"s3:GetObject": ("kms:Decrypt",), "s3:PutObject": ("kms:GenerateDataKey", "kms:Decrypt")}
+# The DynamoDB table is encrypted with the stage key too: DynamoDB decrypts the table key with the caller's
+# kms:Decrypt permission, for reads and writes alike (it makes the table's data keys itself, with its own grant).
+TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:Scan")
+KMS_FOR = {"s3:GetObject": ("kms:Decrypt",), "s3:PutObject": ("kms:GenerateDataKey", "kms:Decrypt"),
+           **{action: ("kms:Decrypt",) for action in TABLE_ACTIONS}}
 BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
 
 
@@ -67,6 +78,7 @@ class Access:
     services: tuple[str, ...] = ("s3", "batch", "sqs")  # services whose operations count as calls
     # Other actions -> the resources (logical id prefixes) they must be allowed on, and only on.
     targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    only_with: str = ""  # a logical id prefix: the function exists only on stages whose template has it
 
 
 LAMBDA_PLATFORM = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
@@ -86,18 +98,24 @@ JOB_OUTPUTS = "BatchEventsDataBucket/outputs/*/jobs/*"
 BUCKETS = ("ModelStoreBucket", "BatchEventsDataBucket")
 KEY = "FoundationKey"
 DATA_TARGETS = {"s3:ListBucket": BUCKETS, "kms:GenerateDataKey": (KEY,)}
+CONSUMER_TABLE = "ConsumersTable"  # infra/consumers.py: stages with auth type apiKey only
+TABLE_TARGETS = {action: (CONSUMER_TABLE,) for action in TABLE_ACTIONS}
+STAGE_SERVICES = {"dynamodb": CONSUMER_TABLE}
+"""Services whose only resource some stages lack: their calls count where the template has that resource
+(the code that makes them is there on every stage, switched on by the stage's environment)."""
 
 FUNCTIONS: tuple[Access, ...] = (
     Access("api", "functions.api.handler", "lambda:functions.api.handler.handler",
            reads=(STORE, JOB_OUTPUTS, SHADOW),
            writes=(JOB_RECORDS, JOB_INPUTS), platform=LAMBDA_PLATFORM,
-           targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+           targets={**DATA_TARGETS, **TABLE_TARGETS, "kms:Decrypt": (KEY,)},
+           services=("s3", "batch", "sqs", "dynamodb")),
     Access("batch", "functions.batch.handler", "lambda:functions.batch.handler.handler", reads=(STORE, INPUTS),
            writes=(OUTPUTS,), platform=LAMBDA_PLATFORM | SQS_EVENT_SOURCE | {"kms:Decrypt"},
-           targets={**DATA_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
+           targets={**DATA_TARGETS, **TABLE_TARGETS, "kms:Decrypt": (KEY, "BatchEventsQueueKey"),
                     "batch:SubmitJob": ("GpuBatchQueue", "GpuBatchWorker"),
                     "states:StartExecution": ("BatchFanoutStateMachine",)},
-           services=("s3", "batch", "sqs", "stepfunctions")),
+           services=("s3", "batch", "sqs", "stepfunctions", "dynamodb")),
     Access("gpu-worker", "functions.batch.worker", "batch-job", reads=(STORE, INPUTS), writes=(OUTPUTS,),
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("fanout", "functions.batch.fanout_handler", "lambda:functions.batch.fanout_handler.handler",
@@ -105,6 +123,9 @@ FUNCTIONS: tuple[Access, ...] = (
            targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
     Access("drift", "functions.drift.handler", "lambda:functions.drift.handler.handler", reads=(STORE, CAPTURE),
            writes=(DRIFT_REPORTS,), platform=LAMBDA_PLATFORM, targets={**DATA_TARGETS, "kms:Decrypt": (KEY,)}),
+    Access("authorizer", "functions.consumers.authorizer", "lambda:functions.consumers.authorizer.handler",
+           platform=LAMBDA_PLATFORM, targets={**TABLE_TARGETS, "kms:Decrypt": (KEY,)}, services=("dynamodb",),
+           only_with=CONSUMER_TABLE),
 )
 
 
@@ -151,14 +172,33 @@ def reachable_modules(entry: str, root: Path = PROJECT_ROOT) -> dict[str, ast.Mo
 
 
 def _referenced_names(nodes: Iterable[ast.AST]) -> set[str]:
-    names: set[str] = set()
+    return {name for name, _ in _references(nodes)}
+
+
+def _references(nodes: Iterable[ast.AST]) -> set[tuple[str, bool]]:
+    """(name, referenced as an attribute) for every name and attribute in ``nodes``."""
+    found: set[tuple[str, bool]] = set()
     for node in nodes:
-        for child in ast.walk(node):
+        for child in _walk_code(node):
             if isinstance(child, ast.Name):
-                names.add(child.id)
+                found.add((child.id, False))
             elif isinstance(child, ast.Attribute):
-                names.add(child.attr)
-    return names
+                found.add((child.attr, True))
+    return found
+
+
+def _walk_code(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk`` without annotations: under ``from __future__ import annotations`` they never run, so a
+    type named only in a signature (``keyring: Keyring | None``) is not in use."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        yield current
+        for name, value in ast.iter_fields(current):
+            if name in ("annotation", "returns"):
+                continue
+            children = value if isinstance(value, list) else [value]
+            pending += [child for child in children if isinstance(child, ast.AST)]
 
 
 def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
@@ -184,24 +224,29 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
                     roots.append(node)  # routes and registered hooks are called by a framework
         roots += [stmt for stmt in tree.body if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef
                                                                    | ast.ClassDef)]
-    # A method runs only if its class is in use (named by reachable code) and its name is referenced.
-    names = _referenced_names(roots) | {"handler", "main"}
+    # A method runs only if its class is in use (named by reachable code) and its name is referenced as an
+    # attribute (``x.usage(...)``; a local variable ``usage`` calls no method).
+    references = _references(roots) | {("handler", False), ("main", False)}
+    names = {name for name, _ in references}
+    attributes = {name for name, attribute in references if attribute}
     reached: dict[int, tuple[str, ast.AST]] = {}
     changed = True
     while changed:
         changed = False
         for name in sorted(names):
             for module, owner, node in definitions.get(name, []):
-                if id(node) in reached or (owner and owner not in names):
+                if id(node) in reached or (owner and (owner not in names or name not in attributes)):
                     continue
                 reached[id(node)] = (f"{module}:{owner + '.' if owner else ''}{name}", node)
                 body = [n for n in node.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)] \
                     if isinstance(node, ast.ClassDef) else node.body  # type: ignore[attr-defined]
                 if isinstance(node, ast.ClassDef):
                     body += [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name.startswith("__")]
-                new = _referenced_names(body) - names
+                new = _references(body) - references
                 if new:
-                    names |= new
+                    references |= new
+                    names |= {n for n, _ in new}
+                    attributes |= {n for n, attribute in new if attribute}
                     changed = True
     bodies = [(site, node) for site, node in reached.values() if not isinstance(node, ast.ClassDef)]
     created = {s for _, node in bodies for s in _clients_created(node)}
@@ -209,6 +254,8 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
     calls: dict[str, set[str]] = {}
     for site, node in bodies:
         for service in sorted(created & set(services)):
+            if not site.startswith(SERVICE_MODULES.get(service, "")):
+                continue
             for operation in _operations_called(node, service):
                 for action in IAM_ACTION.get(f"{service}:{operation}", (f"{service}:{operation}",)):
                     calls.setdefault(action, set()).add(site)
@@ -221,7 +268,8 @@ def code_calls(entry: str, services: Iterable[str] = ("s3", "batch", "sqs"),
 def _clients_created(node: ast.AST) -> set[str]:
     services = set()
     for child in ast.walk(node):
-        if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr == "client"
+        if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)
+                and child.func.attr in ("client", "resource")
                 and child.args and isinstance(child.args[0], ast.Constant) and isinstance(child.args[0].value, str)):
             services.add(child.args[0].value)
     return services
@@ -237,7 +285,7 @@ def _operations_called(node: ast.AST, service: str) -> set[str]:
         method = child.func.attr
         if method in helpers:
             found |= set(helpers[method])
-        elif method == "get_paginator" and child.args and isinstance(child.args[0], ast.Constant):
+        elif method in ("get_paginator", *CALL_THROUGH) and child.args and isinstance(child.args[0], ast.Constant):
             found.add(operations.get(str(child.args[0].value), ""))
         elif method in operations and method not in ("get_paginator", "get_waiter", "can_paginate"):
             found.add(operations[method])
@@ -375,8 +423,16 @@ def _scopes_for(access: Access, action: str) -> tuple[str, ...]:
 
 
 def check_all(template: Mapping[str, Any], functions: Iterable[Access] = FUNCTIONS) -> list[str]:
-    """Every problem of every function's role in one template."""
+    """Every problem of every function's role in one template (functions and services the stage deploys)."""
     problems: list[str] = []
     for access in functions:
-        problems += coverage_problems(access, template, code_calls(access.entry, access.services))
+        if access.only_with and not _has_resource(template, access.only_with):
+            continue
+        services = [s for s in access.services
+                    if s not in STAGE_SERVICES or _has_resource(template, STAGE_SERVICES[s])]
+        problems += coverage_problems(access, template, code_calls(access.entry, services))
     return problems
+
+
+def _has_resource(template: Mapping[str, Any], logical_id_prefix: str) -> bool:
+    return any(lid.startswith(logical_id_prefix) for lid in template["Resources"])

@@ -19,6 +19,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.access import grant_key
+from infra.consumers import Consumers
 from infra.foundation import Foundation
 from infra.lambda_function import service_function
 from infra.model_store import ModelStore
@@ -50,9 +51,11 @@ class _AccessLogs:
 
 
 class PredictionApi(Construct):
-    """HTTPS entry point: every route but health needs IAM (SigV4) or a JWT with the configured scopes."""
+    """HTTPS entry point: every route but health needs IAM (SigV4), a JWT with the configured scopes, or an
+    API key (checked by the consumers' authorizer)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, store: ModelStore) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, store: ModelStore,
+                 consumers: Consumers | None = None) -> None:
         super().__init__(scope, construct_id)
         config = foundation.config
         snap_start = lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.warm_start == "snapstart" else None
@@ -89,7 +92,7 @@ class PredictionApi(Construct):
         integration = integrations.HttpLambdaIntegration("Integration", self.alias)
         self.api = apigw.HttpApi(self, "HttpApi", api_name=f"maas-{config.stage}", create_default_stage=False,
                                  default_authorizer=_authorizer(config.auth.type, config.auth.issuer,
-                                                                list(config.auth.audience)),
+                                                                list(config.auth.audience), consumers),
                                  default_authorization_scopes=list(config.auth.scopes) or None,
                                  description=f"maas {config.stage} prediction API")
         self.api.add_routes(path="/{proxy+}", methods=[apigw.HttpMethod.ANY], integration=integration)
@@ -146,8 +149,12 @@ class PredictionApi(Construct):
                                                               "Resource": f"{self.function.function_name}:live"})
 
 
-def _authorizer(kind: str, issuer: str | None, audience: list[str]) -> apigw.IHttpRouteAuthorizer:
+def _authorizer(kind: str, issuer: str | None, audience: list[str],
+                consumers: Consumers | None) -> apigw.IHttpRouteAuthorizer:
     if kind == "jwt":
         assert issuer is not None
         return authorizers.HttpJwtAuthorizer("Jwt", issuer, jwt_audience=audience)
+    if kind == "apiKey":
+        assert consumers is not None, "auth type apiKey needs the Consumers construct"
+        return consumers.authorizer
     return authorizers.HttpIamAuthorizer()

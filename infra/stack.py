@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.batch_events import BatchEvents
 from infra.batch_fanout import BatchFanout
 from infra.config import StageConfig
+from infra.consumers import Consumers
 from infra.foundation import Foundation
 from infra.gpu_batch import GpuBatch
 from infra.key_conditions import ServicePrincipalConditions
@@ -27,7 +28,10 @@ class MaasStack(Stack):
         Tags.of(self).add("maas:stage", config.stage)
         foundation = Foundation(self, "Foundation", config=config)
         self.store = ModelStore(self, "ModelStore", foundation=foundation)
-        self.api = PredictionApi(self, "PredictionApi", foundation=foundation, store=self.store)
+        # API keys, limits and usage per consumer (auth type apiKey only; other stages have no table).
+        self.consumers = Consumers(self, "Consumers", foundation=foundation) if config.auth.type == "apiKey" else None
+        self.api = PredictionApi(self, "PredictionApi", foundation=foundation, store=self.store,
+                                 consumers=self.consumers)
         self.batch_events = BatchEvents(self, "BatchEvents", foundation=foundation, store=self.store)
         self.api.enable_jobs(self.batch_events.bucket, foundation.key)
         self.gpu_batch = GpuBatch(self, "GpuBatch", foundation=foundation, environment={"MAAS_STORE": self.store.uri})
@@ -44,6 +48,10 @@ class MaasStack(Stack):
         self.monitoring = Monitoring(self, "Monitoring", foundation=foundation, api=self.api,
                                      data_bucket=self.batch_events.bucket, store=self.store)
         self.monitoring.add_to(self.observability)
+        if self.consumers is not None:
+            self.consumers.enable_metering(self.api.function, authorize=True)
+            self.consumers.grant_operators(self.store.publisher)
+            self.observability.dashboard.add_widgets(*self.consumers.widgets(self.api.function.log_group.log_group_name))
 
         Aspects.of(self).add(ServicePrincipalConditions({
             (self.batch_events.queue_key.node.path, "s3.amazonaws.com"): self.batch_events.bucket.bucket_arn}))
@@ -57,3 +65,7 @@ class MaasStack(Stack):
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name,
                   description="CloudWatch dashboard")
         CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn, description="Alarm notifications")
+        if self.consumers is not None:
+            CfnOutput(self, "ConsumerTable", value=self.consumers.table.table_name,
+                      description="API keys, limits and usage: MAAS_KEYS=dynamodb://NAME for `maas keys` and "
+                                  "`maas usage`")

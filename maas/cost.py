@@ -6,7 +6,8 @@ cold-start share + the front door (HTTP API per request, or a Function URL: noth
 Inference and one always-on SageMaker real-time instance, with the monthly traffic where that instance breaks even.
 Durations come from the stage's CloudWatch metrics (the EMF records ``functions/api/telemetry.py`` writes) or from
 the local benchmark (``bench/results/serving.json``). Prices: ``maas/prices.json`` (date and region inside) or
-``--prices FILE``.
+``--prices FILE``. ``--api-keys`` adds what ``auth: apiKey`` costs on top (``KeyAuth``): the authorizer's
+invocations the gateway cache misses, its key reads and the counter and usage writes on the consumer table.
 """
 
 from __future__ import annotations
@@ -78,6 +79,58 @@ class ModelCost:
     def break_even_monthly(self) -> float:
         """Requests per month above which one always-on real-time instance costs less than this Lambda."""
         return self.realtime_monthly / self.total * MILLION if self.total else math.inf
+
+
+@dataclass(frozen=True)
+class KeyAuth:
+    """How an ``auth: apiKey`` stage checks and counts each request (docs/consumers.md)."""
+
+    cache_hit: float = 0.9
+    """Share of requests the HTTP API answers from the authorizer's result cache (``cacheSeconds`` > 0)."""
+    authorizer_ms: float = 3.0
+    """Billed warm duration of one authorizer invocation (a key read included)."""
+    authorizer_memory_mb: int = 256
+    limit_writes: int = 2
+    """Limit counters each request updates: rate and daily quota (0 for keys without limits)."""
+    table_ms: float = 5.0
+    """The API function's billed time per counter update (in the request path) and usage write (after it)."""
+    read_units: float = 0.5
+    """Read request units per key lookup: an eventually consistent GetItem of an item under 4 KB."""
+
+
+@dataclass(frozen=True)
+class KeyAuthCost:
+    """Dollars per million requests that API keys add, by part, for one architecture."""
+
+    architecture: str
+    authorizer_invocations: float  # per million requests
+    authorizer_requests: float
+    authorizer_compute: float
+    key_reads: float
+    table_writes: float
+    api_time: float
+
+    @property
+    def total(self) -> float:
+        return self.authorizer_requests + self.authorizer_compute + self.key_reads + self.table_writes + self.api_time
+
+
+def key_auth_cost(auth: KeyAuth, deployment: Deployment, prices: Mapping[str, Any], architecture: str) -> KeyAuthCost:
+    """What API keys add to a million requests: authorizer invocations on cache misses (Lambda requests and
+    compute), one key read per invocation, one usage write plus ``limit_writes`` counter updates per request
+    (on-demand request units; items under 1 KB), and the API function's time spent on those writes."""
+    if "dynamodb" not in prices:
+        raise CostError("no 'dynamodb' in the price table (needed for --api-keys)")
+    lam, table = prices["lambda"], prices["dynamodb"]
+    gb_second = lam["gb_second"][architecture]
+    invocations = (1 - auth.cache_hit) * MILLION
+    writes = 1 + auth.limit_writes
+    return KeyAuthCost(
+        architecture, invocations, invocations * lam["request"],
+        invocations * auth.authorizer_memory_mb / 1024 * math.ceil(auth.authorizer_ms) / 1000 * gb_second,
+        invocations * auth.read_units * table["read_request_unit"],
+        MILLION * writes * table["write_request_unit"],
+        MILLION * deployment.memory_mb / 1024 * writes * auth.table_ms / 1000 * gb_second)
 
 
 def load_prices(path: Path = PRICES) -> dict[str, Any]:
@@ -170,6 +223,22 @@ def render(costs: list[ModelCost], prices: Mapping[str, Any], deployment: Deploy
     return "\n".join(lines)
 
 
+def render_key_auth(costs: list[KeyAuthCost], auth: KeyAuth, deployment: Deployment) -> str:
+    """The ``--api-keys`` section: what each request pays for its key, to add to each model's total."""
+    writes = 1 + auth.limit_writes
+    lines = [f"API keys (auth: apiKey), $ per 1M requests on top of the above: authorizer on "
+             f"{100 * (1 - auth.cache_hit):.0f}% of requests (gateway cache hits {100 * auth.cache_hit:.0f}%), "
+             f"{auth.authorizer_ms:g} ms at {auth.authorizer_memory_mb} MB;",
+             f"  {writes} table writes a request "
+             f"(usage + {auth.limit_writes} limit counters), {auth.table_ms:g} ms each of the API function at "
+             f"{deployment.memory_mb} MB",
+             f"{'arch':<8}{'auth req':>9}{'auth compute':>13}{'key reads':>10}{'writes':>8}{'API time':>9}{'total':>8}"]
+    for c in costs:
+        lines.append(f"{c.architecture:<8}{c.authorizer_requests:>9.2f}{c.authorizer_compute:>13.2f}{c.key_reads:>10.2f}"
+                     f"{c.table_writes:>8.2f}{c.api_time:>9.2f}{c.total:>8.2f}")
+    return "\n".join(lines)
+
+
 def _millions(requests: float) -> str:
     return "never" if math.isinf(requests) else f"{requests / MILLION:,.0f}M"
 
@@ -185,10 +254,19 @@ def _millions(requests: float) -> str:
 @click.option("--front-door", type=click.Choice(["httpApi", "functionUrl"]), default=None)
 @click.option("--cold-share", type=click.FloatRange(0, 1), default=0.01, show_default=True,
               help="Share of requests that start cold (bench durations only).")
+@click.option("--api-keys", is_flag=True, help="Add what auth: apiKey costs (authorizer, consumer table).")
+@click.option("--auth-cache-hit", type=click.FloatRange(0, 1), default=KeyAuth.cache_hit, show_default=True,
+              help="--api-keys: share of requests answered from the authorizer's result cache.")
+@click.option("--authorizer-ms", type=click.FloatRange(0, 10_000), default=KeyAuth.authorizer_ms, show_default=True,
+              help="--api-keys: billed duration of one authorizer invocation (256 MB).")
+@click.option("--limit-writes", type=click.IntRange(0, 2), default=KeyAuth.limit_writes, show_default=True,
+              help="--api-keys: limit counters a request updates (rate, daily quota).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(stage: str | None, from_cloudwatch: bool, days: int, bench_file: Path, prices_file: Path,
-            memory_mb: int | None, front_door: str | None, cold_share: float, as_json: bool) -> None:
+            memory_mb: int | None, front_door: str | None, cold_share: float, api_keys: bool, auth_cache_hit: float,
+            authorizer_ms: float, limit_writes: int, as_json: bool) -> None:
     """Cost per million predictions per model on Lambda (arm64, x86_64) vs SageMaker, with the break-even."""
+    auth = KeyAuth(cache_hit=auth_cache_hit, authorizer_ms=authorizer_ms, limit_writes=limit_writes)
     try:
         prices = load_prices(prices_file)
         deployment = _deployment(stage, memory_mb, front_door)
@@ -198,14 +276,25 @@ def command(stage: str | None, from_cloudwatch: bool, days: int, bench_file: Pat
             usages = usage_from_cloudwatch(boto3.client("cloudwatch"), days, runtime_init_ms=_runtime_init_ms())
         else:
             usages = usage_from_bench(bench_file, cold_share)
+        keys = {arch: key_auth_cost(auth, deployment, prices, arch) for arch in ARCHITECTURES} if api_keys else {}
     except CostError as exc:
         raise click.ClickException(str(exc)) from exc
     costs = [cost_of(u, deployment, prices, arch) for u in usages for arch in ARCHITECTURES]
     if as_json:
-        click.echo(json.dumps([{**c.__dict__, "total": c.total, "front_door_share": c.front_door_share,
-                                "break_even_monthly": c.break_even_monthly} for c in costs]))
+        rows = []
+        for c in costs:
+            row = {**c.__dict__, "total": c.total, "front_door_share": c.front_door_share,
+                   "break_even_monthly": c.break_even_monthly}
+            if keys:
+                key_cost = keys[c.architecture]
+                row["api_keys"] = {**key_cost.__dict__, "total": key_cost.total}
+                row["total_with_api_keys"] = c.total + key_cost.total
+            rows.append(row)
+        click.echo(json.dumps(rows))
     else:
         click.echo(render(costs, prices, deployment))
+        if keys:
+            click.echo(render_key_auth(list(keys.values()), auth, deployment))
 
 
 def _deployment(stage: str | None, memory_mb: int | None, front_door: str | None) -> Deployment:

@@ -35,10 +35,22 @@ def test_cdk_json_stages_are_valid() -> None:
     ({"gpuJobVcpus": 64, "gpuMaxVcpus": 16}, "gpuJobVcpus exceeds"),
     ({"unknownSetting": 1}, "unknownSetting"),
     ({"logRetentionDays": 45}, "logRetentionDays"),
+    ({"auth": {"type": "apiKey", "cacheSeconds": 3601}}, "cacheSeconds"),
+    ({"auth": {"type": "apiKey", "cacheSeconds": -1}}, "cacheSeconds"),
+    ({"auth": {"type": "apiKey", "scopes": ["maas/predict"]}}, "are JWT settings; auth type is 'apiKey'"),
+    ({"auth": {"type": "apiKey"}, "frontDoor": "functionUrl"}, "functionUrl' supports IAM auth only"),
+    ({"auth": {"type": "apikey"}}, "auth.type"),
 ])
 def test_invalid_settings_name_the_problem(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         stage_config({"stage": "qa", "stages": {"qa": settings}})
+
+
+def test_api_key_auth_caches_the_authorizer_answer_a_minute_by_default() -> None:
+    config = stage_config({"stage": "qa", "stages": {"qa": {"auth": {"type": "apiKey"}}}})
+    assert config.auth.type == "apiKey" and config.auth.cache_seconds == 60
+    uncached = stage_config({"stage": "qa", "stages": {"qa": {"auth": {"type": "apiKey", "cacheSeconds": 0}}}})
+    assert uncached.auth.cache_seconds == 0
 
 
 def test_unknown_stage_lists_the_known_ones() -> None:

@@ -101,3 +101,45 @@ def test_non_object_actions_are_checked_on_their_resources(dev: Synthesized) -> 
     problems = " | ".join(coverage_problems(batch, template, code_calls(batch.entry)))
     assert "batch:SubmitJob on GpuBatchWorker is needed by functions.batch.dispatch" in problems
     assert "allows batch:SubmitJob on SomeOtherJobDefinition, not one of GpuBatchQueue, GpuBatchWorker" in problems
+
+
+def test_table_calls_count_in_the_consumer_package_through_its_call_helper(tmp_path: Path) -> None:
+    """DynamoDB operations named to ``_call``, only in functions/consumers; a method is reached by attribute, a
+    class named only in an annotation is not in use."""
+    files = {
+        "api/handler.py": """
+            from functions.consumers.store import Lookup, Store
+
+            def handler(event, context):
+                usage = event["usage"]  # a variable named like Store.usage: calls nothing
+                Store().take()
+                return event.query("x")  # a query string, not a table query
+        """,
+        "consumers/store.py": """
+            import boto3
+
+            class Lookup:
+                def get(self):
+                    return boto3.client("dynamodb").get_item(TableName="t", Key={})
+
+            class Store:
+                def __init__(self, lookup: Lookup | None = None):
+                    self.client = boto3.client("dynamodb")
+
+                def _call(self, operation, **kwargs):
+                    return getattr(self.client, operation)(TableName="t", **kwargs)
+
+                def take(self):
+                    return self._call("update_item", Key={})
+
+                def usage(self):
+                    return self._call("scan")
+        """,
+    }
+    for name, text in {"__init__.py": "", "api/__init__.py": "", "consumers/__init__.py": "", **files}.items():
+        path = tmp_path / "functions" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    calls = code_calls("functions.api.handler", ("dynamodb",), root=tmp_path)
+    assert set(calls) == {"dynamodb:UpdateItem", "kms:Decrypt"}, calls  # the table is encrypted with the stage key
+    assert calls["dynamodb:UpdateItem"] == {"functions.consumers.store:Store.take"}

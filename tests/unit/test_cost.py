@@ -16,9 +16,11 @@ from maas.cost import (
     PRICES,
     CostError,
     Deployment,
+    KeyAuth,
     Usage,
     command,
     cost_of,
+    key_auth_cost,
     load_prices,
     usage_from_bench,
     usage_from_cloudwatch,
@@ -100,3 +102,35 @@ def test_command_prints_each_model_on_both_architectures(tmp_path: Path) -> None
     assert text.exit_code == 0 and "front %" in text.output and "us-east-1" in text.output
     missing = CliRunner().invoke(command, ["--bench", str(tmp_path / "none.json")])
     assert missing.exit_code == 1 and "run `make bench`" in missing.output
+
+
+def test_api_keys_add_authorizer_misses_key_reads_and_table_writes() -> None:
+    auth = KeyAuth(cache_hit=0.9, authorizer_ms=2.4, authorizer_memory_mb=256, limit_writes=2, table_ms=5.0)
+    cost = key_auth_cost(auth, Deployment(memory_mb=2048), PRICES_TABLE, "arm64")
+    assert cost.authorizer_invocations == pytest.approx(100_000)  # the gateway cache answers the other 90%
+    assert cost.authorizer_requests == pytest.approx(100_000 * 0.0000002)
+    assert cost.authorizer_compute == pytest.approx(100_000 * 0.25 * 0.003 * 0.0000133334)  # billed 3 ms
+    assert cost.key_reads == pytest.approx(100_000 * 0.5 * 0.000000125)  # eventually consistent GetItem
+    assert cost.table_writes == pytest.approx(3 * 0.625)  # usage + rate + quota, $0.625 per million writes
+    assert cost.api_time == pytest.approx(2 * 3 * 0.005 * 0.0000133334 * 1e6)
+    assert cost.total == pytest.approx(sum((cost.authorizer_requests, cost.authorizer_compute, cost.key_reads,
+                                            cost.table_writes, cost.api_time)))
+    uncached = key_auth_cost(KeyAuth(cache_hit=0.0, limit_writes=0), Deployment(), PRICES_TABLE, "arm64")
+    assert uncached.authorizer_invocations == 1_000_000 and uncached.table_writes == pytest.approx(0.625)
+    no_table = {k: v for k, v in PRICES_TABLE.items() if k != "dynamodb"}
+    with pytest.raises(CostError, match="no 'dynamodb'"):
+        key_auth_cost(auth, Deployment(), no_table, "arm64")
+
+
+def test_command_adds_api_keys_only_when_asked() -> None:
+    plain = json.loads(CliRunner().invoke(command, ["--json"]).output)
+    assert all("api_keys" not in row for row in plain)
+    result = CliRunner().invoke(command, ["--json", "--api-keys", "--auth-cache-hit", "0.5", "--limit-writes", "0"])
+    assert result.exit_code == 0, result.output
+    for row in json.loads(result.output):
+        keys = row["api_keys"]
+        assert keys["authorizer_invocations"] == pytest.approx(500_000) and keys["architecture"] == row["architecture"]
+        assert keys["table_writes"] == pytest.approx(0.625)
+        assert row["total_with_api_keys"] == pytest.approx(row["total"] + keys["total"])
+    text = CliRunner().invoke(command, ["--api-keys"])
+    assert text.exit_code == 0 and "API keys (auth: apiKey)" in text.output and "auth req" in text.output
