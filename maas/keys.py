@@ -146,7 +146,8 @@ def keys() -> None:
 @click.option("--models", default="*", show_default=True, callback=_models,
               help="The models the key may call: m1,m2 or * for all.")
 @click.option("--rate-limit", type=float, default=None, callback=_positive("--rate-limit"), metavar="R",
-              help="Requests per second for the consumer (below 1: one request per 1/R seconds). Default: none.")
+              help="Requests per second for the consumer, in one-second windows (below 1: windows of ceil(1/R) "
+                   "seconds). Default: none.")
 @click.option("--daily-quota", type=int, default=None, metavar="N",
               help="Requests per UTC day for the consumer (at least 1). Default: none.")
 @click.option("--expires", "expires_days", type=float, default=None, callback=_positive("--expires"),

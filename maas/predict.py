@@ -9,7 +9,7 @@ import click
 auth_options = [
     click.option("--auth", type=click.Choice(["auto", "iam", "none"]), default="auto", show_default=True,
                  help="iam: sign with SigV4 (AWS credential chain); auto: sign AWS endpoint URLs "
-                      "(*.execute-api.*.amazonaws.com, *.lambda-url.*.on.aws) unless a token is given."),
+                      "(*.execute-api.*.amazonaws.com, *.lambda-url.*.on.aws) unless a token or an API key is given."),
     click.option("--token", default=None, envvar="MAAS_TOKEN",
                  help="Bearer token (JWT) for a JWT-protected API (or $MAAS_TOKEN)."),
     click.option("--api-key", default=None, envvar="MAAS_API_KEY",
