@@ -1,6 +1,7 @@
 """The client side of API keys against a real ``maas serve --keys FILE`` (a subprocess on loopback, the demo
 models): ``maas predict/explain/jobs --api-key`` (or ``MAAS_API_KEY``) and ``Client(api_key=)``, exit 16 for a
-refused key and 17 over a quota with the seconds to wait, usage metered, and the key never printed or logged."""
+refused key and 17 over a quota with the seconds to wait, usage metered, and the key never printed, logged or
+captured."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Served:
     url: str
     keys: Path
     log: Path
+    capture: Path
     issued: list[str] = field(default_factory=list)
 
     def create(self, consumer: str, *args: str) -> str:
@@ -53,18 +55,20 @@ def maas(*args: str, api_key: str | None = None) -> Result:
 
 @pytest.fixture(scope="module")
 def served(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``maas serve --keys FILE`` with key lookups not cached (a revoke is seen at once); its output in a file."""
+    """``maas serve --keys FILE --capture DIR`` with key lookups not cached (a revoke is seen at once); its output
+    in a file."""
     root = tmp_path_factory.mktemp("keys-served")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    served = Served(f"http://127.0.0.1:{port}", root / "keys.db", root / "server.log")
+    served = Served(f"http://127.0.0.1:{port}", root / "keys.db", root / "server.log", root / "capture")
     served.create("first")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
     env.update(MAAS_KEYS_CACHE_SECONDS="0", PYTHONUNBUFFERED="1")
     with served.log.open("wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "maas", "serve", "--store", built_store.uri, "--port",
-                                   str(port), "--keys", str(served.keys)], cwd=ROOT, env=env, stdout=log, stderr=log)
+                                   str(port), "--keys", str(served.keys), "--capture", str(served.capture)],
+                                  cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         for _ in range(600):  # bounded wait for the port; no timing is asserted
             if server.poll() is not None:
@@ -184,7 +188,7 @@ def test_jobs_send_the_key_to_the_api_and_its_own_upload_and_download_links(serv
     assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 2
 
 
-def test_keys_never_appear_in_listings_or_the_server_log(served: Served) -> None:
+def test_keys_never_appear_in_listings_the_server_log_or_capture_records(served: Served) -> None:
     key = served.create("secretive")
     assert predict(served, "--api-key", key).exit_code == 0
     assert maas("keys", "revoke", str(key_id_of(key)), "--keys", str(served.keys)).exit_code == 0
@@ -194,10 +198,17 @@ def test_keys_never_appear_in_listings_or_the_server_log(served: Served) -> None
     listing_json = maas("keys", "list", "--json", "--keys", str(served.keys))
     log = served.log.read_text()
     assert f"maas_{key_id_of(key)} was revoked" in log  # the refusal was logged, by the key's public id
+    captured = ""
+    for _ in range(300):  # capture records are appended by a background thread; bounded polling
+        captured = "".join(path.read_text() for path in served.capture.rglob("*.jsonl"))
+        if '"consumer":"secretive"' in captured.replace(" ", ""):
+            break
+        time.sleep(0.1)
+    assert '"consumer":"secretive"' in captured.replace(" ", "")  # the request was captured, by its consumer
     assert len(served.issued) >= 5
     for issued in served.issued:
         secret = issued.split("_", 2)[2]
-        for text in (listing.output, listing_json.output, log):
+        for text in (listing.output, listing_json.output, log, captured):
             assert issued not in text and secret not in text and key_hash(issued) not in text
 
 
