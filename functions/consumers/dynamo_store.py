@@ -79,8 +79,9 @@ class DynamoStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
                 raise
+            error = exc.response.get("Error", {})
             raise StoreUnavailableError(f"the key table {self.table} refused {operation}: "
-                                        f"{exc.response.get('Error', {}).get('Code', 'error')}") from None
+                                        f"{error.get('Code', 'error')} {error.get('Message', '')}".rstrip()) from None
         except (ConnectTimeoutError, ReadTimeoutError):
             raise StoreTimeoutError(f"the key table {self.table} did not answer {operation} in time") from None
         except BotoCoreError as exc:
@@ -125,9 +126,9 @@ class DynamoStore:
         try:
             result = self._call(
                 "update_item", Key={"pk": _value(counter), "sk": _value(window)},
-                UpdateExpression="ADD #n :one SET expires = if_not_exists(expires, :expires)",
+                UpdateExpression="ADD #n :one SET #e = if_not_exists(#e, :expires)",
                 ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
-                ExpressionAttributeNames={"#n": "count"},
+                ExpressionAttributeNames={"#n": "count", "#e": "expires"},
                 ExpressionAttributeValues={":one": _value(1), ":limit": _value(limit),
                                            ":expires": _value(int(expires_at))},
                 ReturnValues="UPDATED_NEW")
@@ -138,16 +139,16 @@ class DynamoStore:
     def add_usage(self, rows: Sequence[Usage]) -> None:
         for row in rows:
             expires = int(datetime.strptime(row.day, "%Y-%m-%d").timestamp()) + USAGE_DAYS * 86400
-            values = {f":{name}": _value(getattr(row, name)) for name in COUNTS}
+            counts = {name: getattr(row, name) for name in COUNTS}
+            labels = {"consumer": row.consumer, "model": row.model, "version": row.version, "day": row.day,
+                      "expires": expires}
             self._call("update_item", Key={"pk": _value(f"usage#{row.consumer}"),
                                            "sk": _value(f"{row.day}#{row.model}#{row.version}")},
-                       UpdateExpression=f"ADD {', '.join(f'{name} :{name}' for name in COUNTS)} "
-                                        "SET consumer = :consumer, model = :model, version = :version, "
-                                        "#d = :day, expires = :expires",
-                       ExpressionAttributeNames={"#d": "day"},
-                       ExpressionAttributeValues={**values, ":consumer": _value(row.consumer),
-                                                  ":model": _value(row.model), ":version": _value(row.version),
-                                                  ":day": _value(row.day), ":expires": _value(expires)})
+                       UpdateExpression=f"ADD {', '.join(f'#{name} :{name}' for name in counts)} "
+                                        f"SET {', '.join(f'#{name} = :{name}' for name in labels)}",
+                       ExpressionAttributeNames={f"#{name}": name for name in (*counts, *labels)},
+                       ExpressionAttributeValues={f":{name}": _value(value)
+                                                  for name, value in (*counts.items(), *labels.items())})
 
     def usage(self, consumer: str | None = None, model: str | None = None,
               since: str | None = None) -> list[Usage]:
