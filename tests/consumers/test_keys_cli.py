@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from functions.consumers.admission import Keyring
+from functions.consumers.dynamo_store import DynamoStore
 from functions.consumers.keys import key_hash, key_id_of, new_key
 from functions.consumers.sqlite_store import SqliteStore
+from functions.consumers.usage import Usage
 from functions.core.errors import ForbiddenError, UnauthenticatedError
 from maas.cli import main
+from tests.consumers.dynamo import make_table
 
 
 def maas(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -182,19 +184,8 @@ def test_rotate_with_no_grace_ends_the_old_key_now_and_refuses_dead_keys(keys_db
         keyring(keys_db).authenticate(new_key()[0])
 
 
-def test_keys_on_a_dynamodb_table(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import boto3
-
-    from functions.consumers.dynamo_store import KEY_INDEX, DynamoStore
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
-    table = f"maas-keys-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb", endpoint_url=moto_endpoint).create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "key_id")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{"IndexName": KEY_INDEX, "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
-                                 "Projection": {"ProjectionType": "ALL"}}])
+def test_keys_and_usage_on_a_dynamodb_table(dynamo_env: str) -> None:
+    table = make_table(dynamo_env)
     uri = f"dynamodb://{table}"
     key = create(uri, "team-d", "--daily-quota", "7")
     rotated = maas("keys", "rotate", str(key_id_of(key)), "--grace", "0", "--keys", uri)
@@ -207,3 +198,6 @@ def test_keys_on_a_dynamodb_table(moto_endpoint: str, monkeypatch: pytest.Monkey
     with pytest.raises(ForbiddenError):
         ring.authenticate(key)
     assert ring.authenticate(rotated.stdout.strip()).daily_quota == 7
+    DynamoStore(table).add_usage([Usage("team-d", "m", "1", "2026-12-04", requests=2, rows=3, latency_ms=4.0)] * 2)
+    usage = json.loads(maas("usage", "--json", "--consumer", "team-d", "--since", "2026-12-01", "--keys", uri).stdout)
+    assert [(r["requests"], r["rows"], r["mean_latency_ms"]) for r in usage] == [(4, 6, 2.0)]
