@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "predict": "maas.predict:predict",
     "batch": "maas.batch:batch_command",
     "jobs": "maas.jobs:jobs",
+    "keys": "maas.keys:keys",
+    "usage": "maas.usage:usage",
     "cost": "maas.cost:command",
     "capacity": "maas.capacity:command",
     "drift": "maas.drift:drift_command",

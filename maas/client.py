@@ -15,8 +15,13 @@ Authentication (``auth``):
   role) through botocore; the region comes from the host name, else the AWS configuration.
 - ``"none"``: send no credentials.
 
-A 4xx raises ``ApiRejectedError`` (a 401/403 says how to authenticate), a 5xx ``ApiFailedError``, a
-connection failure ``ApiUnreachableError``.
+An API key (``api_key``, default ``$MAAS_API_KEY``; an ``auth: apiKey`` stage or ``maas serve --keys FILE``) goes
+in the ``x-api-key`` header, beside whatever ``auth`` sends; with a key, ``"auto"`` does not sign. It is sent only
+to the API's own origin (never to presigned S3 links) and never appears in an error message.
+
+A 4xx raises ``ApiRejectedError``: 401/403 ``ApiRefusedError`` (exit 16; it says how to authenticate), 429
+``ApiLimitedError`` (exit 17, with the ``Retry-After`` seconds); a 5xx ``ApiFailedError``, a connection failure
+``ApiUnreachableError``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from functions.core.errors import ApiFailedError, ApiRejectedError, ApiUnreachableError, MaasError
+from functions.core.errors import (
+    ApiFailedError,
+    ApiLimitedError,
+    ApiRefusedError,
+    ApiRejectedError,
+    ApiUnreachableError,
+    MaasError,
+)
 
 Auth = Literal["auto", "iam", "none"]
 _AWS_HOSTS = (
@@ -42,7 +54,10 @@ _AWS_HOSTS = (
 )
 AUTH_HINT = ("the API wants credentials: for the IAM default pass --auth iam (or use its AWS URL) with AWS "
              "credentials allowed to invoke it (execute-api:Invoke / lambda:InvokeFunctionUrl); for JWT, pass "
-             "--token or set MAAS_TOKEN")
+             "--token or set MAAS_TOKEN; for API keys, pass --api-key or set MAAS_API_KEY")
+ENV_API_KEY = "MAAS_API_KEY"
+KEY_CODES = ("unauthenticated", "forbidden")
+"""The API-key gate's 401/403 codes: its message says what is wrong, no hint needed."""
 
 
 def aws_endpoint(url: str) -> tuple[str, str] | None:
@@ -59,17 +74,20 @@ class Client:
     """Calls a maas API: predictions, explanations and batch jobs, signed or with a bearer token."""
 
     def __init__(self, url: str, auth: Auth = "auto", token: str | None = None, timeout: float = 60.0,
-                 region: str | None = None, routing_key: str | None = None) -> None:
+                 region: str | None = None, routing_key: str | None = None, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.auth = auth
         self.token = token
+        self.api_key = (os.environ.get(ENV_API_KEY) if api_key is None else api_key) or None
+        """Sent as ``x-api-key`` to the API's own origin (default ``$MAAS_API_KEY``)."""
         self.routing_key = routing_key
         """Sent as ``x-maas-routing-key``: an alias's A/B split gives the same key the same version."""
         self.timeout = timeout
         endpoint = aws_endpoint(self.url)
         self.service = endpoint[0] if endpoint else "execute-api"
         self.region = region or (endpoint[1] if endpoint else None)
-        self.sign = auth == "iam" or (auth == "auto" and token is None and endpoint is not None)
+        self.sign = auth == "iam" or (auth == "auto" and token is None and self.api_key is None
+                                      and endpoint is not None)
 
     def predict(self, name: str, instances: list[Any], version: str | None = None,
                 alias: str | None = None) -> dict[str, Any]:
@@ -107,6 +125,7 @@ class Client:
                 stream = _chain(head, stream, tail)
                 size += len(head) + len(tail)
             headers["content-length"] = str(size)
+            headers.update(self.key_header(str(upload["url"])))
             self._send(urllib.request.Request(str(upload["url"]), data=stream, method=method, headers=headers))
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -116,7 +135,7 @@ class Client:
     def fetch(self, url: str, into: BinaryIO | None = None) -> bytes:
         """The bytes at a download URL a job status named (presigned: sent without credentials); with ``into``,
         streamed into that file instead (and b"" returned)."""
-        return self._send(urllib.request.Request(url, method="GET"), into)
+        return self._send(urllib.request.Request(url, method="GET", headers=self.key_header(url)), into)
 
     @staticmethod
     def model_path(name: str, verb: str, version: str | None = None, alias: str | None = None) -> str:
@@ -133,6 +152,7 @@ class Client:
         headers = {"content-type": "application/json"} if body is not None else {}
         if self.routing_key:
             headers["x-maas-routing-key"] = self.routing_key
+        headers.update(self.key_header(url))
         headers.update(self.auth_headers(method, url, body, headers))
         return self._send(urllib.request.Request(url, data=body, method=method, headers=headers))
 
@@ -151,6 +171,13 @@ class Client:
             return {}
         return sigv4_headers(method, url, body, headers, self.service, self.region)
 
+    def key_header(self, url: str) -> dict[str, str]:
+        """``x-api-key`` for a URL on the API's own origin (a job's upload or download on ``maas serve``); nothing
+        for another origin (a presigned S3 link carries its own authorization)."""
+        if self.api_key is None or _origin(url) != _origin(self.url):
+            return {}
+        return {"x-api-key": self.api_key}
+
     def _send(self, request: urllib.request.Request, into: BinaryIO | None = None) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -161,16 +188,54 @@ class Client:
                 return data
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")
-            message = f"HTTP {exc.code}: {text}"
-            if exc.code in (401, 403):
-                message += f"\nhint: {AUTH_HINT}"
-            elif exc.code == 413:
-                message += "\nhint: send large inputs as a job: maas jobs submit NAME --input FILE"
-            raise (ApiRejectedError if exc.code < 500 else ApiFailedError)(exc.code, message) from None
+            if self.api_key:  # the gate never echoes a key; this makes sure nothing else can
+                text = text.replace(self.api_key, "[api key]")
+            raise self.refusal(exc.code, text, exc.headers.get("Retry-After"),
+                               "x-api-key" in {k.lower() for k, _ in request.header_items()}) from None
         except urllib.error.URLError as exc:
             raise ApiUnreachableError(f"cannot reach {self.url}: {exc.reason}") from None
         except TimeoutError:
             raise ApiUnreachableError(f"no answer from {self.url} within {self.timeout:g} s") from None
+
+    @staticmethod
+    def refusal(status: int, text: str, retry_after: str | None, key_sent: bool) -> ApiRejectedError:
+        """The error for an HTTP error answer: 401/403 refused (exit 16), 429 limited (exit 17), other 4xx
+        rejected (8), 5xx failed (9)."""
+        code, said = _error_fields(text)
+        if status in (401, 403):
+            if code in KEY_CODES:
+                advice = "" if key_sent or code != "unauthenticated" else " (pass --api-key KEY or set MAAS_API_KEY)"
+                return ApiRefusedError(status, f"HTTP {status} {code}: {said}{advice}")
+            return ApiRefusedError(status, f"HTTP {status}: {text}\nhint: {AUTH_HINT}")
+        if status == 429:
+            seconds = int(retry_after) if retry_after and retry_after.strip().isdigit() else None
+            wait = f"retry after {seconds} s" if seconds is not None else "retry later"
+            return ApiLimitedError(status, f"HTTP 429 {code or 'throttled'}: {said}; {wait}", seconds)
+        message = f"HTTP {status}: {text}"
+        if status == 413:
+            message += "\nhint: send large inputs as a job: maas jobs submit NAME --input FILE"
+        return (ApiRejectedError if status < 500 else ApiFailedError)(status, message)
+
+
+def _error_fields(text: str) -> tuple[str | None, str]:
+    """(code, message) of an error body: the API's ``{"error", "code"}``, API Gateway's ``{"message"}``, else
+    (None, the text itself)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None, text.strip()[:500] or "(no body)"
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str):
+            return (str(body["code"]) if isinstance(body.get("code"), str) else None), body["error"]
+        if isinstance(body.get("message"), str):
+            return None, body["message"]
+    return None, text.strip()[:500]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def _form_field(boundary: str, name: str, value: str) -> bytes:

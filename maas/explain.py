@@ -20,13 +20,14 @@ BAR_WIDTH = 30
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON response instead of the chart.")
 @with_auth
 def explain_command(name: str, data: str, url: str, model_version: str | None, alias: str | None,
-                    routing_key: str | None, top: int, as_json: bool, auth: str, token: str | None) -> None:
+                    routing_key: str | None, top: int, as_json: bool, auth: str, token: str | None,
+                    api_key: str | None) -> None:
     """Explain model NAME's predictions for the given instances (Kernel SHAP, see docs/explanations.md)."""
     import json
 
     from maas.client import Client
 
-    client = Client(url, auth=auth, token=token, routing_key=routing_key)  # type: ignore[arg-type]
+    client = Client(url, auth=auth, token=token, routing_key=routing_key, api_key=api_key)  # type: ignore[arg-type]
     body = client.call("POST", Client.model_path(name, "explain", model_version, alias), read_payload(data))
     if as_json:
         click.echo(json.dumps(body))

@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
 
 
-def _client(url: str, auth: str, token: str | None) -> Client:
+def _client(url: str, auth: str, token: str | None, api_key: str | None) -> Client:
     from maas.client import Client
 
-    return Client(url, auth=auth, token=token)  # type: ignore[arg-type]
+    return Client(url, auth=auth, token=token, api_key=api_key)  # type: ignore[arg-type]
 
 
 @click.group()
@@ -36,12 +36,12 @@ def jobs() -> None:
 @url_option
 @with_auth
 def submit(name: str, input_path: Path, id_column: str | None, model_version: str | None, alias: str | None,
-           url: str, auth: str, token: str | None) -> None:
+           url: str, auth: str, token: str | None, api_key: str | None) -> None:
     """Create a job for model NAME, upload the input and print the job id and status URL."""
     from maas.batch import check_readable
 
     check_readable(input_path)
-    client = _client(url, auth, token)
+    client = _client(url, auth, token, api_key)
     job = client.submit_job(name, input_path.suffix.lstrip(".").lower(), input_path.stat().st_size, id_column,
                             model_version, alias)
     client.upload(job["upload"], input_path)
@@ -52,9 +52,9 @@ def submit(name: str, input_path: Path, id_column: str | None, model_version: st
 @click.argument("job_id")
 @url_option
 @with_auth
-def status(job_id: str, url: str, auth: str, token: str | None) -> None:
+def status(job_id: str, url: str, auth: str, token: str | None, api_key: str | None) -> None:
     """Print a job's status (pending, running, succeeded, failed) and row counts."""
-    click.echo(json.dumps(_client(url, auth, token).job(job_id)))
+    click.echo(json.dumps(_client(url, auth, token, api_key).job(job_id)))
 
 
 @jobs.command()
@@ -63,11 +63,11 @@ def status(job_id: str, url: str, auth: str, token: str | None) -> None:
               help="Folder for predictions.jsonl, errors.jsonl and report.json.")
 @url_option
 @with_auth
-def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None) -> None:
+def fetch(job_id: str, output_dir: Path, url: str, auth: str, token: str | None, api_key: str | None) -> None:
     """Download a succeeded job's outputs into a folder."""
     from functions.core.errors import NotFoundError
 
-    client = _client(url, auth, token)
+    client = _client(url, auth, token, api_key)
     job = client.job(job_id)
     if job.get("status") != "succeeded":
         raise NotFoundError(f"job {job_id} has no outputs yet: it is {job.get('status')}")

@@ -9,9 +9,11 @@ import click
 auth_options = [
     click.option("--auth", type=click.Choice(["auto", "iam", "none"]), default="auto", show_default=True,
                  help="iam: sign with SigV4 (AWS credential chain); auto: sign AWS endpoint URLs "
-                      "(*.execute-api.*.amazonaws.com, *.lambda-url.*.on.aws) unless a token is given."),
+                      "(*.execute-api.*.amazonaws.com, *.lambda-url.*.on.aws) unless a token or an API key is given."),
     click.option("--token", default=None, envvar="MAAS_TOKEN",
                  help="Bearer token (JWT) for a JWT-protected API (or $MAAS_TOKEN)."),
+    click.option("--api-key", default=None, envvar="MAAS_API_KEY",
+                 help="API key (x-api-key header) for an apiKey stage or `maas serve --keys` (or $MAAS_API_KEY)."),
 ]
 
 url_option = click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="MAAS_URL",
@@ -50,7 +52,7 @@ def read_payload(data: str) -> dict[str, Any]:
 
 
 def with_auth(command: click.decorators.FC) -> click.decorators.FC:
-    """The --auth and --token options (shared by the commands that call the API)."""
+    """The --auth, --token and --api-key options (shared by the commands that call the API)."""
     for option in reversed(auth_options):
         command = option(command)
     return command
@@ -61,10 +63,10 @@ def with_auth(command: click.decorators.FC) -> click.decorators.FC:
 @with_call_options
 @with_auth
 def predict(name: str, data: str, url: str, model_version: str | None, alias: str | None, routing_key: str | None,
-            auth: str, token: str | None) -> None:
+            auth: str, token: str | None, api_key: str | None) -> None:
     """Call the prediction API for model NAME and print the JSON response."""
     from maas.client import Client
 
     payload = read_payload(data)
-    client = Client(url, auth=auth, token=token, routing_key=routing_key)  # type: ignore[arg-type]
+    client = Client(url, auth=auth, token=token, routing_key=routing_key, api_key=api_key)  # type: ignore[arg-type]
     click.echo(client.send("POST", Client.model_path(name, "predict", model_version, alias), payload).decode())

@@ -144,6 +144,24 @@ class ApiFailedError(ApiRejectedError):
     code = "api_failed"
 
 
+class ApiRefusedError(ApiRejectedError):
+    """The prediction API refused the caller's credentials (401 or 403: no key, an unknown, revoked or expired
+    key, one that does not cover the model, or an IAM/JWT refusal)."""
+
+    code = "api_refused"
+
+
+class ApiLimitedError(ApiRejectedError):
+    """The prediction API answered 429 (a rate limit or daily quota); ``retry_after`` is whole seconds to wait
+    (None when the answer named none)."""
+
+    code = "api_limited"
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after
+
+
 class RolloutError(MaasError):
     """A shadow or split that cannot be set (a version the alias already serves, a rate or percent out of range)."""
 
@@ -196,6 +214,8 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     RequestError: (400, 8),
     ApiRejectedError: (502, 8),
     ApiFailedError: (502, 9),
+    ApiRefusedError: (502, 16),
+    ApiLimitedError: (502, 17),
     UnreadableInputError: (422, 10),
     PermanentError: (422, 10),
     PortInUseError: (500, 11),
