@@ -44,12 +44,13 @@ def bind(host: str, port: int) -> socket.socket:
 @click.option("--capture", "capture_dir", default=None, type=click.Path(path_type=Path),
               help="Write sampled prediction records (MAAS_CAPTURE_RATE, default all) as JSON lines under DIR.")
 @click.option("--keys", "keys_file", default=None, metavar="FILE",
-              help="Require API keys from this key store (a SQLite file made by `maas keys create --keys FILE`): "
+              help="Require API keys from this key store (a SQLite file made by `maas keys create --keys FILE`, or "
+                   "dynamodb://TABLE): "
                    "scopes, rate limits and quotas enforced, usage metered into it.")
 def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None, capture_dir: Path | None,
           keys_file: str | None) -> None:
     """Serve the prediction API and the web console (/console; the same ASGI app as Lambda) with uvicorn."""
-    if keys_file is not None and not Path(keys_file).is_file():
+    if keys_file is not None and not keys_file.startswith("dynamodb://") and not Path(keys_file).is_file():
         raise click.UsageError(f"no key store at {keys_file}: make one with `maas keys create CONSUMER --keys "
                                f"{keys_file}`")
     sock = bind(host, port)

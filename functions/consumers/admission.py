@@ -148,6 +148,18 @@ class Keyring:
         return record
 
 
+def rate_window(rate: float) -> tuple[int, int]:
+    """The fixed window (whole seconds, at most a minute) and the requests it admits for a rate in requests per
+    second: the shortest window that holds a whole number of requests (2.5/s: 5 per 2 s; 0.1/s: 1 per 10 s),
+    else one second (or the time one request takes at the rate) rounded down."""
+    for window in range(1, 61):
+        count = rate * window
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return window, round(count)
+    window = 1 if rate >= 1 else math.ceil(1 / rate)
+    return window, max(1, int(rate * window))
+
+
 class Limits:
     """Model scope, rate limit (per one-second window, or longer below one request a second) and daily quota
     (per UTC day), counted per consumer in the store. A store that fails lets requests through (logged): an
@@ -180,8 +192,7 @@ class Limits:
 
     def _rate(self, grant: Grant, now: float) -> None:
         assert grant.rate_limit is not None
-        window = 1 if grant.rate_limit >= 1 else math.ceil(1 / grant.rate_limit)
-        limit = max(1, int(grant.rate_limit * window))
+        window, limit = rate_window(grant.rate_limit)
         start = int(now) // window * window
         if self.store.take(f"rate#{grant.consumer}", str(start), limit, start + window + 60) is None:
             raise LimitExceededError(

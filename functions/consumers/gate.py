@@ -1,9 +1,10 @@
 """The API-key gate: ASGI middleware in front of the prediction API, for ``maas serve --keys FILE`` and for the
 API function of an ``auth: apiKey`` stage.
 
-Each request but the health checks needs a live key (``x-api-key``, or ``Authorization: Bearer``) that covers
-the model in its path, within its consumer's rate limit and daily quota; else it is answered 401, 403 or 429 (with
-``Retry-After``) with the error table's JSON body, before the body is read. Locally the gate looks keys up
+Each request but the health checks and the console's own files needs a live key (``x-api-key``, or
+``Authorization: Bearer``) that covers the model in its path, within its consumer's rate limit and daily quota;
+else it is answered 401, 403 or 429 (with ``Retry-After``) with the error table's JSON body, before the body is
+read. Locally the gate looks keys up
 itself (``Keyring``); in Lambda it reads the authorizer's verdict from the event. Every answered request of a
 known consumer is metered (``Meter``) after its answer.
 """
@@ -24,7 +25,10 @@ from functions.core.errors import MaasError
 from functions.core.request_facts import FACTS, RequestFacts
 from functions.core.settings import ENV_AUTH, ENV_KEYS_CACHE_SECONDS
 
-PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/console", "/docs", "/openapi.json"})
+"""Answered without a key: health checks, and pages and documents that hold no model data (the console's own
+files, the API's description). The console asks for a key and sends it with every call it makes."""
+PUBLIC_PREFIXES = ("/console/",)
 _MODEL_ROOTS = ("/v1/models/", "/v2/models/")
 
 
@@ -35,6 +39,11 @@ def model_in_path(path: str) -> str | None:
             name = path[len(root):].split("/", 1)[0].split(":", 1)[0]
             return name or None
     return None
+
+
+def public(path: str) -> bool:
+    """A path anyone may fetch (no model data behind it)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def authorizer_context(scope: Scope) -> dict[str, Any] | None:
@@ -66,7 +75,7 @@ class KeyGate:
         return Grant.from_context(authorizer_context(scope) or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _path(scope) in PUBLIC_PATHS:
+        if scope["type"] != "http" or public(_path(scope)):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

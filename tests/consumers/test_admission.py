@@ -175,3 +175,11 @@ def test_the_authorizer_context_round_trips_a_grant() -> None:
         Grant.from_context({"denied": "forbidden", "reason": "API key maas_abcdefgh was revoked"})
     with pytest.raises(UnauthenticatedError):
         Grant.from_context({})
+
+
+@pytest.mark.parametrize(("rate", "window"), [(1, (1, 1)), (5, (1, 5)), (2.5, (2, 5)), (0.1, (10, 1)),
+                                              (0.5, (2, 1)), (1 / 3, (3, 1)), (0.01, (100, 1)), (1.37, (1, 1))])
+def test_a_rate_becomes_the_shortest_window_holding_whole_requests(rate: float, window: tuple[int, int]) -> None:
+    from functions.consumers.admission import rate_window
+
+    assert rate_window(rate) == window

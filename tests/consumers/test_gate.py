@@ -58,11 +58,18 @@ def body(response: httpx.Response) -> dict[str, object]:
 
 def test_health_needs_no_key_and_everything_else_does(http: httpx.Client) -> None:
     assert http.get("/v2/health/live").status_code == 200
-    for method, path in (("POST", PREDICT), ("GET", "/v1/models"), ("GET", "/docs"), ("POST", "/v2/models/x/infer")):
+    for method, path in (("POST", PREDICT), ("GET", "/v1/models"), ("GET", "/v1/batch/outputs"),
+                         ("POST", "/v2/models/x/infer"), ("GET", "/v1/models/x/versions/1/card")):
         answer = http.request(method, path, json={"instances": [DIABETES_ROW]})
         assert answer.status_code == 401, path
         assert body(answer) == {"code": "unauthenticated", "error": "no API key: send it in the x-api-key header "
                                                                      "(or Authorization: Bearer KEY)"}
+
+
+def test_the_console_and_the_api_description_load_without_a_key(http: httpx.Client) -> None:
+    for path in ("/console/", "/console/js/api.js", "/docs", "/openapi.json"):
+        assert http.get(path).status_code == 200, path
+    assert http.get("/consolex").status_code == 401  # only the console's own paths
 
 
 def test_a_good_key_works_in_either_header_and_a_bad_one_is_401(http: httpx.Client, served: Served) -> None:
