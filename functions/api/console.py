@@ -27,6 +27,7 @@ from functions.console import STATIC_DIR
 from functions.console import rollouts as rollout_data
 from functions.console.documents import CARD_FILE, read_document, version_summary
 from functions.console.reports import drift_reports, open_outputs, recent_outputs
+from functions.core import request_facts
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_model_name, check_version
 from functions.core.settings import ENV_BATCH_OUTPUTS, Settings
@@ -162,7 +163,8 @@ def make_router(cache: ModelCache, settings: Settings, batch_outputs: str | None
         """Recent batch outputs (reports and first error rows) from the configured folder or bucket."""
         if source is None:
             return json_response({"configured": False, "outputs": []})
-        return json_response({"configured": True, "outputs": recent_outputs(source, limit)})
+        outputs = [o for o in recent_outputs(source, limit) if request_facts.visible(_output_model(o))]
+        return json_response({"configured": True, "outputs": outputs})
 
     return router
 
@@ -225,3 +227,11 @@ def json_response(body: Any) -> Response:
 def _private_cache() -> dict[str, str]:
     """Version files are immutable; they may carry credentials-gated content, so only the browser caches them."""
     return {**_SECURITY, "Cache-Control": "private, max-age=3600"}
+
+
+def _output_model(output: dict[str, Any]) -> str:
+    """The model a batch output belongs to: its report's, else its folder's first part."""
+    report = output.get("report") or {}
+    model = report.get("model") if isinstance(report, dict) else None
+    name = model.get("name") if isinstance(model, dict) else None
+    return str(name) if name else str(output.get("folder", "")).split("/", 1)[0]

@@ -14,6 +14,7 @@ from functions.api import routes
 from functions.api.http import Call, Reply
 from functions.api.routes import Handler, answer
 from functions.api.schemas import ERROR_RESPONSES, ModelDetail, ModelList, PredictResponse
+from functions.core import request_facts
 from functions.core.model_cache import ModelCache
 from functions.core.service import HELD, ModelRef, PredictionService
 
@@ -72,7 +73,8 @@ def make_router(service: PredictionService) -> APIRouter:
         known = cache.peek_listing()
         if known is None:
             known = await service.off_loop(cache.listing)
-        return json_response({"models": known.value, "stale": known.stale})
+        models = [m for m in known.value if request_facts.visible(str(m.get("name")))]  # an API key's scope
+        return json_response({"models": models, "stale": known.stale})
 
     @router.get("/models/{name}",
                 responses={200: {"model": ModelDetail}, **{k: ERROR_RESPONSES[k] for k in (404, 422, 503)}})

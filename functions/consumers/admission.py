@@ -48,8 +48,12 @@ class Grant:
     def of(cls, record: KeyRecord) -> Grant:
         return cls(record.consumer, record.key_id, record.models, record.rate_limit, record.daily_quota)
 
+    @property
+    def covers_all(self) -> bool:
+        return self.models == (ALL_MODELS,)
+
     def covers(self, model: str) -> bool:
-        return self.models == (ALL_MODELS,) or model in self.models
+        return self.covers_all or model in self.models
 
     def to_context(self) -> dict[str, Any]:
         """The authorizer's context for the API function (strings and numbers only, as API Gateway passes them)."""

@@ -93,7 +93,7 @@ class KeyGate:
                 self.meter.add(Usage.answered(grant.consumer, model, None, reply.status, 0,
                                               (time.perf_counter() - started) * 1000))
             return
-        facts = RequestFacts(grant.consumer, model)
+        facts = RequestFacts(grant.consumer, model, scope=None if grant.covers_all else grant.models)
         status = 500
 
         async def sending(message: Message) -> None:

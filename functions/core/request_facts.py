@@ -17,6 +17,8 @@ class RequestFacts:
     model: str | None = None
     version: str | None = None
     rows: int = 0
+    scope: tuple[str, ...] | None = None
+    """the models the caller's key covers; None: every model"""
 
 
 FACTS: ContextVar[RequestFacts | None] = ContextVar("maas_request_facts", default=None)
@@ -30,3 +32,9 @@ def served(model: str, version: str, rows: int) -> str | None:
     facts.model, facts.version = model, version
     facts.rows += rows
     return facts.consumer
+
+
+def visible(model: str) -> bool:
+    """Whether the current caller may see ``model`` in a listing (always, outside a gated request)."""
+    facts = FACTS.get()
+    return facts is None or facts.scope is None or model in facts.scope

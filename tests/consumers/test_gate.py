@@ -86,7 +86,10 @@ def test_a_good_key_works_in_either_header_and_a_bad_one_is_401(http: httpx.Clie
 def test_revoked_expired_and_out_of_scope_keys_are_403(http: httpx.Client, served: Served) -> None:
     key, record = add_key(served.store, "scoped", models=("diabetes-mlp",))
     assert http.post(PREDICT, json={"instances": [DIABETES_ROW]}, headers={"x-api-key": key}).status_code == 200
-    assert http.get("/v1/models", headers={"x-api-key": key}).status_code == 200
+    listing = http.get("/v1/models", headers={"x-api-key": key})
+    assert [m["name"] for m in listing.json()["models"]] == ["diabetes-mlp"]  # only what the key covers
+    everything = add_key(served.store, "everything")[0]
+    assert len(http.get("/v1/models", headers={"x-api-key": everything}).json()["models"]) > 1
     other = http.post("/v1/models/cancer-mlp:predict", json={"instances": [CANCER_ROW]}, headers={"x-api-key": key})
     assert other.status_code == 403
     assert body(other) == {"code": "forbidden",
