@@ -15,6 +15,7 @@ from functions.api.http import Reply
 from functions.core.errors import (
     InvalidInputError,
     InvalidNameError,
+    KeyStoreUnavailableError,
     MaasError,
     ModelUnavailableError,
     RequestError,
@@ -25,6 +26,7 @@ from functions.core.telemetry import log
 
 RETRY_AFTER_SECONDS = 5
 STORE_UNAVAILABLE = "the model store is unavailable; retry later"
+KEY_STORE_UNAVAILABLE = "API keys cannot be checked right now; retry later"
 _LOCATION_MARKERS = ("://", "/tmp/")
 
 
@@ -52,6 +54,8 @@ def error_reply(status: int, code: str, message: str, instance: int | None = Non
 
 def public_message(exc: MaasError, hidden: Iterable[str] = ()) -> str:
     """The message a client may see: store failures are named, not located; locations are cut out."""
+    if isinstance(exc, KeyStoreUnavailableError):
+        return KEY_STORE_UNAVAILABLE
     if isinstance(exc, StoreUnavailableError):
         return STORE_UNAVAILABLE
     message = exc.message

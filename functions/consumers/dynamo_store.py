@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from functions.consumers.keys import KeyRecord
 from functions.consumers.usage import COUNTS, Usage
-from functions.core.errors import AlreadyExistsError, NotFoundError, StoreTimeoutError, StoreUnavailableError
+from functions.core.errors import AlreadyExistsError, KeyStoreUnavailableError, NotFoundError
 
 KEY_INDEX = "key_id"
 USAGE_DAYS = 400
@@ -54,7 +54,10 @@ def _plain(value: dict[str, Any]) -> Any:
 
 
 def _record(item: dict[str, Any]) -> KeyRecord:
-    return KeyRecord.from_dict({name: _plain(value) for name, value in item.items()})
+    try:
+        return KeyRecord.from_dict({name: _plain(value) for name, value in item.items()})
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        raise KeyStoreUnavailableError("the key table holds an unreadable key record") from None
 
 
 class DynamoStore:
@@ -80,12 +83,12 @@ class DynamoStore:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
                 raise
             error = exc.response.get("Error", {})
-            raise StoreUnavailableError(f"the key table {self.table} refused {operation}: "
+            raise KeyStoreUnavailableError(f"the key table {self.table} refused {operation}: "
                                         f"{error.get('Code', 'error')} {error.get('Message', '')}".rstrip()) from None
         except (ConnectTimeoutError, ReadTimeoutError):
-            raise StoreTimeoutError(f"the key table {self.table} did not answer {operation} in time") from None
+            raise KeyStoreUnavailableError(f"the key table {self.table} did not answer {operation} in time") from None
         except BotoCoreError as exc:
-            raise StoreUnavailableError(f"the key table {self.table} cannot be reached: {exc}") from None
+            raise KeyStoreUnavailableError(f"the key table {self.table} cannot be reached: {exc}") from None
 
     @staticmethod
     def _key_item(record: KeyRecord) -> dict[str, Any]:
@@ -134,7 +137,10 @@ class DynamoStore:
                 ReturnValues="UPDATED_NEW")
         except ClientError:
             return None
-        return int(_plain(result["Attributes"]["count"]))
+        count = result.get("Attributes", {}).get("count")
+        if not isinstance(count, dict) or "N" not in count:
+            raise KeyStoreUnavailableError(f"the key table {self.table} answered a counter update without its count")
+        return int(_plain(count))
 
     def add_usage(self, rows: Sequence[Usage]) -> None:
         for row in rows:

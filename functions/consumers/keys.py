@@ -122,8 +122,12 @@ class KeyRecord:
             return None if value is None else float(value)
 
         quota = data.get("daily_quota")
+        models = data.get("models") or [ALL_MODELS]
+        texts = (data["key_hash"], data["key_id"], data["consumer"])
+        if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in (*models, *texts)):
+            raise ValueError("a key record's hash, id, consumer and models are text")
         return cls(key_hash=str(data["key_hash"]), key_id=str(data["key_id"]), consumer=str(data["consumer"]),
-                   models=tuple(str(m) for m in data.get("models") or (ALL_MODELS,)),
+                   models=tuple(models),
                    rate_limit=number("rate_limit"), daily_quota=None if quota is None else int(quota),
                    created_at=float(data.get("created_at") or 0.0), expires_at=number("expires_at"),
                    revoked_at=number("revoked_at"),

@@ -13,7 +13,7 @@ import orjson
 
 from functions.consumers.keys import KeyRecord
 from functions.consumers.usage import COUNTS, Usage
-from functions.core.errors import AlreadyExistsError, NotFoundError, StoreUnavailableError
+from functions.core.errors import AlreadyExistsError, KeyStoreUnavailableError, NotFoundError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -56,7 +56,7 @@ class SqliteStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
-                raise StoreUnavailableError(f"cannot open the key store {self.path}: {exc}") from None
+                raise KeyStoreUnavailableError(f"cannot open the key store {self.path}: {exc}") from None
             self._local.db = db
         return db
 
@@ -66,7 +66,7 @@ class SqliteStore:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
+            raise KeyStoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
 
     def put_key(self, record: KeyRecord) -> None:
         try:
@@ -77,15 +77,21 @@ class SqliteStore:
 
     def get_key(self, key_hash: str) -> KeyRecord | None:
         rows = self._run("SELECT record FROM keys WHERE key_hash = ?", (key_hash,))
-        return KeyRecord.from_dict(orjson.loads(str(rows[0][0]))) if rows else None
+        return self._record(rows[0][0]) if rows else None
 
     def find_key(self, key_id: str) -> KeyRecord | None:
         rows = self._run("SELECT record FROM keys WHERE key_id = ?", (key_id,))
-        return KeyRecord.from_dict(orjson.loads(str(rows[0][0]))) if rows else None
+        return self._record(rows[0][0]) if rows else None
 
     def list_keys(self) -> list[KeyRecord]:
         rows = self._run("SELECT record FROM keys ORDER BY consumer, key_id")
-        return [KeyRecord.from_dict(orjson.loads(str(row[0]))) for row in rows]
+        return [self._record(row[0]) for row in rows]
+
+    def _record(self, raw: object) -> KeyRecord:
+        try:
+            return KeyRecord.from_dict(orjson.loads(str(raw)))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise KeyStoreUnavailableError(f"the key store {self.path} holds an unreadable key record") from None
 
     def update_key(self, record: KeyRecord) -> None:
         db = self._connection()
@@ -93,7 +99,7 @@ class SqliteStore:
             cursor = db.execute("UPDATE keys SET record = ?, consumer = ? WHERE key_hash = ?",
                                 (orjson.dumps(record.to_dict()).decode(), record.consumer, record.key_hash))
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
+            raise KeyStoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
         if cursor.rowcount != 1:
             raise NotFoundError(f"no key maas_{record.key_id}")
 
@@ -119,7 +125,7 @@ class SqliteStore:
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
+            raise KeyStoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
 
     def usage(self, consumer: str | None = None, model: str | None = None,
               since: str | None = None) -> list[Usage]:

@@ -53,6 +53,12 @@ class StoreTimeoutError(StoreUnavailableError):
     code = "store_timeout"
 
 
+class KeyStoreUnavailableError(StoreUnavailableError):
+    """The store of API keys, limit counters and usage (a SQLite file, a DynamoDB table) cannot be used."""
+
+    code = "key_store_unavailable"
+
+
 class InvalidInputError(MaasError):
     """Client input that does not match the model's schema; `index` names the offending instance."""
 
@@ -206,6 +212,7 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     BuildFailedError: (500, 4),
     StoreUnavailableError: (503, 5),
     StoreTimeoutError: (503, 5),
+    KeyStoreUnavailableError: (503, 5),
     ApiUnreachableError: (502, 5),
     AlreadyExistsError: (409, 6),
     IntegrityError: (503, 7),

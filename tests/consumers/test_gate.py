@@ -184,3 +184,14 @@ def test_the_key_never_reaches_logs_capture_or_answers(http: httpx.Client, serve
     ("/v1/models", None), ("/v1/jobs/123", None), ("/v1/models/", None), ("/console/", None)])
 def test_the_model_is_read_from_the_path(path: str, model: str | None) -> None:
     assert model_in_path(path) == model
+
+
+def test_a_corrupted_key_record_is_a_503_for_that_key_only(http: httpx.Client, served: Served) -> None:
+    broken, record = add_key(served.store, "corrupted")
+    good, _ = add_key(served.store, "unaffected")
+    served.store._run("UPDATE keys SET record = ? WHERE key_id = ?", ("{not json", record.key_id))
+    answer = http.post(PREDICT, json={"instances": [DIABETES_ROW]}, headers={"x-api-key": broken})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert body(answer) == {"code": "key_store_unavailable",
+                            "error": "API keys cannot be checked right now; retry later"}
+    assert http.post(PREDICT, json={"instances": [DIABETES_ROW]}, headers={"x-api-key": good}).status_code == 200
