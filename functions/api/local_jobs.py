@@ -6,6 +6,10 @@ token is single-use and the body may not exceed the declared size) and a status 
 batch runner in a background thread; ``GET /v1/jobs/{id}`` answers pending, running, succeeded or failed,
 the report's row counts and download URLs (``GET /v1/jobs/{id}/files/{predictions.jsonl|errors.jsonl}``).
 Jobs live in a folder beside the model cache and last as long as it.
+
+Behind ``--keys`` a job belongs to the consumer that submitted it (``functions.consumers.jobs``): other
+consumers get 404 for its status and files, and its ok rows count to its consumer's usage when it finishes.
+The upload needs no key: its single-use token is its authorization (as S3's presigned POST is, deployed).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from starlette.responses import FileResponse, Response
 
 from functions.api.http import Call
 from functions.api.job_request import MAX_REQUEST_BYTES, add_submit_routes, parse_job_request
+from functions.consumers.jobs import caller, count_job_rows, visible_to
 from functions.core.errors import NotFoundError, RequestError
 from functions.core.names import shown
 from functions.core.service import ModelRef, PredictionService
@@ -53,6 +58,13 @@ class LocalJobs:
         record: dict[str, Any] = orjson.loads((self.folder(job_id) / "job.json").read_bytes())
         return record
 
+    def read_own(self, job_id: str, consumer: str | None) -> dict[str, Any]:
+        """The record of a job ``consumer`` may read; 404, as for an unknown job, for another consumer's."""
+        record = self.read(job_id)
+        if not visible_to(record.get("consumer"), consumer):
+            raise NotFoundError(f"no job {job_id!r}")
+        return record
+
     def write(self, record: dict[str, Any]) -> None:
         folder = self.root / record["id"]
         folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +89,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
         resolved = version or await service.off_loop(service.cache.resolve, ref.name, ref.alias)
         job_id, token = os.urandom(16).hex(), os.urandom(16).hex()
         jobs.write({"id": job_id, "status": "pending", "model": name, "version": resolved, "format": job.format,
-                    "bytes": job.bytes, "id_column": job.id_column, "token": token})
+                    "bytes": job.bytes, "id_column": job.id_column, "token": token, "consumer": caller()})
         base = _base(request)
         return _json({"job_id": job_id, "status": "pending", "model": name, "version": resolved,
                       "status_url": f"{base}/v1/jobs/{job_id}",
@@ -114,7 +126,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
     @router.get("/jobs/{job_id}")
     async def status(request: Request, job_id: str) -> Response:
         """pending, running, succeeded or failed; row counts and download URLs once done."""
-        record = jobs.read(job_id)
+        record = jobs.read_own(job_id, caller())
         answer = {k: record.get(k) for k in ("id", "status", "model", "version", "format", "rows", "error")}
         if record["status"] == "succeeded":
             base = f"{_base(request)}/v1/jobs/{job_id}/files"
@@ -125,6 +137,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
     @router.get("/jobs/{job_id}/files/{file}")
     async def output(job_id: str, file: str) -> Response:
         """An output file of a succeeded job."""
+        jobs.read_own(job_id, caller())
         path = jobs.folder(job_id) / "out" / file
         if file not in OUTPUTS or not path.is_file():
             raise NotFoundError(f"no output {shown(file)!r} for job {job_id}")
@@ -148,4 +161,6 @@ def _run(service: PredictionService, jobs: LocalJobs, record: dict[str, Any], so
         record.update(status="failed", error=exc.message)
     except Exception as exc:  # a bug: the job fails with its type, the server goes on
         record.update(status="failed", error=f"internal error ({type(exc).__name__})")
+    if record["status"] == "succeeded" and record.get("consumer"):  # counted before the status says succeeded
+        count_job_rows(record["consumer"], record["model"], record["version"], record["rows"]["ok"])
     jobs.write(record)

@@ -7,6 +7,10 @@ bytes and, when the bucket's key is configured, requires encryption with it. The
 usual batch path (the batch function, AWS Batch or the fan-out by size). ``GET /v1/jobs/{id}`` derives the
 status from the bucket: no input yet (pending, or failed once the upload URL expired), input but no report
 (running), the report (succeeded, or failed with its error), with presigned download URLs for the outputs.
+
+Submitted with an API key, the job belongs to its consumer (``functions.consumers.jobs``): the record names it,
+the upload's policy fixes it as the input's metadata (``x-amz-meta-maas-consumer``, which the batch side counts
+the job's rows to), and another consumer gets 404 for its status.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.responses import Response
 from functions.api.http import Call
 from functions.api.job_request import MAX_REQUEST_BYTES, JobRequest, add_submit_routes, parse_job_request
 from functions.batch.process import failure_report_key, output_prefix, parse_key
+from functions.consumers.jobs import CONSUMER_FIELD, caller, visible_to
 from functions.core.errors import NotFoundError
 from functions.core.names import shown
 from functions.core.service import ModelRef, PredictionService
@@ -72,21 +77,25 @@ class S3Jobs:
         return cls(S3Store(settings.data_bucket, "", client=client), client, settings.jobs_upload_seconds,
                    settings.jobs_download_seconds, settings.jobs_max_bytes, settings.data_key_arn)
 
-    def create(self, name: str, version: str, request: JobRequest, base_url: str) -> dict[str, Any]:
-        """Write the job record and presign the upload (blocking: call off the event loop)."""
+    def create(self, name: str, version: str, request: JobRequest, base_url: str,
+               consumer: str | None = None) -> dict[str, Any]:
+        """Write the job record and presign the upload (blocking: call off the event loop). With a consumer,
+        the record names it and the upload must carry it as the input's metadata."""
         job_id = os.urandom(16).hex()
         key = input_key(name, version, job_id, request)
         expires = _now() + timedelta(seconds=self.upload_seconds)
         record = {"id": job_id, "model": name, "version": version, "format": request.format,
                   "bytes": request.bytes, "id_column": request.id_column, "input_key": key,
-                  "created_at": _iso(_now()), "upload_expires_at": _iso(expires)}
+                  "created_at": _iso(_now()), "upload_expires_at": _iso(expires), "consumer": consumer}
         self.bucket.put_new(f"{RECORDS}/{job_id}.json", orjson.dumps(record))
         fields: dict[str, str] = {}
-        conditions: list[Any] = [["content-length-range", 1, request.bytes]]
         if self.key_arn:
-            fields = {"x-amz-server-side-encryption": "aws:kms",
-                      "x-amz-server-side-encryption-aws-kms-key-id": self.key_arn}
-            conditions += [{name_: value} for name_, value in fields.items()]
+            fields.update({"x-amz-server-side-encryption": "aws:kms",
+                           "x-amz-server-side-encryption-aws-kms-key-id": self.key_arn})
+        if consumer is not None:
+            fields[CONSUMER_FIELD] = consumer
+        conditions: list[Any] = [["content-length-range", 1, request.bytes]]
+        conditions += [{name_: value} for name_, value in fields.items()]  # exact values: the uploader keeps them
         post = self.client.generate_presigned_post(self.bucket.bucket, key, Fields=fields or None,
                                                    Conditions=conditions, ExpiresIn=self.upload_seconds)
         return {"job_id": job_id, "status": "pending", "model": name, "version": version,
@@ -94,9 +103,12 @@ class S3Jobs:
                 "upload": {"method": "POST", "url": post["url"], "fields": post["fields"],
                            "max_bytes": request.bytes, "expires_at": record["upload_expires_at"]}}
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        """pending, running, succeeded or failed, from what the bucket holds (blocking)."""
+    def status(self, job_id: str, consumer: str | None = None) -> dict[str, Any]:
+        """pending, running, succeeded or failed, from what the bucket holds (blocking); 404, as for an unknown
+        job, when the job belongs to a consumer other than ``consumer``."""
         record = self._record(check_job_id(job_id))
+        if not visible_to(record.get("consumer"), consumer):
+            raise NotFoundError(f"no job {job_id!r}")
         answer: dict[str, Any] = {k: record.get(k) for k in ("id", "model", "version", "format", "created_at")}
         key = str(record["input_key"])
         try:
@@ -169,7 +181,7 @@ def make_router(service: PredictionService, jobs: S3Jobs) -> APIRouter:
         pinned = version or await service.off_loop(service.cache.resolve, ref.name, ref.alias)
         await service.off_loop(service.cache.manifest, ref.name, pinned)  # 404 for a version that is not there
         base = str(request.base_url).rstrip("/")
-        return reply(await service.off_loop(jobs.create, ref.name, pinned, job, base), 201)
+        return reply(await service.off_loop(jobs.create, ref.name, pinned, job, base, caller()), 201)
 
     add_submit_routes(router, submit)
 
@@ -177,6 +189,6 @@ def make_router(service: PredictionService, jobs: S3Jobs) -> APIRouter:
     async def status(request: Request, job_id: str) -> Response:
         """pending, running, succeeded or failed; row counts and presigned download URLs once done."""
         Call.of(request.scope, request.receive).only_query(())
-        return reply(await service.off_loop(jobs.status, job_id))
+        return reply(await service.off_loop(jobs.status, job_id, caller()))  # the executor has no contextvars
 
     return router

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from functions.batch.part import part_folder, part_report
-from functions.batch.process import output_prefix, parse_key
+from functions.batch.process import count_input_usage, output_prefix, parse_key
 from functions.batch.ranges import ByteRange
 from functions.batch.report import make_report
 from functions.batch.runner import RunStats
@@ -90,4 +90,6 @@ def merge_s3(data: Callable[[str], Any], event: dict[str, Any]) -> dict[str, Any
     except AlreadyExistsError:
         return {"status": "duplicate", "prefix": prefix}
     report = orjson.loads(body)
+    if report["status"] in ("ok", "partial"):
+        count_input_usage(bucket, key, ref.name, version, int(report["rows"]["ok"]))
     return {"status": report["status"], "prefix": prefix, "rows": report["rows"]}

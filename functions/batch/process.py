@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from functions.batch.runner import run_batch
 from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
+from functions.core.settings import ENV_KEYS
 from functions.core.store import check_key
 from functions.core.telemetry import emit_batch_metrics
 from functions.drift.batch import batch_drift
@@ -134,6 +136,7 @@ class Processor:
         except AlreadyExistsError:
             return "duplicate"
         emit_batch_metrics(ref.name, version, stats.rows_ok, stats.rows_failed, stats.seconds_total)
+        count_input_usage(bucket, item.key, ref.name, version, stats.rows_ok)
         return "done"
 
     def _without_pyarrow(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
@@ -173,6 +176,15 @@ class Processor:
         with contextlib.suppress(AlreadyExistsError):
             bucket.put_new(key, make_report("failed", source, error=reason, job_id=self.job_id))
         return "failed"
+
+
+def count_input_usage(bucket: DataBucket, key: str, name: str, version: str, rows_ok: int) -> None:
+    """A job input's ok rows to the consumer that submitted it (``MAAS_KEYS`` set; once its final report is
+    written, so a repeated event counts nothing). Never raises."""
+    if rows_ok > 0 and os.environ.get(ENV_KEYS):
+        from functions.consumers.jobs import count_input_rows
+
+        count_input_rows(bucket, key, name, version, rows_ok)
 
 
 def failure_report_key(key: str, etag: str) -> str:

@@ -1,23 +1,24 @@
 """The API-key gate: ASGI middleware in front of the prediction API, for ``maas serve --keys FILE`` and for the
 API function of an ``auth: apiKey`` stage.
 
-Each request but the health checks and the console's own files needs a live key (``x-api-key``, or
-``Authorization: Bearer``) that covers the model in its path, within its consumer's rate limit and daily quota;
-else it is answered 401, 403 or 429 (with ``Retry-After``) with the error table's JSON body, before the body is
-read. Locally the gate looks keys up
-itself (``Keyring``); in Lambda it reads the authorizer's verdict from the event. Every answered request of a
-known consumer is metered (``Meter``) after its answer.
+Each request but the health checks, the console's own files and a local job's upload needs a live key
+(``x-api-key``, or ``Authorization: Bearer``) that covers the model in its path, within its consumer's rate limit
+and daily quota; else it is answered 401, 403 or 429 (with ``Retry-After``) with the error table's JSON body,
+before the body is read. Locally the gate looks keys up itself (``Keyring``); in Lambda it reads the authorizer's
+verdict from the event. Every answered request of a known consumer is metered (``Meter``) after its answer.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
 from functions.api.errors import reply_for
 from functions.api.http import Message, Receive, Scope, Send, request_id
 from functions.consumers.admission import DEFAULT_CACHE_SECONDS, Grant, Keyring, Limits, key_from_headers
+from functions.consumers.jobs import use_meter
 from functions.consumers.meter import Meter
 from functions.consumers.store import keys_uri, open_store
 from functions.consumers.usage import Usage
@@ -29,6 +30,9 @@ PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/console", "/d
 """Answered without a key: health checks, and pages and documents that hold no model data (the console's own
 files, the API's description). The console asks for a key and sends it with every call it makes."""
 PUBLIC_PREFIXES = ("/console/",)
+_UPLOAD = re.compile(r"/v1/jobs/[0-9a-f]{32}/input")
+"""``PUT``: a local job's input (``maas serve``). Its single-use token is its authorization, as a presigned S3 POST
+is deployed; the job's consumer was fixed when it was submitted with a key."""
 _MODEL_ROOTS = ("/v1/models/", "/v2/models/")
 
 
@@ -39,11 +43,6 @@ def model_in_path(path: str) -> str | None:
             name = path[len(root):].split("/", 1)[0].split(":", 1)[0]
             return name or None
     return None
-
-
-def public(path: str) -> bool:
-    """A path anyone may fetch (no model data behind it)."""
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def authorizer_context(scope: Scope) -> dict[str, Any] | None:
@@ -75,7 +74,7 @@ class KeyGate:
         return Grant.from_context(authorizer_context(scope) or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or public(_path(scope)):
+        if scope["type"] != "http" or is_public(scope):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -111,6 +110,14 @@ class KeyGate:
                                           (time.perf_counter() - started) * 1000))
 
 
+def is_public(scope: Scope) -> bool:
+    """Requests that need no key: the health checks, the console's own files and the API's description (no model
+    data behind them), and the upload of a local job's input."""
+    path = _path(scope)
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) \
+        or (scope.get("method") == "PUT" and _UPLOAD.fullmatch(path) is not None)
+
+
 def _path(scope: Scope) -> str:
     path = str(scope.get("path", ""))
     root = scope.get("root_path", "")
@@ -132,7 +139,9 @@ def cache_seconds() -> float:
 def local_gate(app: Any, uri: str, ttl: float | None = None) -> KeyGate:
     """``maas serve --keys FILE``: keys looked up in the process, usage written by a thread."""
     store = open_store(uri)
-    return KeyGate(app, Limits(store), Meter(store), Keyring(store, cache_seconds() if ttl is None else ttl))
+    meter = Meter(store)
+    use_meter(meter)  # the rows of the jobs this server runs count with its requests
+    return KeyGate(app, Limits(store), meter, Keyring(store, cache_seconds() if ttl is None else ttl))
 
 
 def deployed_gate(app: Any) -> KeyGate:

@@ -195,6 +195,12 @@ class S3Store:
             response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
         return str(response["ETag"]).strip('"'), int(response["ContentLength"])
 
+    def metadata(self, key: str) -> dict[str, str]:
+        """An object's user metadata (``x-amz-meta-NAME`` as ``NAME``, lower-case)."""
+        with _translate_errors(self.uri, key):
+            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
+
     def upload_file(self, key: str, path: Path) -> None:
         """Write a mutable object from a file (managed multipart for large files)."""
         with _translate_errors(self.uri, key):
