@@ -84,6 +84,10 @@ class Consumers(Construct):
         """The ``MAAS_KEYS`` value for this table (``maas keys``, ``maas usage``, the functions)."""
         return f"dynamodb://{self.table.table_name}"
 
+    def environment(self) -> dict[str, str]:
+        """What code that counts usage needs in its environment (the GPU worker's job definition)."""
+        return {KEYS_ENV: self.uri}
+
     def enable_metering(self, function: lambda_.Function, *, authorize: bool = False) -> None:
         """``function`` counts requests and rows to consumers (``UpdateItem`` only); with ``authorize`` it also
         enforces scope, rate and quota from the authorizer's context (the API function)."""
@@ -91,6 +95,10 @@ class Consumers(Construct):
         if authorize:
             function.add_environment(AUTH_ENV, "apiKey")
         self._allow(function, METER)
+
+    def grant_metering(self, grantee: iam.IGrantable) -> None:
+        """``UpdateItem`` for a role whose environment is set elsewhere (the GPU worker's job role)."""
+        self._allow(grantee, METER)
 
     def grant_operators(self, grantee: iam.IGrantable) -> None:
         """Create, list, revoke and rotate keys, read usage: ``maas keys`` and ``maas usage``."""

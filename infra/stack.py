@@ -34,7 +34,10 @@ class MaasStack(Stack):
                                  consumers=self.consumers)
         self.batch_events = BatchEvents(self, "BatchEvents", foundation=foundation, store=self.store)
         self.api.enable_jobs(self.batch_events.bucket, foundation.key)
-        self.gpu_batch = GpuBatch(self, "GpuBatch", foundation=foundation, environment={"MAAS_STORE": self.store.uri})
+        # Jobs submitted with an API key count their rows to the consumer wherever the batch finishes them.
+        worker_env = {"MAAS_STORE": self.store.uri, **self.consumers.environment()} if self.consumers else \
+            {"MAAS_STORE": self.store.uri}
+        self.gpu_batch = GpuBatch(self, "GpuBatch", foundation=foundation, environment=worker_env)
         self.store.grant_read(self.gpu_batch.job_role)
         self.batch_events.grant_batch_io(self.gpu_batch.job_role)
         self.batch_events.enable_dispatch(self.gpu_batch.queue.job_queue_arn,
@@ -50,6 +53,9 @@ class MaasStack(Stack):
         self.monitoring.add_to(self.observability)
         if self.consumers is not None:
             self.consumers.enable_metering(self.api.function, authorize=True)
+            for function in (self.batch_events.function, self.fanout.function):
+                self.consumers.enable_metering(function)
+            self.consumers.grant_metering(self.gpu_batch.job_role)
             self.consumers.grant_operators(self.store.publisher)
             self.observability.dashboard.add_widgets(*self.consumers.widgets(self.api.function.log_group.log_group_name))
 

@@ -18,6 +18,7 @@ from tests.infra.conftest import Synthesized, synthesize
 
 API, BATCH = "lambda:functions.api.handler.handler", "lambda:functions.batch.handler.handler"
 AUTHORIZER = "lambda:functions.consumers.authorizer.handler"
+FANOUT, GPU_WORKER = "lambda:functions.batch.fanout_handler.handler", "batch-job"
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,12 @@ def test_functions_know_the_table_and_the_api_enforces_api_keys(keys: Synthesize
     assert authorizer["Environment"]["Variables"]["MAAS_KEYS"] == table
     api = _function(keys, "functions.api.handler.handler")["Environment"]["Variables"]
     assert api["MAAS_AUTH"] == "apiKey" and api["MAAS_KEYS"] == table
+    for handler in ("functions.batch.handler.handler", "functions.batch.fanout_handler.handler"):
+        variables = _function(keys, handler)["Environment"]["Variables"]
+        assert variables["MAAS_KEYS"] == table and "MAAS_AUTH" not in variables  # they count job rows only
+    (worker,) = [d for d in keys.resources("AWS::Batch::JobDefinition").values()
+                 if "MAAS_KEYS" in json.dumps(d)]
+    assert {"Name": "MAAS_KEYS", "Value": table} in worker["ContainerProperties"]["Environment"]
     output = keys.template["Outputs"]["ConsumerTable"]
     assert output["Value"] == {"Ref": _table_id(keys)} and "MAAS_KEYS=dynamodb://NAME" in output["Description"]
 
@@ -108,10 +115,12 @@ def test_each_role_gets_only_its_calls_on_the_table(keys: Synthesized) -> None:
     authorizer_kms = {(g.action, g.resource) for g in grants(template, role_of(template, AUTHORIZER))
                       if g.action.startswith("kms:")}
     assert authorizer_kms == {("kms:Decrypt", key_id)}  # DynamoDB decrypts the table key as the caller
-    # The batch function too, until its code counts job rows (the permission check then asks for UpdateItem).
+    # Where a job submitted with a key finishes, its rows count to the consumer: UpdateItem, nothing more.
+    meters = {role_of(template, BATCH), role_of(template, FANOUT), role_of(template, GPU_WORKER)}
+    assert all(_table_grants(keys, role) == {("dynamodb:UpdateItem", "TABLE")} for role in meters)
     others = [lid for lid in keys.resources("AWS::IAM::Role")
-              if lid not in {role_of(template, API), role_of(template, AUTHORIZER), publisher}]
-    assert role_of(template, BATCH) in others and all(not _table_grants(keys, role) for role in others)
+              if lid not in {role_of(template, API), role_of(template, AUTHORIZER), publisher, *meters}]
+    assert others and all(not _table_grants(keys, role) for role in others)
 
 
 def test_every_role_covers_the_calls_of_its_code_on_an_api_key_stage(keys: Synthesized) -> None:
