@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from functions.consumers.store import ConsumerStore
 
 DEFAULT_GRACE_HOURS = 24.0
+MAX_EXPIRES_DAYS = 36_500.0
+"""A hundred years: longer is "never" (leave --expires out)."""
+MAX_GRACE_HOURS = 8_760.0
+"""A year of grace for a rotated key at most."""
 PIPE_WIDTH = 10_000
 """Console width when stdout is not a terminal: rows are never cut or wrapped for a pipe or a file."""
 
@@ -52,13 +56,18 @@ def when(moment: float | None) -> str:
     """A moment as UTC ``YYYY-MM-DD HH:MM``; ``-`` for none."""
     if moment is None:
         return "-"
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # a record written by other tools: never break a listing
+        return "far future" if moment > 0 else "far past"
 
 
-def _positive(name: str) -> Any:
+def _positive(name: str, most: float | None = None) -> Any:
     def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise click.BadParameter(f"must be a number > 0, got {value:g}", param_hint=name)
+        if value is not None and most is not None and value > most:
+            raise click.BadParameter(f"must be at most {most:g}, got {value:g}", param_hint=name)
         return value
     return check
 
@@ -150,7 +159,8 @@ def keys() -> None:
                    "seconds). Default: none.")
 @click.option("--daily-quota", type=int, default=None, metavar="N",
               help="Requests per UTC day for the consumer (at least 1). Default: none.")
-@click.option("--expires", "expires_days", type=float, default=None, callback=_positive("--expires"),
+@click.option("--expires", "expires_days", type=float, default=None,
+              callback=_positive("--expires", MAX_EXPIRES_DAYS),
               metavar="DAYS", help="Days until the key expires (fractions allowed). Default: never.")
 @keys_option
 def create(consumer: str, models: tuple[str, ...], rate_limit: float | None, daily_quota: int | None,
@@ -234,8 +244,9 @@ def rotate(key_id: str, grace_hours: float, keys_uri: str | None) -> None:
     from functions.consumers.keys import shown_id
     from functions.core.errors import ForbiddenError
 
-    if not (math.isfinite(grace_hours) and grace_hours >= 0):
-        raise click.BadParameter(f"must be a number of hours >= 0, got {grace_hours:g}", param_hint="--grace")
+    if not (math.isfinite(grace_hours) and 0 <= grace_hours <= MAX_GRACE_HOURS):
+        raise click.BadParameter(f"must be a number of hours from 0 to {MAX_GRACE_HOURS:g}, got {grace_hours:g}",
+                                 param_hint="--grace")
     now = time.time()
     store = open_keys(keys_uri)
     old = _find(store, key_id)
@@ -244,12 +255,15 @@ def rotate(key_id: str, grace_hours: float, keys_uri: str | None) -> None:
         raise ForbiddenError(f"key {shown_id(key_id)} is {state}: nothing to rotate; make a new one with "
                              f"`maas keys create {old.consumer}`")
     if old.replaced_by is not None:
-        raise ForbiddenError(f"key {shown_id(key_id)} was already rotated to {shown_id(old.replaced_by)} (valid "
-                             f"until {when(old.expires_at)} UTC); rotate that one")
+        raise ForbiddenError(f"key {shown_id(key_id)} was already rotated to {shown_id(old.replaced_by)} (it "
+                             f"stays valid until {when(old.expires_at)} UTC); rotate the new key instead")
     key, new = issue(store, old.consumer, old.models, old.rate_limit, old.daily_quota, old.expires_at, now)
     ends = now + grace_hours * 3600
     store.update_key(replace(old, expires_at=ends if old.expires_at is None else min(old.expires_at, ends),
                              replaced_by=new.key_id))
     announce(key, new, "rotated to")
-    click.echo(f"the old key {shown_id(key_id)} works until {when(min(ends, old.expires_at or ends))} UTC",
-               err=True)
+    if grace_hours == 0:
+        click.echo(f"the old key {shown_id(key_id)} no longer works", err=True)
+    else:
+        click.echo(f"the old key {shown_id(key_id)} works until {when(min(ends, old.expires_at or ends))} UTC",
+                   err=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from functions.core.settings import ENV_KEYS
 from maas.common import store_option
 
 
@@ -51,8 +52,12 @@ def serve(store_uri: str | None, host: str, port: int, batch_outputs: str | None
           keys_file: str | None) -> None:
     """Serve the prediction API and the web console (/console; the same ASGI app as Lambda) with uvicorn."""
     if keys_file is not None and not keys_file.startswith("dynamodb://") and not Path(keys_file).is_file():
-        raise click.UsageError(f"no key store at {keys_file}: make one with `maas keys create CONSUMER --keys "
-                               f"{keys_file}`")
+        from functions.core.errors import NotFoundError
+
+        raise NotFoundError(f"no key store at {keys_file}: make one with `maas keys create CONSUMER --keys "
+                            f"{keys_file}`")
+    if keys_file is None and os.environ.get(ENV_KEYS):
+        click.echo(f"note: {ENV_KEYS} is set but --keys was not given: this server requires no API keys", err=True)
     sock = bind(host, port)
     if capture_dir is not None:
         from functions.core import capture

@@ -69,9 +69,10 @@ def usage(consumer: str | None, model: str | None, since: str | None, keys_uri: 
         click.echo(orjson.dumps([as_dict(row) for row in rows]).decode())
         return
     if not rows:
-        filters = [f"{name} {value}" for name, value in (("consumer", consumer), ("model", model),
-                                                         ("since", since)) if value is not None]
-        click.echo(f"no usage recorded in {store.uri}{' for ' + ', '.join(filters) if filters else ''}")
+        filters = [f"{name} {value}" for name, value in (("consumer", consumer), ("model", model))
+                   if value is not None]
+        where = f" for {', '.join(filters)}" if filters else ""
+        click.echo(f"no usage recorded in {store.uri}{where}{f' since {since}' if since else ''}")
         return
     from rich.console import Console
     from rich.table import Table

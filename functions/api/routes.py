@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functions.api.codecs import v1_predict, v2_infer
 from functions.api.errors import reply_for
 from functions.api.http import Call, Reply, json_reply
+from functions.core import request_facts
 from functions.core.errors import MaasError, StoreTimeoutError
 from functions.core.service import PredictionService
 from functions.core.telemetry import emit_error_metric, log
@@ -77,6 +78,7 @@ async def answer(handler: Handler, service: PredictionService, call: Call, param
     except MaasError as exc:
         if call.served is not None:  # the dashboard's errors per version (a split's two sides, say)
             emit_error_metric(*call.served, exc.code, call.request_id)
+            request_facts.served(*call.served, 0)  # metered against the version that refused the input
         return reply_for(exc, call.path, call.request_id, hidden_locations(service))
     except Exception as exc:  # a bug: logged with the request id, answered without details
         log("ERROR", "unhandled error", error=repr(exc), type=type(exc).__name__, path=call.path,

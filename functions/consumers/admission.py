@@ -200,7 +200,8 @@ class Limits:
         start = int(now) // window * window
         if self.store.take(f"rate#{grant.consumer}", str(start), limit, start + window + 60) is None:
             raise LimitExceededError(
-                f"consumer {grant.consumer!r} is over its rate limit of {grant.rate_limit:g} requests per second",
+                f"consumer {grant.consumer!r} is over its rate limit of {grant.rate_limit:g} "
+                f"request{'' if grant.rate_limit == 1 else 's'} per second",
                 math.ceil(start + window - now), code="rate_limited")
 
     def _quota(self, grant: Grant, now: float) -> None:

@@ -67,6 +67,15 @@ class KeyGate:
     def __getattr__(self, name: str) -> Any:  # the wrapped front's cache, service, settings
         return getattr(self.app, name)
 
+    def _flushing(self, receive: Receive) -> Receive:
+        """``receive`` that writes pending usage when the server announces its shutdown (SIGTERM included)."""
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                self.meter.flush()
+            return message
+        return receiving
+
     def grant(self, scope: Scope, headers: dict[str, str]) -> Grant:
         """The request's grant, or its 401/403."""
         if self.keyring is not None:
@@ -74,6 +83,9 @@ class KeyGate:
         return Grant.from_context(authorizer_context(scope) or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._flushing(receive), send)
+            return
         if scope["type"] != "http" or is_public(scope):
             await self.app(scope, receive, send)
             return

@@ -43,10 +43,16 @@ def key_hash(key: str) -> str:
 
 
 def parse_key_id(text: str) -> str:
-    """A key id as typed by an operator (``maas_abcd2345`` or ``abcd2345``); ValueError otherwise."""
-    found = _KEY_ID.fullmatch(text.strip())
+    """A key id as typed by an operator (``maas_abcd2345``, ``abcd2345``, or the whole key, whose id it takes);
+    ValueError otherwise, never quoting more than an id's length of what was typed (it may be a key)."""
+    text = text.strip()
+    whole = key_id_of(text)
+    if whole is not None:
+        return whole
+    found = _KEY_ID.fullmatch(text)
     if not found:
-        raise ValueError(f"{text!r} is not a key id (maas_ and 8 characters a-z, 2-7, as `maas keys list` shows)")
+        shown = text if len(text) <= len(KEY_PREFIX) + 8 else text[:len(KEY_PREFIX) + 8] + "..."
+        raise ValueError(f"{shown!r} is not a key id (maas_ and 8 characters a-z, 2-7, as `maas keys list` shows)")
     return found.group(1)
 
 

@@ -3,6 +3,7 @@ DynamoDB table, in three tables. WAL mode lets the key commands write while ``ma
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -44,6 +45,8 @@ class SqliteStore:
         self._local = threading.local()
         self._takes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # owner only: SQLite gives its -wal and -shm files the database's permissions
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connection() as db:
             db.executescript(_SCHEMA)
 

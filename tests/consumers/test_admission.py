@@ -183,3 +183,11 @@ def test_a_rate_becomes_the_shortest_window_holding_whole_requests(rate: float, 
     from functions.consumers.admission import rate_window
 
     assert rate_window(rate) == window
+
+
+def test_a_whole_key_names_its_id_and_a_bad_one_is_never_echoed() -> None:
+    key, key_id = new_key()
+    assert parse_key_id(key) == key_id  # revoking a leaked key by pasting it works
+    with pytest.raises(ValueError) as refused:
+        parse_key_id(key[:-2] + "!!")
+    assert key[14:-2] not in str(refused.value) and "maas_" + key_id in str(refused.value)

@@ -143,11 +143,12 @@ def test_usage_counts_requests_rows_and_errors_by_class(http: httpx.Client, serv
     served.gate.meter.flush()
     rows = {(u.model, u.version): u for u in served.store.usage(consumer="metered")}
     diabetes, cancer = rows[("diabetes-mlp", "1")], rows[("cancer-mlp", "1")]
-    assert (diabetes.requests, diabetes.rows, diabetes.client_errors, diabetes.throttled) == (3, 5, 0, 0)
+    # the 422 counts against the version that refused its input
+    assert (diabetes.requests, diabetes.rows, diabetes.client_errors, diabetes.throttled) == (4, 5, 1, 0)
     assert (cancer.requests, cancer.rows) == (1, 2)
     assert (rows[("cancer-mlp", "-")].requests, rows[("cancer-mlp", "-")].rows) == (1, 0)  # the metadata read
-    refused = rows[("diabetes-mlp", "-")]  # answered before a version was chosen
-    assert (refused.requests, refused.client_errors, refused.throttled, refused.rows) == (2, 1, 1, 0)
+    refused = rows[("diabetes-mlp", "-")]  # answered before a version was chosen: the quota's 429
+    assert (refused.requests, refused.client_errors, refused.throttled, refused.rows) == (1, 0, 1, 0)
     assert rows[("digits-cnn", "-")].client_errors == 1 and rows[("nope", "-")].client_errors == 1
     assert sum(u.server_errors for u in rows.values()) == 0
     assert all(u.latency_ms > 0 for u in rows.values())
