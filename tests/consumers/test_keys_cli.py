@@ -164,6 +164,8 @@ def test_rotate_makes_a_new_key_alike_and_keeps_the_old_one_for_the_grace_period
     assert keyring(keys_db, wall_clock=later).authenticate(new).consumer == "team-r"
     twice = maas("keys", "rotate", str(old_id), "--keys", str(keys_db))
     assert twice.exit_code == 16 and "already rotated" in twice.stderr and twice.stdout == ""
+    listed = {r["id"]: r["state"] for r in json.loads(maas("keys", "list", "--json", "--keys", str(keys_db)).stdout)}
+    assert listed[f"maas_{old_id}"] == "rotated" and listed[f"maas_{key_id_of(new)}"] == "active"
 
 
 def test_rotate_with_no_grace_ends_the_old_key_now_and_refuses_dead_keys(keys_db: Path) -> None:
