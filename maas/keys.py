@@ -181,7 +181,7 @@ def public(record: KeyRecord, now: float) -> dict[str, Any]:
 
     data = record.to_dict()
     del data["key_hash"]
-    state = record.state(now)
+    state: str = record.state(now)
     if state == "active" and record.replaced_by is not None:
         state = "rotated"  # still valid, in its grace period
     return {"id": shown_id(record.key_id), **data, "state": state}
