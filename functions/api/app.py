@@ -27,9 +27,16 @@ from functions.core.model_cache import ModelCache, model_cache_from
 from functions.core.service import PredictionService
 from functions.core.settings import Settings, get_settings
 
+API_KEY_SCHEMES = {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                   "Bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"}}
+"""How callers authenticate when the API requires API keys (``maas serve --keys``, an ``apiKey`` stage)."""
+KEYLESS_PATHS = ("/v2/health/live", "/v2/health/ready")
 
-def create_app(settings: Settings | None = None, cache: ModelCache | None = None) -> FastAPI:
-    """Build the app; the model cache is shared by every request of the process."""
+
+def create_app(settings: Settings | None = None, cache: ModelCache | None = None,
+               api_keys: bool = False) -> FastAPI:
+    """Build the app; the model cache is shared by every request of the process. With ``api_keys`` the OpenAPI
+    document declares the key (so ``/docs`` can send it)."""
     settings = settings or get_settings()
     cache = cache or model_cache_from(settings)
     app = FastAPI(title="maas prediction API", version="1", docs_url=None, redoc_url=None,
@@ -52,6 +59,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
         jobs = local_jobs.LocalJobs(Path(settings.cache_dir) / "jobs")
         routes += local_jobs.make_router(service, jobs).routes
     app.state.documented_routes = list(routes)
+    app.state.api_keys = api_keys
     # Endpoints that take only the request are served as plain Starlette routes: FastAPI's per-request
     # dependency solving (tens of microseconds) buys them nothing. Their OpenAPI entries come from the
     # FastAPI routes kept above.
@@ -105,5 +113,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
+    if app.state.api_keys:
+        schema["components"]["securitySchemes"] = API_KEY_SCHEMES
+        schema["security"] = [{name: []} for name in API_KEY_SCHEMES]
+        for path in KEYLESS_PATHS:
+            for operation in schema.get("paths", {}).get(path, {}).values():
+                operation["security"] = []
     app.openapi_schema = schema
     return schema

@@ -29,6 +29,8 @@ class Front:
         self.settings = settings or get_settings()
         self.cache = cache or model_cache_from(self.settings)
         self.service = PredictionService(self.cache, self.settings)
+        self.api_keys = False
+        """Requests need API keys (set by the key gate in front): the OpenAPI document declares them."""
         self._app: FastAPI | None = None
 
     @property
@@ -37,7 +39,7 @@ class Front:
         if self._app is None:
             from functions.api.app import create_app
 
-            self._app = create_app(self.settings, self.cache)
+            self._app = create_app(self.settings, self.cache, self.api_keys)
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

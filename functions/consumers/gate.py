@@ -63,6 +63,8 @@ class KeyGate:
         self.meter = meter
         self.keyring = keyring
         """None: trust the Lambda authorizer's verdict in the event (deployed)."""
+        if hasattr(app, "api_keys"):
+            app.api_keys = True  # the front's OpenAPI document declares the key
 
     def __getattr__(self, name: str) -> Any:  # the wrapped front's cache, service, settings
         return getattr(self.app, name)

@@ -70,6 +70,11 @@ def test_the_console_and_the_api_description_load_without_a_key(http: httpx.Clie
     for path in ("/console/", "/console/js/api.js", "/docs", "/openapi.json"):
         assert http.get(path).status_code == 200, path
     assert http.get("/consolex").status_code == 401  # only the console's own paths
+    document = http.get("/openapi.json").json()  # /docs can send the key
+    assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header",
+                                                                   "name": "x-api-key"}
+    assert {"ApiKey": []} in document["security"]
+    assert document["paths"]["/v2/health/live"]["get"]["security"] == []
 
 
 def test_a_good_key_works_in_either_header_and_a_bad_one_is_401(http: httpx.Client, served: Served) -> None:
