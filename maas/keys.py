@@ -41,9 +41,12 @@ def open_keys(uri: str | None, create: bool = False) -> ConsumerStore:
     from functions.core.errors import NotFoundError
 
     resolved = keys_uri(uri)
-    if not create and not resolved.startswith(DYNAMODB):
+    if not resolved.startswith(DYNAMODB):
         path = Path(resolved[len(SQLITE):] if resolved.startswith(SQLITE) else resolved)
-        if "://" not in str(path) and not path.is_file():
+        if path.is_dir():
+            raise click.BadParameter(f"{resolved} is a folder: give the key store's file, e.g. {path / 'keys.db'}",
+                                     param_hint="--keys")
+        if not create and "://" not in str(path) and not path.is_file():
             raise NotFoundError(f"no key store at {resolved}: make one with `maas keys create CONSUMER "
                                 f"--keys {resolved}`")
     try:
