@@ -36,8 +36,9 @@ ACKNOWLEDGED = {
         "Same finding as AwsSolutions-L1: the runtime is pinned to the Python the bundle is compiled for.",
     "AwsSolutions::AwsSolutions-APIG4":
         "Only GET /v2/health/live and /v2/health/ready are public, for uptime probes; they reveal no model "
-        "data. Every other route needs IAM (SigV4), a JWT with the configured scopes, or an API key (the "
-        "consumers' Lambda authorizer).",
+        "data (on API-key stages also GET /console, /docs and /openapi.json: static pages and the API's "
+        "description, no model data). Every other route needs IAM (SigV4), a JWT with the configured scopes, or "
+        "an API key (the consumers' Lambda authorizer).",
     "Serverless::Serverless-LambdaDLQ":
         "Neither function is invoked asynchronously: API Gateway calls the API synchronously and the SQS "
         "event source polls the batch function; undeliverable batch messages go to the queue's own DLQ.",

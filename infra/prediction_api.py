@@ -27,6 +27,9 @@ from infra.model_store import ModelStore
 # Routes a load balancer or uptime probe may call without credentials; they reveal nothing about models.
 JOB_RECORDS, JOB_INPUTS, JOB_OUTPUTS = "jobs", "inputs/*/jobs", "outputs/*/jobs"
 PUBLIC_ROUTES = ("/v2/health/live", "/v2/health/ready")
+KEYLESS_PAGES = ("/console", "/console/{proxy+}", "/docs", "/openapi.json")
+"""On API-key stages also public: the console's own files and the API's description. They hold no model data;
+the API function's key gate lets them through, and the console sends the key on every call it makes."""
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId", "time": "$context.requestTime", "ip": "$context.identity.sourceIp",
     "method": "$context.httpMethod", "route": "$context.routeKey", "path": "$context.path",
@@ -96,7 +99,7 @@ class PredictionApi(Construct):
                                  default_authorization_scopes=list(config.auth.scopes) or None,
                                  description=f"maas {config.stage} prediction API")
         self.api.add_routes(path="/{proxy+}", methods=[apigw.HttpMethod.ANY], integration=integration)
-        for path in PUBLIC_ROUTES:
+        for path in PUBLIC_ROUTES + (KEYLESS_PAGES if config.auth.type == "apiKey" else ()):
             self.api.add_routes(path=path, methods=[apigw.HttpMethod.GET], integration=integration,
                                 authorizer=apigw.HttpNoneAuthorizer())
         self.access_logs = foundation.log_group(self, "AccessLogs")

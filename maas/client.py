@@ -179,6 +179,10 @@ class Client:
         return {"x-api-key": self.api_key}
 
     def _send(self, request: urllib.request.Request, into: BinaryIO | None = None) -> bytes:
+        for name in ("X-api-key", "Authorization"):  # credentials never follow a redirect (to any origin)
+            value = request.headers.pop(name, None)
+            if value is not None:
+                request.add_unredirected_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 if into is not None:

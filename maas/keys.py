@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from functions.consumers.keys import MAX_RATE
+
 if TYPE_CHECKING:
     from functions.consumers.keys import KeyRecord
     from functions.consumers.store import ConsumerStore
@@ -157,11 +159,11 @@ def keys() -> None:
 @click.argument("consumer", callback=_consumer)
 @click.option("--models", default="*", show_default=True, callback=_models,
               help="The models the key may call: m1,m2 or * for all.")
-@click.option("--rate-limit", type=float, default=None, callback=_positive("--rate-limit"), metavar="R",
-              help="Requests per second for the consumer, in one-second windows (below 1: windows of ceil(1/R) "
-                   "seconds). Default: none.")
+@click.option("--rate-limit", type=float, default=None, callback=_positive("--rate-limit", MAX_RATE), metavar="R",
+              help="Requests per second for the consumer (1/3600 to 1e6), in the shortest window up to a minute "
+                   "holding whole requests (below 1/60: one request per ceil(1/R) seconds). Default: none.")
 @click.option("--daily-quota", type=int, default=None, metavar="N",
-              help="Requests per UTC day for the consumer (at least 1). Default: none.")
+              help="Requests per UTC day for the consumer (1 to 10^12). Default: none.")
 @click.option("--expires", "expires_days", type=float, default=None,
               callback=_positive("--expires", MAX_EXPIRES_DAYS),
               metavar="DAYS", help="Days until the key expires (fractions allowed). Default: never.")
@@ -169,8 +171,13 @@ def keys() -> None:
 def create(consumer: str, models: tuple[str, ...], rate_limit: float | None, daily_quota: int | None,
            expires_days: float | None, keys_uri: str | None) -> None:
     """Create a key for CONSUMER and print it once (stdout: the key alone; stderr: its id and limits)."""
-    if daily_quota is not None and daily_quota < 1:
-        raise click.BadParameter(f"must be at least 1, got {daily_quota}", param_hint="--daily-quota")
+    from functions.consumers.keys import MAX_QUOTA, MIN_RATE
+
+    if daily_quota is not None and not 1 <= daily_quota <= MAX_QUOTA:
+        raise click.BadParameter(f"must be 1 to {MAX_QUOTA}, got {daily_quota}", param_hint="--daily-quota")
+    if rate_limit is not None and rate_limit < MIN_RATE:
+        raise click.BadParameter(f"must be at least {MIN_RATE:.6f} (one request an hour), got {rate_limit:g}",
+                                 param_hint="--rate-limit")
     now = time.time()
     store = open_keys(keys_uri, create=True)
     key, record = issue(store, consumer, models, rate_limit, daily_quota,

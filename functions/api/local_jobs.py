@@ -105,7 +105,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
         with jobs.lock:
             record = jobs.read(job_id)
             token = call.query("token") or ""
-            if record["status"] != "pending" or not hmac.compare_digest(token, record["token"]):
+            if record["status"] != "pending" or not hmac.compare_digest(token.encode(), str(record["token"]).encode()):
                 raise RequestError(403, "forbidden", "the upload token is wrong or was already used")
             record["status"] = "uploading"
             jobs.write(record)

@@ -83,6 +83,9 @@ class DynamoStore:
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
                 raise
             error = exc.response.get("Error", {})
+            if error.get("Code") == "ValidationException":  # a request the table can never accept
+                raise ValueError(f"the key table {self.table} refused {operation}: {error.get('Message', '')}") \
+                    from None
             raise KeyStoreUnavailableError(f"the key table {self.table} refused {operation}: "
                                         f"{error.get('Code', 'error')} {error.get('Message', '')}".rstrip()) from None
         except (ConnectTimeoutError, ReadTimeoutError):

@@ -10,6 +10,7 @@ verdict from the event. Every answered request of a known consumer is metered (`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -22,9 +23,10 @@ from functions.consumers.jobs import use_meter
 from functions.consumers.meter import Meter
 from functions.consumers.store import keys_uri, open_store
 from functions.consumers.usage import Usage
-from functions.core.errors import MaasError
+from functions.core.errors import KeyStoreUnavailableError, MaasError
 from functions.core.request_facts import FACTS, RequestFacts
 from functions.core.settings import ENV_AUTH, ENV_KEYS_CACHE_SECONDS
+from functions.core.telemetry import log
 
 PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/console", "/docs", "/openapi.json"})
 """Answered without a key: health checks, and pages and documents that hold no model data (the console's own
@@ -57,8 +59,12 @@ def authorizer_context(scope: Scope) -> dict[str, Any] | None:
 class KeyGate:
     """ASGI middleware: authenticate, admit, meter; everything else is the wrapped app's."""
 
-    def __init__(self, app: Any, limits: Limits, meter: Meter, keyring: Keyring | None = None) -> None:
+    def __init__(self, app: Any, limits: Limits, meter: Meter, keyring: Keyring | None = None,
+                 offload: bool = False) -> None:
         self.app = app
+        self.offload = offload
+        """Check keys and limits on a worker thread (a remote store under ``maas serve``); in Lambda one request
+        has the process to itself and the check runs inline."""
         self.limits = limits
         self.meter = meter
         self.keyring = keyring
@@ -93,20 +99,26 @@ class KeyGate:
             return
         started = time.perf_counter()
         path = _path(scope)
-        model = model_in_path(path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        grant: Grant | None = None
         try:
-            grant = self.grant(scope, headers)
-            self.limits.admit(grant, model)
-        except MaasError as exc:
-            reply = reply_for(exc, path, request_id(scope, headers))
-            await reply.send(send)
-            if grant is not None:
-                self.meter.add(Usage.answered(grant.consumer, model, None, reply.status, 0,
-                                              (time.perf_counter() - started) * 1000))
+            if self.offload:  # a remote store (dynamodb://) under maas serve: never wait on the event loop
+                grant = await asyncio.to_thread(self._admitted, scope, headers, model_in_path(path))
+            else:
+                grant = self._admitted(scope, headers, model_in_path(path))
+        except GrantedError as refused:  # the key is good, the request is not (scope, rate, quota)
+            await self._refuse(refused.error, path, scope, headers, send, refused.grant, started)
             return
-        facts = RequestFacts(grant.consumer, model, scope=None if grant.covers_all else grant.models)
+        except MaasError as exc:
+            await self._refuse(exc, path, scope, headers, send, None, started)
+            return
+        except Exception as exc:  # a store answering what no store should: the request is refused, not failed
+            log("ERROR", "API key check failed", error=repr(exc), path=path)
+            await self._refuse(KeyStoreUnavailableError("the key check failed"), path, scope, headers, send, None,
+                               started)
+            return
+        # Usage is filed under the model and version that answered; requests no version answered (an unknown
+        # model, a refusal) under "-": a name from the path never becomes a usage row by itself.
+        facts = RequestFacts(grant.consumer, scope=None if grant.covers_all else grant.models)
         status = 500
 
         async def sending(message: Message) -> None:
@@ -122,6 +134,32 @@ class KeyGate:
             FACTS.reset(token)
             self.meter.add(Usage.answered(grant.consumer, facts.model, facts.version, status, facts.rows,
                                           (time.perf_counter() - started) * 1000))
+
+    def _admitted(self, scope: Scope, headers: dict[str, str], model: str | None) -> Grant:
+        """The request's grant once admitted; its 401/403 (MaasError) or, for a good key, GrantedError."""
+        grant = self.grant(scope, headers)
+        try:
+            self.limits.admit(grant, model)
+        except MaasError as exc:
+            raise GrantedError(grant, exc) from None
+        return grant
+
+    async def _refuse(self, exc: MaasError, path: str, scope: Scope, headers: dict[str, str], send: Send,
+                      grant: Grant | None, started: float) -> None:
+        reply = reply_for(exc, path, request_id(scope, headers))
+        await reply.send(send)
+        if grant is not None:  # refusals of a good key are metered (under no model: see above)
+            self.meter.add(Usage.answered(grant.consumer, None, None, reply.status, 0,
+                                          (time.perf_counter() - started) * 1000))
+
+
+class GrantedError(Exception):
+    """A good key's request refused by its scope or limits (carries the grant, to meter the refusal)."""
+
+    def __init__(self, grant: Grant, error: MaasError) -> None:
+        super().__init__(error.message)
+        self.grant = grant
+        self.error = error
 
 
 def is_public(scope: Scope) -> bool:
@@ -155,7 +193,8 @@ def local_gate(app: Any, uri: str, ttl: float | None = None) -> KeyGate:
     store = open_store(uri)
     meter = Meter(store)
     use_meter(meter)  # the rows of the jobs this server runs count with its requests
-    return KeyGate(app, Limits(store), meter, Keyring(store, cache_seconds() if ttl is None else ttl))
+    return KeyGate(app, Limits(store), meter, Keyring(store, cache_seconds() if ttl is None else ttl),
+                   offload=uri.startswith("dynamodb://"))
 
 
 def deployed_gate(app: Any) -> KeyGate:

@@ -22,6 +22,10 @@ _KEY_ID = re.compile(r"(?:maas_)?([a-z2-7]{8})")
 _CONSUMER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}")
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 KeyState = Literal["active", "revoked", "expired"]
+MIN_RATE, MAX_RATE = 1 / 3600, 1_000_000.0
+"""Rate limits a key may carry, in requests per second: one an hour to a million a second."""
+MAX_QUOTA = 10**12
+"""The largest daily quota (requests per UTC day)."""
 
 
 def new_key() -> tuple[str, str]:
@@ -132,9 +136,14 @@ class KeyRecord:
         texts = (data["key_hash"], data["key_id"], data["consumer"])
         if not isinstance(models, list | tuple) or not all(isinstance(m, str) for m in (*models, *texts)):
             raise ValueError("a key record's hash, id, consumer and models are text")
+        rate = number("rate_limit")
+        if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(f"a key's rate limit is {MIN_RATE:g} to {MAX_RATE:g} requests per second")
+        if quota is not None and not 1 <= int(quota) <= MAX_QUOTA:
+            raise ValueError(f"a key's daily quota is 1 to {MAX_QUOTA} requests")
         return cls(key_hash=str(data["key_hash"]), key_id=str(data["key_id"]), consumer=str(data["consumer"]),
                    models=tuple(models),
-                   rate_limit=number("rate_limit"), daily_quota=None if quota is None else int(quota),
+                   rate_limit=rate, daily_quota=None if quota is None else int(quota),
                    created_at=float(data.get("created_at") or 0.0), expires_at=number("expires_at"),
                    revoked_at=number("revoked_at"),
                    replaced_by=None if data.get("replaced_by") is None else str(data["replaced_by"]))

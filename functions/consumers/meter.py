@@ -12,7 +12,6 @@ from typing import Any
 
 from functions.consumers.store import ConsumerStore
 from functions.consumers.usage import Usage
-from functions.core.errors import MaasError
 from functions.core.telemetry import log
 
 MAX_PENDING = 10_000
@@ -48,26 +47,31 @@ class Meter:
             self._start()
 
     def flush(self) -> int:
-        """Write what is pending (blocking); the number of rows written. Never raises."""
+        """Write what is pending (blocking), one row at a time, so a failure puts back only the rows not yet
+        written; the number of rows written. A row the store refuses for good (``ValueError``) is dropped and
+        logged; a store that is down keeps the rest for the next write. Never raises."""
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = list(self._pending.values()), {}
-            if not rows:
-                return 0
-            try:
-                self.store.add_usage(rows)
-            except (MaasError, OSError) as exc:
-                log("WARNING", "usage not written yet; kept for the next write", rows=len(rows),
-                    error=getattr(exc, "message", str(exc)))
-                with self._lock:
-                    for row in rows:
-                        self._merge_back(row)
-                return 0
-            except Exception as exc:  # metering must never take the process down
-                log("ERROR", "usage write failed", rows=len(rows), error=repr(exc))
-                return 0
-            self.written += len(rows)
-            return len(rows)
+            written = 0
+            for index, row in enumerate(rows):
+                try:
+                    self.store.add_usage([row])
+                except ValueError as exc:  # refused for good (a row the store cannot hold): retrying won't help
+                    self.dropped += row.requests
+                    log("ERROR", "usage row refused by the store; dropped", consumer=row.consumer, model=row.model,
+                        error=str(exc))
+                    continue
+                except Exception as exc:  # the store is down or failing: keep this row and the rest
+                    log("WARNING", "usage not written yet; kept for the next write", rows=len(rows) - index,
+                        error=getattr(exc, "message", None) or repr(exc))
+                    with self._lock:
+                        for unwritten in rows[index:]:
+                            self._merge_back(unwritten)
+                    break
+                written += 1
+            self.written += written
+            return written
 
     def _merge_back(self, row: Usage) -> None:
         total = self._pending.get(row.key)

@@ -68,6 +68,8 @@ class SqliteStore:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.IntegrityError:
             raise
+        except OverflowError as exc:  # a number SQLite cannot hold: a request it can never accept
+            raise ValueError(f"the key store {self.path} cannot hold a value: {exc}") from None
         except sqlite3.Error as exc:
             raise KeyStoreUnavailableError(f"the key store {self.path} failed: {exc}") from None
 

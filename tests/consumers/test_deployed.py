@@ -131,12 +131,12 @@ def test_the_function_answers_the_verdict_and_meters_after_the_response(deployed
     rows: list[Usage] = []
     while time.monotonic() < deadline:
         rows = table.usage(consumer="lambda-team")
-        if sum(r.requests for r in rows) >= 5:
+        if sum(r.requests for r in rows) >= 5:  # 3 served, 1 over quota, 1 out of scope
             break
         time.sleep(0.05)
     by_version = {(r.model, r.version): r for r in rows}
     served = by_version[("diabetes-mlp", "1")]
     assert (served.requests, served.rows) == (3, 3)
-    assert by_version[("diabetes-mlp", "-")].throttled == 1
-    assert by_version[("cancer-mlp", "-")].client_errors == 1
+    refused = by_version[("-", "-")]  # the quota's 429 and the scope's 403: answered before a version
+    assert (refused.throttled, refused.client_errors) == (1, 1)
 

@@ -129,3 +129,32 @@ def test_usage_waits_for_the_store_and_is_then_written_exactly(tmp_path: Path) -
     assert meter.flush() == 1
     [row] = flaky.inner.usage()
     assert (row.requests, row.rows, row.throttled, row.server_errors) == (4, 4, 1, 1)
+
+
+class _Picky:
+    """A store that refuses one consumer's rows for good and fails for another, as a real table may."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def add_usage(self, rows: list[Usage]) -> None:
+        self.calls += 1
+        for row in rows:
+            if row.consumer == "refused":
+                raise ValueError("the table can never hold this row")
+            if row.consumer == "down":
+                raise StoreUnavailableError("throttled")
+        self.inner.add_usage(rows)
+
+
+def test_a_failing_row_puts_back_only_the_rows_not_written(tmp_path: Path) -> None:
+    picky = _Picky(SqliteStore(tmp_path / "keys.db"))
+    meter = Meter(picky)  # type: ignore[arg-type]
+    meter.after_post = True
+    for consumer in ("first", "refused", "second", "down", "third"):
+        meter.add(Usage.answered(consumer, "m", "1", 200, 1, 1.0))
+    assert meter.flush() == 2  # first and second written, refused dropped, down and third kept
+    assert meter.dropped == 1
+    assert meter.flush() == 0  # still down: nothing written twice
+    assert sorted((r.consumer, r.requests) for r in picky.inner.usage()) == [("first", 1), ("second", 1)]

@@ -151,10 +151,10 @@ def test_usage_counts_requests_rows_and_errors_by_class(http: httpx.Client, serv
     # the 422 counts against the version that refused its input
     assert (diabetes.requests, diabetes.rows, diabetes.client_errors, diabetes.throttled) == (4, 5, 1, 0)
     assert (cancer.requests, cancer.rows) == (1, 2)
-    assert (rows[("cancer-mlp", "-")].requests, rows[("cancer-mlp", "-")].rows) == (1, 0)  # the metadata read
-    refused = rows[("diabetes-mlp", "-")]  # answered before a version was chosen: the quota's 429
-    assert (refused.requests, refused.client_errors, refused.throttled, refused.rows) == (1, 0, 1, 0)
-    assert rows[("digits-cnn", "-")].client_errors == 1 and rows[("nope", "-")].client_errors == 1
+    # answered before a version was chosen (the metadata read, two scope refusals, the quota's 429): under "-"
+    unversioned = rows[("-", "-")]
+    assert (unversioned.requests, unversioned.client_errors, unversioned.throttled, unversioned.rows) == (4, 2, 1, 0)
+    assert set(rows) == {("diabetes-mlp", "1"), ("cancer-mlp", "1"), ("-", "-")}
     assert sum(u.server_errors for u in rows.values()) == 0
     assert all(u.latency_ms > 0 for u in rows.values())
 
@@ -201,3 +201,19 @@ def test_a_corrupted_key_record_is_a_503_for_that_key_only(http: httpx.Client, s
     assert body(answer) == {"code": "key_store_unavailable",
                             "error": "API keys cannot be checked right now; retry later"}
     assert http.post(PREDICT, json={"instances": [DIABETES_ROW]}, headers={"x-api-key": good}).status_code == 200
+
+
+def test_names_from_paths_never_become_usage_rows_and_odd_tokens_are_refused(http: httpx.Client,
+                                                                             served: Served) -> None:
+    key, _ = add_key(served.store, "odd-paths")
+    headers = {"x-api-key": key}
+    long_name = "a" * 1100
+    one = {"instances": [DIABETES_ROW]}
+    assert http.post(f"/v1/models/{long_name}/predict", json=one, headers=headers).status_code == 404
+    assert http.post("/v1/models/no-such-model/predict", json=one, headers=headers).status_code == 404
+    job = http.post("/v1/models/diabetes-mlp/jobs", json={"format": "csv", "bytes": 10}, headers=headers).json()
+    upload = http.put(f"/v1/jobs/{job['job_id']}/input", params={"token": "é"}, content=b"x")
+    assert upload.status_code == 403 and body(upload)["code"] == "forbidden"  # a token no job has, not a 500
+    served.gate.meter.flush()
+    rows = {(u.model, u.version): u.requests for u in served.store.usage(consumer="odd-paths")}
+    assert rows == {("-", "-"): 3}  # the two unknown models and the job submission: no row named by the path

@@ -203,3 +203,10 @@ def test_keys_and_usage_on_a_dynamodb_table(dynamo_env: str) -> None:
     DynamoStore(table).add_usage([Usage("team-d", "m", "1", "2026-12-04", requests=2, rows=3, latency_ms=4.0)] * 2)
     usage = json.loads(maas("usage", "--json", "--consumer", "team-d", "--since", "2026-12-01", "--keys", uri).stdout)
     assert [(r["requests"], r["rows"], r["mean_latency_ms"]) for r in usage] == [(4, 6, 2.0)]
+
+
+@pytest.mark.parametrize("option", [("--rate-limit", "1e19"), ("--rate-limit", "1e-300"),
+                                    ("--daily-quota", str(10**19)), ("--expires", "1e9")])
+def test_limits_and_dates_no_store_can_hold_are_usage_errors(keys_db: Path, option: tuple[str, str]) -> None:
+    created = maas("keys", "create", "bounded", *option, "--keys", str(keys_db))
+    assert created.exit_code == 2 and option[0] in created.output and created.stdout == ""

@@ -1,4 +1,4 @@
-// Calls to this server's API (same origin), with the bearer token when one is set.
+// Calls to this server's API (same origin), with the API key or bearer token when one is set.
 const TOKEN_KEY = "maas.token";
 // The console lives at <base>/console/: the API is at <base>/.
 const BASE = new URL("../", window.location.href);
@@ -24,10 +24,15 @@ export function setToken(token) {
   else window.sessionStorage.removeItem(TOKEN_KEY);
 }
 
+// A maas API key goes in x-api-key (what an API-key stage's gateway caches on); any other token (a JWT) as a
+// bearer token.
+const API_KEY = /^maas_[a-z2-7]{8}_[A-Za-z0-9_-]{43}$/;
+
 function headers(extra = {}) {
   const out = { ...extra };
   const token = getToken();
-  if (token) out.Authorization = `Bearer ${token}`;
+  if (token && API_KEY.test(token)) out["x-api-key"] = token;
+  else if (token) out.Authorization = `Bearer ${token}`;
   return out;
 }
 
