@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -244,13 +243,13 @@ def _figures(samples: dict[str, list[float]], block_p50: dict[str, list[float]])
 
 def _serve(store: Any, work: Path, blocks: int, runs: int) -> dict[str, Any]:
     import httpx
-    import uvicorn
 
     from functions.api.front import create_front
     from functions.consumers.gate import local_gate
     from functions.consumers.sqlite_store import SqliteStore
     from functions.core.model_cache import ModelCache
     from functions.core.settings import Settings
+    from tests.api.conftest import LiveServer
     from tests.api.samples import DIABETES_ROW
 
     keys = SqliteStore(work / "keys.db")
@@ -259,38 +258,21 @@ def _serve(store: Any, work: Path, blocks: int, runs: int) -> dict[str, Any]:
     settings = Settings(store=store.uri)
     front = create_front(settings, ModelCache(store, settings))
     gate = local_gate(front, str(keys.path), ttl=30)
-    servers, threads, urls = [], [], {}
-    for name, app in (("none", front), ("gate", gate)):
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                               access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        servers.append(server)
-        threads.append(thread)
-        urls[name] = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     body = json.dumps({"instances": [DIABETES_ROW]}).encode()
-    try:
-        with httpx.Client(timeout=30) as client:
-            targets = {"none": (urls["none"], {}), "key": (urls["gate"], {"x-api-key": plain}),
-                       "limits": (urls["gate"], {"x-api-key": limited})}
+    with LiveServer(front) as plain_url, LiveServer(gate) as gate_url, httpx.Client(timeout=30) as client:
+        targets = {"none": (plain_url, {}), "key": (gate_url, {"x-api-key": plain}),
+                   "limits": (gate_url, {"x-api-key": limited})}
 
-            def once(variant: str) -> float:
-                url, headers = targets[variant]
-                started = time.perf_counter()
-                answer = client.post(f"{url}/v1/models/{MODEL}/predict", content=body,
-                                     headers={"content-type": "application/json", **headers})
-                elapsed = (time.perf_counter() - started) * 1000
-                assert answer.status_code == 200, answer.text
-                return elapsed
+        def once(variant: str) -> float:
+            url, headers = targets[variant]
+            started = time.perf_counter()
+            answer = client.post(f"{url}/v1/models/{MODEL}/predict", content=body,
+                                 headers={"content-type": "application/json", **headers})
+            elapsed = (time.perf_counter() - started) * 1000
+            assert answer.status_code == 200, answer.text
+            return elapsed
 
-            samples, block_p50, _ = _blocks(once, blocks, runs)
-    finally:
-        for server in servers:
-            server.should_exit = True
-        for thread in threads:
-            thread.join(10)
+        samples, block_p50, _ = _blocks(once, blocks, runs)
     gate.meter.flush()
     figures = _figures(samples, block_p50)
     figures["metered_requests"] = sum(row.requests for row in keys.usage())

@@ -86,10 +86,8 @@ class Meter:
         """In Lambda: write after each post (True); elsewhere False and a thread writes."""
         from functions.core import capture_after_response
 
-        client_class = client_class or capture_after_response.runtime_client_class()
-        if client_class is None:
+        if capture_after_response.install_found(self._flush_after_post, client_class) is None:
             return False
-        capture_after_response.install(client_class, self._flush_after_post)
         self.after_post = True
         return True
 

@@ -229,11 +229,10 @@ def start_after_response(env: Mapping[str, str] | None = None, client_class: typ
     if not after_response:
         log("INFO", f"capture records are written inside the handler ({ENV_CAPTURE_AFTER_RESPONSE}=off)")
         return False
-    client_class = client_class or capture_after_response.runtime_client_class()
+    client_class = capture_after_response.install_found(write_pending, client_class)
     if client_class is None:
         log("WARNING", "capture records are written inside the handler: Lambda's runtime client was not found")
         return False
-    capture_after_response.install(client_class, write_pending)
     _state.pending = []
     log("INFO", "capture records are written after the response",
         runtime_client=f"{client_class.__module__}.{client_class.__qualname__}")

@@ -53,6 +53,15 @@ def install(client_class: type[Any], after_post: Callable[[], None]) -> None:
             setattr(owner, post, _then(original))
 
 
+def install_found(after_post: Callable[[], None], client_class: type[Any] | None = None) -> type[Any] | None:
+    """``install`` on ``client_class``, default the runtime client this process was started by; the class wrapped,
+    or None when there is none (not in Lambda: the caller does its work some other way)."""
+    client_class = client_class or runtime_client_class()
+    if client_class is not None:
+        install(client_class, after_post)
+    return client_class
+
+
 _AFTER_POST: list[Callable[[], None]] = []
 """What runs after each post, in order: capture's record writes, then shadow comparisons."""
 

@@ -291,9 +291,7 @@ def start_after_response(runner: ShadowRunner, client_class: type[Any] | None = 
     comparisons go to a thread, when no runtime client is loaded (not in Lambda)."""
     from functions.core import capture_after_response
 
-    client_class = client_class or capture_after_response.runtime_client_class()
-    if client_class is None:
+    if capture_after_response.install_found(runner.drain, client_class) is None:
         return False
-    capture_after_response.install(client_class, runner.drain)
     runner.after_post = True
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import json
@@ -121,3 +122,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def job_csv(rows: int, bad: int | None = None) -> bytes:
+    """A diabetes CSV with a ``customer`` id column, row ``bad`` (if any) holding a non-number."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["customer", *DIABETES_FEATURES])
+    for i in range(rows):
+        writer.writerow([f"c-{i}", "x" if i == bad else DIABETES_ROW[0], *DIABETES_ROW[1:]])
+    return out.getvalue().encode()

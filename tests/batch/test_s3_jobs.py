@@ -5,9 +5,7 @@ status route answers presigned downloads of the outputs (issue 17)."""
 from __future__ import annotations
 
 import base64
-import csv
 import dataclasses
-import io
 import json
 import urllib.error
 import urllib.request
@@ -23,7 +21,7 @@ from functions.core.errors import ApiRejectedError
 from functions.core.settings import Settings
 from maas.client import Client
 from tests.api.conftest import LiveServer
-from tests.batch.conftest import DIABETES_FEATURES, DIABETES_ROW, DataBucket
+from tests.batch.conftest import DataBucket, job_csv
 from tests.batch.test_handler import invoke
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
@@ -36,14 +34,6 @@ def api(batch_settings: Settings, data_bucket: DataBucket, processor: Any) -> It
         yield Client(url, auth="none")
 
 
-def _csv(rows: int, bad: int | None = None) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["customer", *DIABETES_FEATURES])
-    for i in range(rows):
-        writer.writerow([f"c-{i}", "x" if i == bad else DIABETES_ROW[0], *DIABETES_ROW[1:]])
-    return out.getvalue().encode()
-
 
 def _policy(upload: dict[str, Any]) -> dict[str, Any]:
     policy: dict[str, Any] = json.loads(base64.b64decode(upload["fields"]["policy"]))
@@ -51,7 +41,7 @@ def _policy(upload: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_submit_upload_run_status_and_download(api: Client, data_bucket: DataBucket, tmp_path: Path) -> None:
-    data = _csv(30, bad=4)
+    data = job_csv(30, bad=4)
     job = api.submit_job("diabetes-mlp", "csv", len(data), id_column="customer")
     upload = job["upload"]
     assert upload["method"] == "POST" and upload["url"].startswith("http://127.0.0.1")
@@ -148,7 +138,7 @@ def test_a_fanned_out_job_answers_its_parts_in_order(api: Client, data_bucket: D
     from maas.jobs import jobs as jobs_cli
     from tests.batch.test_fanout_parts import shaped, split_and_items
 
-    data = _csv(300, bad=100)
+    data = job_csv(300, bad=100)
     job = api.submit_job("diabetes-mlp", "csv", len(data), id_column="customer")
     api.upload(job["upload"], data)
     data_bucket.receive(1)  # the state machine's part is played here: split, parts, merge (as in test_fanout_parts)

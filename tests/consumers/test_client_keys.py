@@ -9,11 +9,9 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from functions.core.store import LocalStore
 from maas.cli import main
 from maas.client import Client
 from tests.api.samples import DIABETES_ROW
+from tests.live_server import free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = json.dumps([DIABETES_ROW])
@@ -58,9 +57,7 @@ def served(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) ->
     """``maas serve --keys FILE --capture DIR`` with key lookups not cached (a revoke is seen at once); its output
     in a file."""
     root = tmp_path_factory.mktemp("keys-served")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     served = Served(f"http://127.0.0.1:{port}", root / "keys.db", root / "server.log", root / "capture")
     served.create("first")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
@@ -70,14 +67,10 @@ def served(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) ->
                                    str(port), "--keys", str(served.keys), "--capture", str(served.capture)],
                                   cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
-        for _ in range(600):  # bounded wait for the port; no timing is asserted
-            if server.poll() is not None:
-                raise RuntimeError(f"maas serve exited: {served.log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{served.url}/v2/health/live", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        try:
+            wait_live(served.url, server)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {served.log.read_text()}") from None
         yield served
     finally:
         server.terminate()

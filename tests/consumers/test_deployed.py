@@ -85,24 +85,15 @@ def test_an_unreadable_table_fails_the_invocation_so_nothing_is_cached(monkeypat
 def deployed(built_store: LocalStore, dynamo_endpoint: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, DynamoStore]]:
     """The API function of an apiKey stage under Lambda's runtime client, with its key table."""
-    import os
-
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                                            "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update({"AWS_ENDPOINT_URL_DYNAMODB": dynamo_endpoint, "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"AWS_ENDPOINT_URL_DYNAMODB": dynamo_endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            env.setenv(name, value)
         table = DynamoStore(make_table(dynamo_endpoint))
-        env = {"MAAS_STORE": built_store.uri, "MAAS_AUTH": "apiKey", "MAAS_KEYS": table.uri,
-               "AWS_ENDPOINT_URL_DYNAMODB": dynamo_endpoint}
-        with lambda_function(API, tmp_path_factory.mktemp("apikey"), env) as (api, _):
+        extra = {"MAAS_STORE": built_store.uri, "MAAS_AUTH": "apiKey", "MAAS_KEYS": table.uri,
+                 "AWS_ENDPOINT_URL_DYNAMODB": dynamo_endpoint}
+        with lambda_function(API, tmp_path_factory.mktemp("apikey"), extra) as (api, _):
             yield api, table
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def answer(api: Any, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -5,9 +5,7 @@ gate, moto's S3 and SQS, the real batch handler and a moto DynamoDB table (issue
 from __future__ import annotations
 
 import base64
-import csv
 import dataclasses
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from functions.core.store import LocalStore, S3Store
 from maas.client import Client
 from tests.api.conftest import LiveServer
 from tests.batch import conftest as batch_fixtures
-from tests.batch.conftest import DIABETES_FEATURES, DIABETES_ROW, DataBucket
+from tests.batch.conftest import DataBucket, job_csv
 from tests.batch.test_handler import invoke
 from tests.consumers.conftest import add_key
 from tests.consumers.dynamo import make_table
@@ -42,14 +40,6 @@ batch_settings = batch_fixtures.batch_settings  # the batch tests' fixtures: a d
 data_bucket = batch_fixtures.data_bucket
 processor = batch_fixtures.processor
 
-
-def _csv(rows: int, bad: int) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["customer", *DIABETES_FEATURES])
-    for i in range(rows):
-        writer.writerow([f"c-{i}", "x" if i == bad else DIABETES_ROW[0], *DIABETES_ROW[1:]])
-    return out.getvalue().encode()
 
 
 def _job_rows(rows: list[Usage]) -> list[tuple[str, str, str, int, int]]:
@@ -92,16 +82,21 @@ def _wait(http: httpx.Client, job_id: str, key: str) -> dict[str, Any]:
     raise AssertionError("the job did not finish")
 
 
+def _submit(http: httpx.Client, key: str, data: bytes) -> dict[str, Any]:
+    """Submit a CSV job of ``data`` with ``key``; the API's answer (checked to be 201)."""
+    submitted = http.post(f"/v1/models/{MODEL}/jobs", json={"format": "csv", "bytes": len(data),
+                                                            "id_column": "customer"}, headers={"x-api-key": key})
+    assert submitted.status_code == 201, submitted.text
+    job: dict[str, Any] = submitted.json()
+    return job
+
+
 def test_a_local_job_counts_its_rows_to_its_consumer_and_only_it_reads_them(served: Served) -> None:
     key_a, _ = add_key(served.store, "team-a")
     key_b, _ = add_key(served.store, "team-b")
-    data = _csv(20, bad=3)
+    data = job_csv(20, bad=3)
     with httpx.Client(base_url=served.url, timeout=30) as http:
-        submitted = http.post(f"/v1/models/{MODEL}/jobs", json={"format": "csv", "bytes": len(data),
-                                                                "id_column": "customer"},
-                              headers={"x-api-key": key_a})
-        assert submitted.status_code == 201, submitted.text
-        job = submitted.json()
+        job = _submit(http, key_a, data)
         assert http.put(job["upload"]["url"], content=data).status_code == 202  # no key: the token is enough
         done = _wait(http, job["job_id"], key_a)
         assert done["status"] == "succeeded" and done["rows"] == {"in": 20, "ok": 19, "failed": 1}
@@ -193,13 +188,9 @@ def test_an_s3_job_counts_its_rows_once_to_the_consumer_its_upload_names(
         deployed: Deployed, data_bucket: DataBucket) -> None:
     key_a, _ = add_key(deployed.keys, "team-a")
     key_b, _ = add_key(deployed.keys, "team-b")
-    data = _csv(30, bad=4)
+    data = job_csv(30, bad=4)
     with httpx.Client(base_url=deployed.url, timeout=30) as http:
-        submitted = http.post(f"/v1/models/{MODEL}/jobs", json={"format": "csv", "bytes": len(data),
-                                                                "id_column": "customer"},
-                              headers={"x-api-key": key_a})
-        assert submitted.status_code == 201, submitted.text
-        job = submitted.json()
+        job = _submit(http, key_a, data)
         upload = job["upload"]
         # The consumer is a field of the form and an exact-match condition of the signed policy: an upload that
         # changes or drops it is refused by S3 (moto does not check POST policies, so the policy is asserted).
@@ -233,7 +224,7 @@ def test_a_fanned_out_job_counts_its_merged_rows_once(deployed: Deployed, data_b
     from functions.batch.part import PartItem, process_part
     from tests.batch.test_fanout_parts import shaped, split_and_items
 
-    data = _csv(120, bad=7)
+    data = job_csv(120, bad=7)
     jobs = S3Jobs.from_settings(deployed.settings)
     job = jobs.create(MODEL, "1", JobRequest("csv", len(data), "customer"), "https://api.example", "team-c")
     Client(deployed.url, auth="none").upload(job["upload"], data)

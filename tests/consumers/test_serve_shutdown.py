@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from functions.consumers.sqlite_store import SqliteStore
 from functions.core.store import LocalStore
 from tests.api.samples import DIABETES_ROW
 from tests.consumers.conftest import add_key
+from tests.live_server import free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,21 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sigterm_writes_pending_usage_before_the_server_exits(built_store: LocalStore, tmp_path: Path) -> None:
     keys = SqliteStore(tmp_path / "keys.db")
     key, _ = add_key(keys, "stopped")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
     server = subprocess.Popen([sys.executable, "-m", "maas", "serve", "--store", built_store.uri, "--port", str(port),
                                "--keys", str(keys.path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
-        for _ in range(600):  # bounded wait for the port; no timing is asserted
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_live(f"http://127.0.0.1:{port}", server)
         body = json.dumps({"instances": [DIABETES_ROW]}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/diabetes-mlp/predict", body,
                                          headers={"content-type": "application/json", "x-api-key": key})

@@ -7,17 +7,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from functions.core.store import LocalStore
+from tests.live_server import free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = "127.0.0.1:8000"
@@ -51,19 +49,12 @@ def makefile_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def live_url(built_store: LocalStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "maas", "serve", "--store", built_store.uri, "--port", str(port)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{url}/v2/health/live", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_live(url, server)
         yield url
     finally:
         server.terminate()
