@@ -130,7 +130,8 @@ class S3Jobs:
         prefix = output_prefix(ref.name, str(record["version"]), ref.path, etag)
         report = self._json(f"{prefix}/report.json") or self._json(failure_report_key(key, etag))
         if report is None:
-            on_batch = self.bucket.exists(f"{prefix}/dispatch.json")
+            plan = self._json(f"{prefix}/plan.json") or {}  # an array job leaves no dispatch.json, only its plan
+            on_batch = plan.get("route") == "batch" or self.bucket.exists(f"{prefix}/dispatch.json")
             return {**answer, "status": "running", "runner": "aws-batch" if on_batch else "lambda"}
         answer.update(rows=report.get("rows"), error=report.get("error"))
         answer["status"] = "succeeded" if report.get("status") == "ok" else "failed"

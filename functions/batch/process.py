@@ -100,9 +100,11 @@ class Processor:
         settings = self.cache.settings
         output_format = output_format_of(item.key) or settings.batch_output_format
         if (fmt == ".parquet" or output_format == "parquet") and not pyarrow_available():
-            return self._without_pyarrow(bucket, item, source, prefix, fmt, self.cache.manifest(ref.name, version))
+            return self._without_pyarrow(bucket, item, source, prefix, fmt, self.cache.manifest(ref.name, version),
+                                         output_format)
         if self.router is not None:
-            _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix)
+            _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix,
+                                          output_format=output_format)
             if routed is not None:
                 return str(routed)
         if self.dispatcher is not None and self.dispatch_bytes and item.size > self.dispatch_bytes:
@@ -142,7 +144,7 @@ class Processor:
         return "done"
 
     def _without_pyarrow(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
-                         fmt: str, manifest: Manifest) -> str:
+                         fmt: str, manifest: Manifest, output_format: str) -> str:
         """Parquet in or out where pyarrow is missing (the Lambda bundle: pyarrow alone is over its size budget):
         AWS Batch runs it, whose image has pyarrow: an array job split by row groups (or lines) when the work is
         more than one child's share and the fan-out is configured, else one job; plan.json says which and why.
@@ -161,7 +163,8 @@ class Processor:
             router = Router(Limits.from_env(batch=True, safety_ms=self.cache.settings.batch_safety_ms), None)
         try:
             plan, routed = router.route(cast(S3Store, bucket), item, fmt, manifest, prefix,
-                                        only_batch=f"{reason}: sent to AWS Batch", input=source)
+                                        only_batch=f"{reason}: sent to AWS Batch", output_format=output_format,
+                                        input=source)
             single = plan.reason
         except UnreadableInputError as exc:  # the worker, which has pyarrow, writes the failure report
             single = (f"{reason}: sent to AWS Batch as one job (its footer could not be read here: "

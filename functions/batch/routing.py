@@ -17,7 +17,7 @@ import orjson
 
 from functions.batch.objects import InputObject
 from functions.batch.plan import ENV_FANOUT_STATE_MACHINE, SPLIT_BY, Limits, Plan, choose, choose_batch, estimate
-from functions.batch.process import output_prefix, parse_key
+from functions.batch.process import output_format_of, output_prefix, parse_key
 from functions.batch.ranges import S3Source
 from functions.core.manifest import Manifest
 from functions.core.store import S3Store
@@ -83,15 +83,17 @@ class Router:
         return plan if plan.route == "lambda" else dataclasses.replace(plan, split_by=SPLIT_BY.get(fmt))
 
     def route(self, bucket: S3Store, item: InputObject, fmt: str, manifest: Manifest, prefix: str,
-              force: bool = False, only_batch: str | None = None, **record: Any) -> tuple[Plan, str | None]:
+              force: bool = False, only_batch: str | None = None, output_format: str = "jsonl",
+              **record: Any) -> tuple[Plan, str | None]:
         """(plan, outcome): outcome ``fanout`` or ``batch`` once started, None if one Lambda should run it (or,
-        with ``only_batch``, one AWS Batch job)."""
+        with ``only_batch``, one AWS Batch job). ``output_format`` goes to the AWS Batch array children (their
+        job definition's environment may differ from this function's)."""
         plan = self.plan(bucket, item, fmt, manifest, force, only_batch)
         execution = None
         if plan.route != "lambda" and (plan.parts > 1 or not only_batch) and self.launcher is not None:
             execution = self.launcher.start(execution_name(prefix), {
                 "route": plan.route, "bucket": item.bucket, "key": item.key, "etag": item.etag,
-                "version": manifest.version, "part_bytes": plan.part_bytes})
+                "version": manifest.version, "part_bytes": plan.part_bytes, "output_format": output_format})
         bucket.put_bytes(f"{prefix}/{PLAN_FILE}", orjson.dumps(
             {**plan.as_dict(), "execution": execution, **record}, option=orjson.OPT_INDENT_2))
         return plan, (plan.route if execution else None)
@@ -133,8 +135,9 @@ def after_deadline(processor: Processor, item: InputObject, receives: int) -> st
     router = router or Router(limits, None)
     if router.plan(bucket, item, fmt, manifest).fits and receives < limits.max_receives - 1:
         return None
-    plan, outcome = router.route(bucket, item, fmt, manifest, prefix, force=True, receive_count=receives,
-                                 after_deadline=True)
+    output_format = output_format_of(item.key) or processor.cache.settings.batch_output_format
+    plan, outcome = router.route(bucket, item, fmt, manifest, prefix, force=True, output_format=output_format,
+                                 receive_count=receives, after_deadline=True)
     if outcome:
         return outcome
     reason = (f"ran out of time in one Lambda (receive {receives} of at most {limits.max_receives}): "

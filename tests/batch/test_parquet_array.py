@@ -35,6 +35,7 @@ from functions.core.store import LocalStore
 from tests.batch.conftest import DataBucket
 from tests.batch.test_fanout_routing import executions, state_machine  # noqa: F401 (a fixture)
 from tests.batch.test_parquet import _diabetes
+from tests.events import load_event
 
 MODEL = "diabetes-mlp"
 
@@ -174,7 +175,9 @@ def test_parquet_in_s3_splits_across_array_children_by_row_groups(
     assert "pyarrow" in plan["reason"] and "array job of 4 GPU children split by row groups" in plan["reason"]
     assert plan["execution"] == execution["executionArn"]
 
-    split = split_step(processor.data, {"mode": "split", **payload})  # the Lambda's split step: still no pyarrow
+    assert payload["output_format"] == "jsonl"  # the array children's MAAS_FANOUT_OUTPUT_FORMAT
+    split_event = {k: payload.get(k, v) for k, v in load_event("fanout-split").items()}  # as the state machine
+    split = split_step(processor.data, split_event)  # the Lambda's split step: still no pyarrow
     ranges = orjson.loads(data_bucket.get(split["ranges_key"]))
     assert split["parts"] == len(ranges) >= 3
     firsts = [r["range"]["first_line"] for r in ranges]
