@@ -103,8 +103,11 @@ class Processor:
             return self._without_pyarrow(bucket, item, source, prefix, fmt, self.cache.manifest(ref.name, version),
                                          output_format)
         if self.router is not None:
-            _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix,
-                                          output_format=output_format)
+            try:
+                _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix,
+                                              output_format=output_format)
+            except UnreadableInputError:  # a Parquet footer that does not decode: the runner below reports it
+                routed = None
             if routed is not None:
                 return str(routed)
         if self.dispatcher is not None and self.dispatch_bytes and item.size > self.dispatch_bytes:

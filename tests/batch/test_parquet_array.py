@@ -240,3 +240,14 @@ def test_a_footer_the_lambda_cannot_read_goes_to_one_job(data_bucket: DataBucket
     plan = orjson.loads(data_bucket.get(f"outputs/{MODEL}/1/broken.parquet.{item.etag}/plan.json"))
     assert plan["parts"] == 1 and "footer could not be read here" in plan["reason"]
 
+
+
+def test_with_pyarrow_a_broken_footer_gets_the_runners_failure_report(
+        data_bucket: DataBucket, processor: Processor, moto_endpoint: str,
+        state_machine: str) -> None:  # noqa: F811
+    processor.router = Router(Limits(fanout=True), StepFunctionsLauncher(state_machine, endpoint_url=moto_endpoint))
+    item = _upload(data_bucket, f"inputs/{MODEL}/torn.parquet", b"PAR1" + b"\x00" * 64)
+    assert processor.process(item) == "failed"  # planning could not read it; neither could the runner
+    (key,) = data_bucket.keys("outputs/_failed/")
+    assert "Parquet" in orjson.loads(data_bucket.get(key))["error"]
+    assert executions(moto_endpoint, state_machine) == []
