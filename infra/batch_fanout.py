@@ -25,6 +25,7 @@ from infra.model_store import ModelStore
 
 PART_RETRIES = 2  # a failed part is retried alone, then reported by the merge with its range
 EXECUTION_FIELDS = ("bucket", "key", "etag", "version")
+ARRAY_FIELDS = (*EXECUTION_FIELDS, "output_format")  # the array children's MAAS_FANOUT_* environment
 ITEM_SELECTOR = {
     # "$" is the map state's input (the execution input), the item one entry of ranges.json ({"part",
     # "range"}); the child gets functions/batch/part.py's event (tests/events/fanout-item-selector.json).
@@ -75,7 +76,7 @@ class BatchFanout(Construct):
         self.parts.item_processor(part)
         array = gpu_batch.array_job(self, "ArrayJob", size=sfn.JsonPath.number_at("$.split.parts"),
                                     environment={f"MAAS_FANOUT_{f.upper()}": sfn.JsonPath.string_at(f"$.{f}")
-                                                 for f in EXECUTION_FIELDS})
+                                                 for f in ARRAY_FIELDS})
         array.add_catch(merge, result_path="$.array_error")  # failed children are reported by the merge
         route = sfn.Choice(self, "Route").when(sfn.Condition.string_equals("$.route", "batch"), array.next(merge)) \
             .otherwise(self.parts.next(merge))

@@ -100,11 +100,15 @@ class Client:
         return self.call("POST", self.model_path(name, "explain", version, alias), {"instances": instances})
 
     def submit_job(self, name: str, fmt: str, size: int, id_column: str | None = None,
-                   version: str | None = None, alias: str | None = None) -> dict[str, Any]:
-        """``POST /v1/models/NAME/jobs``: a job id, an upload URL for the input and a status URL."""
+                   version: str | None = None, alias: str | None = None,
+                   output_format: str | None = None) -> dict[str, Any]:
+        """``POST /v1/models/NAME/jobs``: a job id, an upload URL for the input and a status URL.
+        ``output_format``: jsonl (the server's default) or parquet."""
         body: dict[str, Any] = {"format": fmt, "bytes": size}
         if id_column:
             body["id_column"] = id_column
+        if output_format:
+            body["output_format"] = output_format
         return self.call("POST", self.model_path(name, "jobs", version, alias), body)
 
     def upload(self, upload: dict[str, Any], data: bytes | Path) -> None:

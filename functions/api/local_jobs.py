@@ -1,10 +1,11 @@
 """Asynchronous batch jobs for a local file store (``maas serve``): the deployed flow's routes, without AWS.
 
 ``POST /v1/models/{name}/jobs`` (``?alias=`` or ``/versions/{v}/jobs``) with ``{"format", "bytes",
-"id_column"?}`` answers a job id, an upload URL on this server (``PUT /v1/jobs/{id}/input?token=...``: the
-token is single-use and the body may not exceed the declared size) and a status URL. The upload runs the
-batch runner in a background thread; ``GET /v1/jobs/{id}`` answers pending, running, succeeded or failed,
-the report's row counts and download URLs (``GET /v1/jobs/{id}/files/{predictions.jsonl|errors.jsonl}``).
+"id_column"?, "output_format"?}`` answers a job id, an upload URL on this server
+(``PUT /v1/jobs/{id}/input?token=...``: the token is single-use and the body may not exceed the declared size)
+and a status URL. The upload runs the batch runner in a background thread; ``GET /v1/jobs/{id}`` answers
+pending, running, succeeded or failed, the report's row counts and download URLs
+(``GET /v1/jobs/{id}/files/{predictions.jsonl|predictions.parquet|errors.jsonl|report.json}``).
 Jobs live in a folder beside the model cache and last as long as it.
 
 Behind ``--keys`` a job belongs to the consumer that submitted it (``functions.consumers.jobs``): other
@@ -32,7 +33,8 @@ from functions.core.names import shown
 from functions.core.service import ModelRef, PredictionService
 
 MAX_JOB_BYTES = 10 * 1024**3
-OUTPUTS = ("predictions.jsonl", "errors.jsonl", "report.json")
+OUTPUTS = ("predictions.jsonl", "predictions.parquet", "errors.jsonl", "report.json")
+MEDIA_TYPES = {"json": "application/json", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -89,10 +91,11 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
         resolved = version or await service.off_loop(service.cache.resolve, ref.name, ref.alias)
         job_id, token = os.urandom(16).hex(), os.urandom(16).hex()
         jobs.write({"id": job_id, "status": "pending", "model": name, "version": resolved, "format": job.format,
-                    "bytes": job.bytes, "id_column": job.id_column, "token": token, "consumer": caller()})
+                    "output_format": job.output_format, "bytes": job.bytes, "id_column": job.id_column,
+                    "token": token, "consumer": caller()})
         base = _base(request)
         return _json({"job_id": job_id, "status": "pending", "model": name, "version": resolved,
-                      "status_url": f"{base}/v1/jobs/{job_id}",
+                      "output_format": job.output_format, "status_url": f"{base}/v1/jobs/{job_id}",
                       "upload": {"method": "PUT", "url": f"{base}/v1/jobs/{job_id}/input?token={token}",
                                  "max_bytes": job.bytes}}, 201)
 
@@ -128,10 +131,11 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
         """pending, running, succeeded or failed; row counts and download URLs once done."""
         record = jobs.read_own(job_id, caller())
         answer = {k: record.get(k) for k in ("id", "status", "model", "version", "format", "rows", "error")}
+        answer["output_format"] = record.get("output_format") or "jsonl"
         if record["status"] == "succeeded":
             base = f"{_base(request)}/v1/jobs/{job_id}/files"
-            answer["outputs"] = {"predictions": f"{base}/predictions.jsonl", "errors": f"{base}/errors.jsonl",
-                                 "report": f"{base}/report.json"}
+            answer["outputs"] = {"predictions": f"{base}/predictions.{answer['output_format']}",
+                                 "errors": f"{base}/errors.jsonl", "report": f"{base}/report.json"}
         return _json(answer)
 
     @router.get("/jobs/{job_id}/files/{file}")
@@ -141,8 +145,7 @@ def make_router(service: PredictionService, jobs: LocalJobs) -> APIRouter:
         path = jobs.folder(job_id) / "out" / file
         if file not in OUTPUTS or not path.is_file():
             raise NotFoundError(f"no output {shown(file)!r} for job {job_id}")
-        return FileResponse(path, media_type="application/json" if file.endswith(".json") else
-                            "application/x-ndjson")
+        return FileResponse(path, media_type=MEDIA_TYPES[file.rsplit(".", 1)[-1]])
 
     return router
 
@@ -154,7 +157,7 @@ def _run(service: PredictionService, jobs: LocalJobs, record: dict[str, Any], so
 
     try:
         stats = run_local(service.cache, record["model"], source, source.parent / "out", record["version"],
-                          id_column=record["id_column"])
+                          id_column=record["id_column"], output_format=record.get("output_format") or "jsonl")
         record.update(status="succeeded", rows={"in": stats.rows_in, "ok": stats.rows_ok,
                                                 "failed": stats.rows_failed})
     except MaasError as exc:

@@ -1,12 +1,14 @@
 """Asynchronous batch jobs on AWS: inputs go straight to the data bucket, never through the API.
 
 ``POST /v1/models/{name}/jobs`` (``?alias=`` or ``/versions/{v}/jobs``) with ``{"format", "bytes",
-"id_column"?}`` pins the model version, writes a job record (``jobs/ID.json``) and answers a presigned POST
-for ``inputs/NAME:VERSION/jobs/ID[@id=COLUMN].FORMAT``: it expires, its policy bounds the size to the declared
+"id_column"?, "output_format"?}`` pins the model version, writes a job record (``jobs/ID.json``) and answers a
+presigned POST for ``inputs/NAME:VERSION/jobs/ID[@output=parquet][@id=COLUMN].FORMAT`` (the suffixes the batch
+side reads: functions/batch/process.py): it expires, its policy bounds the size to the declared
 bytes and, when the bucket's key is configured, requires encryption with it. The upload's S3 event runs the
 usual batch path (the batch function, AWS Batch or the fan-out by size). ``GET /v1/jobs/{id}`` derives the
 status from the bucket: no input yet (pending, or failed once the upload URL expired), input but no report
-(running), the report (succeeded, or failed with its error), with presigned download URLs for the outputs.
+(running), the report (succeeded, or failed with its error), with presigned download URLs for the outputs the
+report lists (``predictions.parquet`` when the job asked for Parquet).
 
 Submitted with an API key, the job belongs to its consumer (``functions.consumers.jobs``): the record names it,
 the upload's policy fixes it as the input's metadata (``x-amz-meta-maas-consumer``, which the batch side counts
@@ -36,6 +38,7 @@ from functions.core.store import S3Store, make_s3_client
 
 RECORDS = "jobs"
 OUTPUT_FILES = ("predictions", "errors")
+DEFAULT_FILES = {"predictions": "predictions.jsonl", "errors": "errors.jsonl"}
 
 
 def _now() -> datetime:
@@ -55,7 +58,8 @@ def check_job_id(job_id: str) -> str:
 
 def input_key(name: str, version: str, job_id: str, request: JobRequest) -> str:
     """Where the job's input is uploaded: an ordinary batch input pinned to the version."""
-    suffix = f"@id={request.id_column}" if request.id_column else ""
+    suffix = "@output=parquet" if request.output_format == "parquet" else ""
+    suffix += f"@id={request.id_column}" if request.id_column else ""
     return f"inputs/{name}:{version}/jobs/{job_id}{suffix}.{request.format}"
 
 
@@ -85,7 +89,8 @@ class S3Jobs:
         key = input_key(name, version, job_id, request)
         expires = _now() + timedelta(seconds=self.upload_seconds)
         record = {"id": job_id, "model": name, "version": version, "format": request.format,
-                  "bytes": request.bytes, "id_column": request.id_column, "input_key": key,
+                  "output_format": request.output_format, "bytes": request.bytes, "id_column": request.id_column,
+                  "input_key": key,
                   "created_at": _iso(_now()), "upload_expires_at": _iso(expires), "consumer": consumer}
         self.bucket.put_new(f"{RECORDS}/{job_id}.json", orjson.dumps(record))
         fields: dict[str, str] = {}
@@ -99,7 +104,7 @@ class S3Jobs:
         post = self.client.generate_presigned_post(self.bucket.bucket, key, Fields=fields or None,
                                                    Conditions=conditions, ExpiresIn=self.upload_seconds)
         return {"job_id": job_id, "status": "pending", "model": name, "version": version,
-                "status_url": f"{base_url}/v1/jobs/{job_id}",
+                "output_format": request.output_format, "status_url": f"{base_url}/v1/jobs/{job_id}",
                 "upload": {"method": "POST", "url": post["url"], "fields": post["fields"],
                            "max_bytes": request.bytes, "expires_at": record["upload_expires_at"]}}
 
@@ -110,6 +115,7 @@ class S3Jobs:
         if not visible_to(record.get("consumer"), consumer):
             raise NotFoundError(f"no job {job_id!r}")
         answer: dict[str, Any] = {k: record.get(k) for k in ("id", "model", "version", "format", "created_at")}
+        answer["output_format"] = record.get("output_format") or "jsonl"
         key = str(record["input_key"])
         try:
             etag, size = self.bucket.head(key)
@@ -124,7 +130,8 @@ class S3Jobs:
         prefix = output_prefix(ref.name, str(record["version"]), ref.path, etag)
         report = self._json(f"{prefix}/report.json") or self._json(failure_report_key(key, etag))
         if report is None:
-            on_batch = self.bucket.exists(f"{prefix}/dispatch.json")
+            plan = self._json(f"{prefix}/plan.json") or {}  # an array job leaves no dispatch.json, only its plan
+            on_batch = plan.get("route") == "batch" or self.bucket.exists(f"{prefix}/dispatch.json")
             return {**answer, "status": "running", "runner": "aws-batch" if on_batch else "lambda"}
         answer.update(rows=report.get("rows"), error=report.get("error"))
         answer["status"] = "succeeded" if report.get("status") == "ok" else "failed"
@@ -132,18 +139,21 @@ class S3Jobs:
         return answer
 
     def _downloads(self, prefix: str, report: dict[str, Any]) -> dict[str, Any]:
-        """Presigned GET URLs: report, and predictions/errors (one pair per part when the input was fanned out)."""
+        """Presigned GET URLs: report, and predictions/errors (one pair per part when the input was fanned out),
+        named as the report lists them (predictions.jsonl or predictions.parquet)."""
         outputs: dict[str, Any] = {"report": self._presign(f"{prefix}/report.json")}
         written = report.get("outputs") or {}
         parts = (report.get("parts") or {}).get("total")
         if not written:
             return outputs
+        files = {**DEFAULT_FILES, **{name: str(file) for file in written for name in OUTPUT_FILES
+                                     if str(file).startswith(f"{name}.")}}
         if parts:
             failed = {p.get("part") for p in (report.get("parts") or {}).get("failed") or [] if isinstance(p, dict)}
-            outputs["parts"] = [{name: self._presign(f"{prefix}/parts/{part:05d}/{name}.jsonl")
+            outputs["parts"] = [{name: self._presign(f"{prefix}/parts/{part:05d}/{files[name]}")
                                  for name in OUTPUT_FILES} for part in range(int(parts)) if part not in failed]
         else:
-            outputs.update({name: self._presign(f"{prefix}/{name}.jsonl") for name in OUTPUT_FILES})
+            outputs.update({name: self._presign(f"{prefix}/{files[name]}") for name in OUTPUT_FILES})
         return outputs
 
     def _presign(self, key: str) -> str:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from functions.batch.ranges import ByteSource
+
 Readable = Path | IO[bytes] | io.RawIOBase
 """A Parquet file: a path, or a seekable file object (functions/batch/ranges.py: SourceFile over S3)."""
 IMAGE_COLUMN = "image"
@@ -66,19 +68,6 @@ def open_parquet(source: Readable) -> pq.ParquetFile:
         return pq.ParquetFile(source)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UnreadableInputError(f"not a readable Parquet file: {_first_line(exc)}") from None
-
-
-def row_groups(source: Readable) -> list[tuple[int, int]]:
-    """(rows, first byte) of each row group, in order."""
-    metadata = open_parquet(source).metadata
-    groups = []
-    for index in range(metadata.num_row_groups):
-        group = metadata.row_group(index)
-        columns = [group.column(c) for c in range(group.num_columns)]
-        starts = [c.dictionary_page_offset if c.has_dictionary_page and c.dictionary_page_offset else
-                  c.data_page_offset for c in columns]
-        groups.append((group.num_rows, min(starts) if starts else 0))
-    return groups
 
 
 def parquet_chunks(path: Path, spec: Preprocessing, chunk_rows: int, id_column: str | None = None,
@@ -280,11 +269,20 @@ class ParquetPredictions:
         self._writer.close()
 
 
-def copy_row_groups(source: Readable, start: int, stop: int, dest: IO[bytes]) -> None:
-    """The row groups whose first byte lies in ``[start, stop)`` as a new Parquet file (a fan-out part)."""
+def copy_row_groups(source: ByteSource, start: int, stop: int, dest: IO[bytes]) -> None:
+    """The row groups whose first byte lies in ``[start, stop)`` as a new Parquet file (a fan-out part). The
+    groups are chosen by the same footer decoding the split used (functions/batch/footer.py), checked against
+    pyarrow's reading of the footer (a disagreement would lose or repeat rows: the part fails instead)."""
+    from functions.batch.footer import row_groups as footer_groups
+    from functions.batch.ranges import SourceFile
+
     pa, pq = _arrow()
-    reader = open_parquet(source)
-    chosen = [i for i, (_, offset) in enumerate(row_groups(source)) if start <= offset < stop]
+    groups = footer_groups(source)
+    reader = open_parquet(SourceFile(source))
+    metadata = reader.metadata
+    if [rows for rows, _ in groups] != [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]:
+        raise UnreadableInputError("Parquet footer read two ways disagrees on its row groups")
+    chosen = [i for i, (_, offset) in enumerate(groups) if start <= offset < stop]
     try:
         with pq.ParquetWriter(dest, reader.schema_arrow) as writer:
             for index in chosen:

@@ -25,7 +25,7 @@ import orjson
 
 from functions.batch.formats import UnreadableInputError, input_format, read_chunks
 from functions.batch.local import output_files, predictions_sink
-from functions.batch.process import id_column_of, output_prefix, parse_key
+from functions.batch.process import id_column_of, output_format_of, output_prefix, parse_key
 from functions.batch.ranges import ByteRange, ByteSource, S3Source, materialize, renumber
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import RunStats, run_batch
@@ -118,11 +118,12 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
     settings = cache.settings
     with tempfile.TemporaryDirectory(prefix="maas-part-") as tmp:
         work = Path(tmp)
+        output_format = output_format_of(item.key) or settings.batch_output_format
         try:
             stats = run_part(model, source, fmt, item.range, work, settings.batch_chunk_rows,
                              settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes,
                              id_column=id_column_of(item.key), bucketing=settings.batch_bucketing,
-                             output_format=settings.batch_output_format)
+                             output_format=output_format)
         except (UnreadableInputError, DeadlineError) as exc:
             return _failed(bucket, folder, source_info, summary, exc.message, job_id)
         except Exception as exc:
@@ -130,7 +131,7 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
                 return _failed(bucket, folder, source_info, summary,
                                "the input object was replaced by a newer version", job_id)
             raise
-        outputs = {name: f"{folder}/{name}" for name in output_files(settings.batch_output_format)[:2]}
+        outputs = {name: f"{folder}/{name}" for name in output_files(output_format)[:2]}
         for name, key in outputs.items():
             bucket.upload_file(key, work / name)
         report = make_report("ok", source_info, model_info(model), stats, outputs, job_id=job_id)

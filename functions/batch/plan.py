@@ -1,10 +1,14 @@
 """Route an input by its estimated work, not its bytes: one Lambda, fan-out over Lambda, or AWS Batch.
 
-rows = bytes / bytes-per-row (``.npy``: exact from the header; ``.csv``/``.jsonl``: from the head of the
-object, one ranged read). seconds-per-row = the shipped CPU variant's measured latency at batch 256 from the
-manifest, divided by 256, times ``cost_factor`` (the runner's own per-row work and a slower CPU than the
-build machine's), plus the read time of its bytes. The plan (route, reason and every figure) is written to
-the output folder as ``plan.json``.
+rows = bytes / bytes-per-row (``.npy``: exact from the header; ``.parquet``: exact from the footer, decoded
+without pyarrow; ``.csv``/``.jsonl``: from the head of the object, one ranged read). seconds-per-row = the
+shipped CPU variant's measured latency at batch 256 from the manifest, divided by 256, times ``cost_factor``
+(the runner's own per-row work and a slower CPU than the build machine's), plus the read time of its bytes. The
+plan (route, reason and every figure) is written to the output folder as ``plan.json``.
+
+An input only AWS Batch can run (Parquet in or out: the Lambda bundle has no pyarrow) is planned by
+``choose_batch``: one job, or an array job split by row groups (or lines) when its work is more than one child's
+share.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class Estimate:
     seconds_per_row: float
     seconds: float
     cost_source: str
+    row_groups: int | None = None
+    """Parquet: the row groups in the footer (the unit a Parquet input is split by)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ class Plan:
     parts: int = 1
     part_bytes: int = 0
     target: Literal["cpu", "gpu"] = "cpu"
+    split_by: str | None = None
+    """How the input is cut into parts: ``lines`` (.csv, .jsonl), ``rows`` (.npy), ``row groups`` (.parquet);
+    None when it runs whole."""
 
     @property
     def fits(self) -> bool:
@@ -138,11 +147,23 @@ def seconds_per_row(manifest: Manifest, cost_factor: float) -> tuple[float, str]
 
 
 def estimate(source: ByteSource, fmt: str, manifest: Manifest, limits: Limits) -> Estimate:
-    per_byte_row, rows = bytes_per_row(source, fmt)
+    groups = None
+    if fmt == ".parquet":  # UnreadableInputError when the footer does not decode
+        from functions.batch.footer import row_groups
+
+        found = row_groups(source)
+        groups, rows = len(found), sum(count for count, _ in found)
+        per_byte_row = source.size / max(1, rows)
+    else:
+        per_byte_row, rows = bytes_per_row(source, fmt)
     per_row, cost_source = seconds_per_row(manifest, limits.cost_factor)
     per_row += per_byte_row / limits.read_bytes_per_s
     return Estimate(bytes=source.size, rows=rows, bytes_per_row=round(per_byte_row, 2),
-                    seconds_per_row=per_row, seconds=round(rows * per_row, 3), cost_source=cost_source)
+                    seconds_per_row=per_row, seconds=round(rows * per_row, 3), cost_source=cost_source,
+                    row_groups=groups)
+
+
+SPLIT_BY = {".csv": "lines", ".jsonl": "lines", ".npy": "rows", ".parquet": "row groups"}
 
 
 def choose(work: Estimate, limits: Limits, has_gpu: bool, force: bool = False) -> Plan:
@@ -166,3 +187,33 @@ def choose(work: Estimate, limits: Limits, has_gpu: bool, force: bool = False) -
         return Plan("fanout", f"fan-out over {parts} Lambda children of {rows_per_part:,} rows: {numbers}", work,
                     budget, parts=parts, part_bytes=part_bytes)
     return Plan("lambda", f"no engine for large inputs is configured; trying one Lambda: {numbers}", work, budget)
+
+
+def choose_batch(work: Estimate, limits: Limits, has_gpu: bool, fmt: str, why: str, can_split: bool) -> Plan:
+    """For an input only AWS Batch can run (``why``: it needs pyarrow, which the Lambda bundle leaves out): one
+    job, or, when its work is more than one child's share (``batch_part_seconds``) and the fan-out can start an
+    array job (``can_split``), an array job of children that split it (Parquet: by row groups, at most one
+    child per row group)."""
+    target: Literal["cpu", "gpu"] = "gpu" if has_gpu else "cpu"
+    budget = limits.budget_seconds
+    children = min(ARRAY_MAX, math.ceil(work.seconds / limits.batch_part_seconds))
+    numbers = f"estimated {_seconds(work.seconds)} s for {work.rows:,} rows"
+    if work.row_groups is not None:
+        children = min(children, work.row_groups)
+        numbers += f" in {work.row_groups:,} row groups"
+    numbers += f"; one AWS Batch child's share is {_seconds(limits.batch_part_seconds)} s"
+    if children < 2 or not can_split:
+        if children < 2:
+            single = "one AWS Batch job (too little work to split)"
+        else:
+            single = "one AWS Batch job (no fan-out state machine is configured to split it)"
+        return Plan("batch", f"{why}: {single}: {numbers}", work, budget, parts=1, part_bytes=work.bytes,
+                    target=target)
+    by = SPLIT_BY.get(fmt, "lines")
+    return Plan("batch", f"{why}: AWS Batch array job of {children} {target.upper()} children split by {by}: "
+                f"{numbers}", work, budget, parts=children, part_bytes=max(1, math.ceil(work.bytes / children)),
+                target=target, split_by=by)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"

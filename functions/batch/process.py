@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -31,10 +31,11 @@ from functions.batch.parquet import pyarrow_available
 from functions.batch.report import make_report, model_info
 from functions.batch.runner import run_batch
 from functions.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
+from functions.core.manifest import Manifest
 from functions.core.model_cache import ModelCache
 from functions.core.names import check_alias, check_model_name, check_version
 from functions.core.settings import ENV_KEYS
-from functions.core.store import check_key
+from functions.core.store import S3Store, check_key
 from functions.core.telemetry import emit_batch_metrics
 from functions.drift.batch import batch_drift
 
@@ -97,10 +98,16 @@ class Processor:
         if bucket.exists(f"{prefix}/report.json"):
             return "duplicate"
         settings = self.cache.settings
-        if (fmt == ".parquet" or settings.batch_output_format == "parquet") and not pyarrow_available():
-            return self._without_pyarrow(bucket, item, source, prefix, fmt)
+        output_format = output_format_of(item.key) or settings.batch_output_format
+        if (fmt == ".parquet" or output_format == "parquet") and not pyarrow_available():
+            return self._without_pyarrow(bucket, item, source, prefix, fmt, self.cache.manifest(ref.name, version),
+                                         output_format)
         if self.router is not None:
-            _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix)
+            try:
+                _, routed = self.router.route(bucket, item, fmt, self.cache.manifest(ref.name, version), prefix,
+                                              output_format=output_format)
+            except UnreadableInputError:  # a Parquet footer that does not decode: the runner below reports it
+                routed = None
             if routed is not None:
                 return str(routed)
         if self.dispatcher is not None and self.dispatch_bytes and item.size > self.dispatch_bytes:
@@ -115,8 +122,8 @@ class Processor:
                 return self._fail(bucket, item, source, "the input object no longer exists")
             except AlreadyExistsError:  # 412: the object was replaced; its own event will follow
                 return self._fail(bucket, item, source, "the input object was replaced by a newer version")
-            files = output_files(settings.batch_output_format)
-            with predictions_sink(work / files[0], model, settings.batch_output_format,
+            files = output_files(output_format)
+            with predictions_sink(work / files[0], model, output_format,
                                   id_column_of(item.key) is not None) as predictions, \
                     (work / files[1]).open("wb") as errors:
                 try:
@@ -140,18 +147,39 @@ class Processor:
         return "done"
 
     def _without_pyarrow(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
-                         fmt: str) -> str:
+                         fmt: str, manifest: Manifest, output_format: str) -> str:
         """Parquet in or out where pyarrow is missing (the Lambda bundle: pyarrow alone is over its size budget):
-        send the input to AWS Batch, whose image has it, and say so in plan.json; else a failure report."""
-        what = "Parquet input" if fmt == ".parquet" else "Parquet output (MAAS_BATCH_OUTPUT_FORMAT=parquet)"
+        AWS Batch runs it, whose image has pyarrow: an array job split by row groups (or lines) when the work is
+        more than one child's share and the fan-out is configured, else one job; plan.json says which and why.
+        Without AWS Batch, a failure report."""
+        from functions.batch.plan import Limits
+        from functions.batch.routing import PLAN_FILE, Router
+
+        what = "Parquet input" if fmt == ".parquet" else "Parquet output"
         reason = (f"{what} needs pyarrow, which the Lambda bundle leaves out (about 170 MB unzipped, over the "
                   "bundle's size budget)")
+        router = self.router
+        splits = router is not None and router.launcher is not None and router.limits.batch
+        if self.dispatcher is None and not splits:
+            return self._fail(bucket, item, source, f"{reason}; no AWS Batch job queue is configured to take it")
+        if router is None:
+            router = Router(Limits.from_env(batch=True, safety_ms=self.cache.settings.batch_safety_ms), None)
+        try:
+            plan, routed = router.route(cast(S3Store, bucket), item, fmt, manifest, prefix,
+                                        only_batch=f"{reason}: sent to AWS Batch", output_format=output_format,
+                                        input=source)
+            single = plan.reason
+        except UnreadableInputError as exc:  # the worker, which has pyarrow, writes the failure report
+            single = (f"{reason}: sent to AWS Batch as one job (its footer could not be read here: "
+                      f"{exc.message})")
+            bucket.put_bytes(f"{prefix}/{PLAN_FILE}", orjson.dumps(
+                {"route": "batch", "reason": single, "parts": 1, "input": source}, option=orjson.OPT_INDENT_2))
+            routed = None
+        if routed is not None:
+            return str(routed)
         if self.dispatcher is None:
             return self._fail(bucket, item, source, f"{reason}; no AWS Batch job queue is configured to take it")
-        bucket.put_bytes(f"{prefix}/plan.json", orjson.dumps(
-            {"route": "batch", "reason": f"{reason}: sent to AWS Batch", "input": source},
-            option=orjson.OPT_INDENT_2))
-        return self._dispatch(bucket, item, source, prefix, reason=f"{reason}: sent to AWS Batch")
+        return self._dispatch(bucket, item, source, prefix, reason=single)
 
     def _dispatch(self, bucket: DataBucket, item: InputObject, source: dict[str, Any], prefix: str,
                   reason: str | None = None) -> str:
@@ -198,6 +226,17 @@ def failure_report_key(key: str, etag: str) -> str:
         pass
     digest = hashlib.sha256(f"{key}\x00{etag}".encode()).hexdigest()
     return f"{FAILED}/_unsafe/{digest}/report.json"
+
+
+_OUTPUT_SUFFIX = re.compile(r"@output=(jsonl|parquet)(?:@id=[A-Za-z0-9_.-]{1,64})?\.(?:csv|jsonl|npy|parquet)$")
+
+
+def output_format_of(key: str) -> str | None:
+    """The output format an input key names by the suffix ``@output=jsonl|parquet`` before its extension (and
+    before an ``@id=COLUMN`` suffix: ``inputs/iris/scores@output=parquet@id=customer.csv``), or None (the
+    setting, ``MAAS_BATCH_OUTPUT_FORMAT``, decides)."""
+    found = _OUTPUT_SUFFIX.search(key.rsplit("/", 1)[-1])
+    return found.group(1) if found else None
 
 
 _ID_SUFFIX = re.compile(r"@id=([A-Za-z0-9_.-]{1,64})\.(?:csv|jsonl|parquet)$")

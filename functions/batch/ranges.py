@@ -271,10 +271,11 @@ def _split_npy(source: ByteSource, part_bytes: int) -> list[ByteRange]:
 
 
 def _split_parquet(source: ByteSource, part_bytes: int) -> list[ByteRange]:
-    """Ranges of whole row groups: a row group belongs to the range holding its first byte."""
-    from functions.batch.parquet import row_groups
+    """Ranges of whole row groups: a row group belongs to the range holding its first byte. The footer is
+    decoded without pyarrow (functions/batch/footer.py), so the batch Lambda splits Parquet for AWS Batch."""
+    from functions.batch.footer import row_groups
 
-    groups = row_groups(SourceFile(source))
+    groups = row_groups(source)
     if not groups:
         return [ByteRange(0, source.size, 1)]
     ranges: list[ByteRange] = []
@@ -294,7 +295,7 @@ def materialize(source: ByteSource, fmt: str, part: ByteRange, dest: IO[bytes]) 
     if fmt == ".parquet":
         from functions.batch.parquet import copy_row_groups
 
-        copy_row_groups(SourceFile(source), part.start, part.stop, dest)
+        copy_row_groups(source, part.start, part.stop, dest)
         return part.first_line - 1
     if fmt == ".npy":
         shape, dtype, _ = npy_layout(source)

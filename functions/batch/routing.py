@@ -9,14 +9,15 @@ failure report that says why; its message is not handed back to run out of time 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
 from functions.batch.objects import InputObject
-from functions.batch.plan import ENV_FANOUT_STATE_MACHINE, Limits, Plan, choose, estimate
-from functions.batch.process import output_prefix, parse_key
+from functions.batch.plan import ENV_FANOUT_STATE_MACHINE, SPLIT_BY, Limits, Plan, choose, choose_batch, estimate
+from functions.batch.process import output_format_of, output_prefix, parse_key
 from functions.batch.ranges import S3Source
 from functions.core.manifest import Manifest
 from functions.core.store import S3Store
@@ -68,20 +69,31 @@ class Router:
         self.limits = limits
         self.launcher = launcher
 
-    def plan(self, bucket: S3Store, item: InputObject, fmt: str, manifest: Manifest, force: bool = False) -> Plan:
+    def plan(self, bucket: S3Store, item: InputObject, fmt: str, manifest: Manifest, force: bool = False,
+             only_batch: str | None = None) -> Plan:
+        """The plan for one input. ``only_batch``: why only AWS Batch can run it (one job, or an array job when
+        the fan-out is configured); UnreadableInputError then if a Parquet footer does not decode."""
         source = S3Source(bucket._client, item.bucket, item.key, item.etag, item.size)
-        return choose(estimate(source, fmt, manifest, self.limits), self.limits,
-                      has_gpu=manifest.selected.get("gpu") is not None, force=force)
+        work = estimate(source, fmt, manifest, self.limits)
+        has_gpu = manifest.selected.get("gpu") is not None
+        if only_batch:
+            can_split = self.launcher is not None and self.limits.fanout and self.limits.batch
+            return choose_batch(work, self.limits, has_gpu, fmt, only_batch, can_split)
+        plan = choose(work, self.limits, has_gpu=has_gpu, force=force)
+        return plan if plan.route == "lambda" else dataclasses.replace(plan, split_by=SPLIT_BY.get(fmt))
 
     def route(self, bucket: S3Store, item: InputObject, fmt: str, manifest: Manifest, prefix: str,
-              force: bool = False, **record: Any) -> tuple[Plan, str | None]:
-        """(plan, outcome): outcome ``fanout`` or ``batch`` once started, None if one Lambda should run it."""
-        plan = self.plan(bucket, item, fmt, manifest, force)
+              force: bool = False, only_batch: str | None = None, output_format: str = "jsonl",
+              **record: Any) -> tuple[Plan, str | None]:
+        """(plan, outcome): outcome ``fanout`` or ``batch`` once started, None if one Lambda should run it (or,
+        with ``only_batch``, one AWS Batch job). ``output_format`` goes to the AWS Batch array children (their
+        job definition's environment may differ from this function's)."""
+        plan = self.plan(bucket, item, fmt, manifest, force, only_batch)
         execution = None
-        if plan.route != "lambda" and self.launcher is not None:
+        if plan.route != "lambda" and (plan.parts > 1 or not only_batch) and self.launcher is not None:
             execution = self.launcher.start(execution_name(prefix), {
                 "route": plan.route, "bucket": item.bucket, "key": item.key, "etag": item.etag,
-                "version": manifest.version, "part_bytes": plan.part_bytes})
+                "version": manifest.version, "part_bytes": plan.part_bytes, "output_format": output_format})
         bucket.put_bytes(f"{prefix}/{PLAN_FILE}", orjson.dumps(
             {**plan.as_dict(), "execution": execution, **record}, option=orjson.OPT_INDENT_2))
         return plan, (plan.route if execution else None)
@@ -123,8 +135,9 @@ def after_deadline(processor: Processor, item: InputObject, receives: int) -> st
     router = router or Router(limits, None)
     if router.plan(bucket, item, fmt, manifest).fits and receives < limits.max_receives - 1:
         return None
-    plan, outcome = router.route(bucket, item, fmt, manifest, prefix, force=True, receive_count=receives,
-                                 after_deadline=True)
+    output_format = output_format_of(item.key) or processor.cache.settings.batch_output_format
+    plan, outcome = router.route(bucket, item, fmt, manifest, prefix, force=True, output_format=output_format,
+                                 receive_count=receives, after_deadline=True)
     if outcome:
         return outcome
     reason = (f"ran out of time in one Lambda (receive {receives} of at most {limits.max_receives}): "

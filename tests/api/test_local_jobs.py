@@ -119,3 +119,58 @@ def test_maas_jobs_submit_status_fetch(base_url: str, tmp_path: Path) -> None:
     again = maas("fetch", job_id, "--output", str(tmp_path / "out"))  # never overwrites, as `maas batch`
     assert again.returncode == 6 and "already holds" in again.stderr
     assert len((tmp_path / "out/predictions.jsonl").read_text().splitlines()) == 4
+
+
+def _parquet(path: Path, rows: int) -> Path:
+    """A diabetes Parquet file with an id column, two row groups and one null feature (an error row)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, object] = {"customer": [f"p-{i}" for i in range(rows)]}
+    columns.update({name: [value] * rows for name, value in DIABETES_ROW.items()})
+    columns["bmi"] = [None if i == 2 else DIABETES_ROW["bmi"] for i in range(rows)]
+    pq.write_table(pa.table(columns), path, row_group_size=max(1, rows // 2))
+    return path
+
+
+def test_parquet_in_and_out_through_maas_jobs(base_url: str, tmp_path: Path) -> None:
+    """A Parquet upload with output_format=parquet through the CLI, the server's uvicorn and the result download:
+    pyarrow reads the predictions back; a bad Parquet file is a failed job with its reason, never a 5xx."""
+    import pyarrow.parquet as pq
+
+    source = _parquet(tmp_path / "in.parquet", 12)
+
+    def maas(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "maas", "jobs", *args, "--url", base_url], cwd=ROOT,
+                              env=os.environ, capture_output=True, text=True, timeout=120, check=False)
+
+    submitted = maas("submit", "diabetes-mlp", "--input", str(source), "--id-column", "customer",
+                     "--output-format", "parquet")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = json.loads(submitted.stdout)["job_id"]
+    done = _wait(Client(base_url), job_id)
+    assert done["status"] == "succeeded" and done["format"] == "parquet" and done["output_format"] == "parquet"
+    assert done["rows"] == {"in": 12, "ok": 11, "failed": 1}
+    outputs = done["outputs"]
+    assert isinstance(outputs, dict) and outputs["predictions"].endswith(f"/v1/jobs/{job_id}/files/predictions.parquet")
+    fetched = maas("fetch", job_id, "--output", str(tmp_path / "out"))
+    assert fetched.returncode == 0, fetched.stderr
+    table = pq.read_table(tmp_path / "out/predictions.parquet")
+    assert table.num_rows == 11 and table.column("id").to_pylist() == [f"p-{i}" for i in range(12) if i != 2]
+    assert table.column("line").to_pylist() == [i + 1 for i in range(12) if i != 2]
+    assert json.loads((tmp_path / "out/errors.jsonl").read_text())["id"] == "p-2"
+
+    client = Client(base_url)
+    for bad in (source.read_bytes()[:-20], b"PAR1 not really parquet"):  # truncated; not Parquet at all
+        job = client.submit_job("diabetes-mlp", "parquet", len(bad), output_format="parquet")
+        client.upload(job["upload"], bad)
+        failed = _wait(client, job["job_id"])
+        assert failed["status"] == "failed" and "Parquet" in str(failed["error"]), failed
+
+
+@pytest.mark.parametrize("body", [{"format": "csv", "bytes": 10, "output_format": "xlsx"},
+                                  {"format": "parquet", "bytes": 10, "output_format": None}])
+def test_a_bad_output_format_is_refused(base_url: str, body: dict[str, object]) -> None:
+    with pytest.raises(ApiRejectedError) as refused:
+        Client(base_url).call("POST", "/v1/models/diabetes-mlp/jobs", body)
+    assert refused.value.status == 422 and "output_format must be one of jsonl, parquet" in str(refused.value)

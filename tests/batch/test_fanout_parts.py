@@ -66,7 +66,8 @@ def split_and_items(bucket: DataBucket, processor: Processor, key: str, etag: st
                     part_bytes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     execution = shaped("fanout-execution", bucket=bucket.name, key=key, etag=etag, version="1",
                        part_bytes=part_bytes)
-    split = split_step(processor.data, shaped("fanout-split", **{k: execution[k] for k in execution}))
+    split = split_step(processor.data, shaped("fanout-split", **{k: execution[k] for k in load_event("fanout-split")
+                                                                 if k in execution}))
     entries = orjson.loads(bucket.get(split["ranges_key"]))
     assert [sorted(e) for e in entries] == [sorted(load_event("fanout-ranges")[0])] * len(entries)  # type: ignore[index]
     items = [select(load_event("fanout-item-selector"), execution, entry) for entry in entries]
