@@ -102,6 +102,12 @@ class DeadlineError(MaasError):
     code = "deadline"
 
 
+class HostProcessError(MaasError):
+    """A batch host process (functions/batch/hostwork.py) died or could not start; the run stopped."""
+
+    code = "host_process"
+
+
 class UnknownRecipeError(MaasError):
     """The recipe name or file does not exist or defines no recipe."""
 
