@@ -233,6 +233,7 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     PermanentError: (422, 10),
     PortInUseError: (500, 11),
     DeadlineError: (503, 12),
+    HostProcessError: (500, 1),
     InvalidSourceError: (422, 13),
     RolloutError: (422, 14),
     PromotionRefusedError: (409, 15),

@@ -163,3 +163,15 @@ def test_bucketing_off_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAAS_BATCH_BUCKETING", "off")
     assert Settings.from_env().batch_bucketing is False
     assert dataclasses.replace(Settings(), batch_bucketing=True).batch_bucketing is True
+
+
+def test_the_gpu_benchmarks_end_to_end_rows_dry_run_on_the_cpu(minilm_store: tuple[LocalStore, Manifest],
+                                                                tmp_path: Path) -> None:
+    from bench import gpu
+
+    store, manifest = minilm_store
+    result = gpu._end_to_end(store, manifest.version, ["CPUExecutionProvider"], tmp_path, rows=40, target="cpu")
+    assert result["host processes"] >= 1 and result["host processes write the same bytes"] is True
+    assert result["end-to-end rows/s"] > 0 and result["end-to-end rows/s, host processes"] > 0
+    assert result["end-to-end rows/s, Parquet output, host processes"] > 0 and result["bucketing"] is False
+    assert not multiprocessing.active_children()
