@@ -24,9 +24,10 @@ def test_the_end_to_end_rows_render_threads_and_host_processes() -> None:
               "bucketing": False, "end-to-end rows/s, Parquet output": 12_000.0,
               "end-to-end rows/s, host processes": 61_000.0, "host processes": 14,
               "end-to-end rows/s, Parquet output, host processes": 70_000.0,
-              "host processes write the same bytes": True}
+              "host processes write the same bytes": True, "host processes start (s)": 0.61}
     text = gpu.render(result)
     assert "| threads only (one process) | 10,000 | **10%** | 12,000 | **12%** |" in text
     assert "| 14 host processes (`auto`) | 61,000 | **61%** | 70,000 | **70%** |" in text
+    assert "start in 0.61 s" in text
     older = {k: v for k, v in result.items() if "host processes" not in k}  # results stored before them
     assert "host processes (`auto`)" not in gpu.render(older)

@@ -174,4 +174,5 @@ def test_the_gpu_benchmarks_end_to_end_rows_dry_run_on_the_cpu(minilm_store: tup
     assert result["host processes"] >= 1 and result["host processes write the same bytes"] is True
     assert result["end-to-end rows/s"] > 0 and result["end-to-end rows/s, host processes"] > 0
     assert result["end-to-end rows/s, Parquet output, host processes"] > 0 and result["bucketing"] is False
+    assert result["host processes start (s)"] > 0 and not list(tmp_path.glob("timed-*"))
     assert not multiprocessing.active_children()
