@@ -1,8 +1,8 @@
 """GPU worker figures (``make bench-gpu``): minilm-embed's fp16 variant on CUDA, as the AWS Batch worker runs
 it, against the CPU variant on the CPU (one intra-op thread, the serving default) and PyTorch fp16 eager on
 CUDA; one batch of 32 texts per run, median of the timed runs. Then a batch of 256 x 128 tokens against
-PyTorch fp16, and ``run_local`` end to end (bucketing, the overlapped pipeline) against the session's own
-throughput on the same batches.
+PyTorch fp16, and ``run_local`` end to end (the overlapped pipeline, threads only and with host processes)
+against the session's own throughput on the same batches.
 
 Without CUDA (no onnxruntime CUDA provider or no ``torch.cuda``) it says so plainly and exits 0. With CUDA it
 stores ``bench/results/gpu.json`` and regenerates docs/benchmarks.md.
@@ -13,6 +13,7 @@ stores ``bench/results/gpu.json`` and regenerates docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -109,7 +110,10 @@ def measure(rounds: int) -> dict[str, Any]:
 
 
 LONG_BATCH, LONG_TOKENS = 256, 128
-END_TO_END_ROWS = 20_000
+END_TO_END_ROWS = 200_000
+"""Enough rows that the host processes' start (once per run, about half a second) weighs little, as in the
+AWS Batch worker's large inputs (the figures before host processes were measured on 20,000)."""
+WARM_ROWS = 20_000
 
 
 def _long_batch(model: Any) -> dict[str, Any]:
@@ -124,9 +128,14 @@ def _long_batch(model: Any) -> dict[str, Any]:
     return dict(model.preprocessor.pad(encodings, LONG_TOKENS))
 
 
-def _end_to_end(store: Any, version: str, providers: list[str], work: Path) -> dict[str, Any]:
-    """``run_local`` on END_TO_END_ROWS texts of 8 to 60 words (the worker's settings: one GPU lane, bucketing,
-    the overlapped pipeline) against the session's own time on the same bucketed batches, encoded up front."""
+def _end_to_end(store: Any, version: str, providers: list[str], work: Path, rows: int = END_TO_END_ROWS,
+                target: str = "gpu") -> dict[str, Any]:
+    """``run_local`` on ``rows`` texts of 8 to 60 words with the worker's settings (one GPU lane, file-order
+    chunks, the overlapped pipeline), threads only and with host processes (``auto``: every core but two),
+    against the session's own time on the same batches, encoded up front. (``target="cpu"`` with the CPU
+    provider runs the same steps without a GPU: the tests' dry run.)"""
+    import dataclasses
+
     import numpy as np
     import orjson
 
@@ -139,25 +148,38 @@ def _end_to_end(store: Any, version: str, providers: list[str], work: Path) -> d
 
     words = " ".join(MiniLMEmbed.SAMPLES).split()
     rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(8, 61))).tolist()) for _ in range(END_TO_END_ROWS)]
-    source = work / "texts.jsonl"
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(8, 61))).tolist()) for _ in range(rows)]
+    source, warm = work / "texts.jsonl", work / "warm.jsonl"
     source.write_bytes(b"\n".join(orjson.dumps(t) for t in texts) + b"\n")
-    settings = for_batch(Settings(store=store.uri), gpu=True)
-    cache = ModelCache(store, settings, target="gpu", providers=providers)
-    model = cache.get(MODEL, version)
-    run_local(cache, MODEL, source, work / "warm")  # warm-up: CUDA kernels for every batch shape
-    started = time.perf_counter()
-    run_local(cache, MODEL, source, work / "timed")
-    end_to_end = time.perf_counter() - started
+    warm.write_bytes(b"\n".join(orjson.dumps(t) for t in texts[:WARM_ROWS]) + b"\n")
+    settings = for_batch(Settings(store=store.uri), gpu=True)  # auto: host processes
+    threads = dataclasses.replace(settings, batch_host_processes=0)
+    caches = {name: ModelCache(store, chosen, target=target, providers=providers)  # type: ignore[arg-type]
+              for name, chosen in (("threads", threads), ("processes", settings))}
+    rates: dict[str, float] = {}
+    for name, cache in caches.items():
+        run_local(cache, MODEL, warm, work / f"warm-{name}")  # warm-up: CUDA kernels for the batch shapes
+        shutil.rmtree(work / f"warm-{name}")
+        started = time.perf_counter()
+        run_local(cache, MODEL, source, work / f"timed-{name}")
+        rates[name] = rows / (time.perf_counter() - started)
+    same = _same_file(work / "timed-threads/predictions.jsonl", work / "timed-processes/predictions.jsonl")
+    for name in caches:
+        shutil.rmtree(work / f"timed-{name}")
     parquet: dict[str, Any] = {}
     try:
         import pyarrow  # noqa: F401  (the worker image has it; a bare CUDA machine may not)
     except ImportError:
         pass
     else:
-        started = time.perf_counter()
-        run_local(cache, MODEL, source, work / "timed-parquet", output_format="parquet")
-        parquet = {"end-to-end rows/s, Parquet output": END_TO_END_ROWS / (time.perf_counter() - started)}
+        for name, cache in caches.items():
+            started = time.perf_counter()
+            run_local(cache, MODEL, source, work / f"timed-parquet-{name}", output_format="parquet")
+            label = "end-to-end rows/s, Parquet output" + (", host processes" if name == "processes" else "")
+            parquet[label] = rows / (time.perf_counter() - started)
+            shutil.rmtree(work / f"timed-parquet-{name}")
+    startup = _pool_start(caches["processes"].get(MODEL, version), settings.batch_host_processes or 1)
+    model = caches["threads"].get(MODEL, version)
     chunk = settings.batch_chunk_rows
     preprocessor = model.preprocessor
     assert isinstance(preprocessor, TokenizerPreprocessor)
@@ -171,9 +193,36 @@ def _end_to_end(store: Any, version: str, providers: list[str], work: Path) -> d
     for feed in batches:
         model.session.run(None, feed)
     session = time.perf_counter() - started
-    return {"end-to-end rows": END_TO_END_ROWS, "end-to-end rows/s": END_TO_END_ROWS / end_to_end,
-            "session rows/s, same batches": END_TO_END_ROWS / session, "bucketing": settings.batch_bucketing,
-            **parquet}
+    return {"end-to-end rows": rows, "end-to-end rows/s": rates["threads"],
+            "end-to-end rows/s, host processes": rates["processes"], "host processes": settings.batch_host_processes,
+            "host processes start (s)": startup,
+            "host processes write the same bytes": same, "session rows/s, same batches": rows / session,
+            "bucketing": settings.batch_bucketing, **parquet}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (read in blocks: the outputs are over a gigabyte)."""
+    with a.open("rb") as first, b.open("rb") as second:
+        while True:
+            block = first.read(1 << 24)
+            if block != second.read(1 << 24):
+                return False
+            if not block:
+                return True
+
+
+def _pool_start(model: Any, processes: int) -> float:
+    """Seconds until ``processes`` host processes have started and each done one small job (once per run)."""
+    from functions.batch.hostwork import Encoder, HostPool
+    from functions.batch.lines import JsonLinesFormatter
+
+    started = time.perf_counter()
+    with HostPool(processes, Encoder(model.preprocessor, model.manifest.preprocessing),
+                  JsonLinesFormatter(model.manifest)) as pool:
+        for future in [pool.encode([1], ["a warm-up text"]) for _ in range(processes)]:
+            pool.result(future)
+        seconds = time.perf_counter() - started
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,21 +263,33 @@ def render(result: dict[str, Any]) -> str:
              "| contender | ms per batch | texts/s | worker's speed-up |", "|---|---|---|---|"]
     lines += [f"| {name} | {ms:.2f} | {result['batch'] / ms * 1000:,.0f} | {ms / worker:.1f}x |" for name, ms in rows]
     if "worker fp16 on CUDA, long batch (ms)" in result:
+        session = result["session rows/s, same batches"]
         long_worker = result["worker fp16 on CUDA, long batch (ms)"]
         long_torch = result["PyTorch fp16 eager on CUDA, long batch (ms)"]
         batches = "bucketing" if result.get("bucketing", True) else "file-order chunks"
         lines += ["", f"Batch of {result['long batch']}: worker {long_worker:.2f} ms, PyTorch fp16 eager "
                   f"{long_torch:.2f} ms (**{long_torch / long_worker:.2f}x**).",
                   "", f"End to end (`run_local`, {result['end-to-end rows']:,} texts of 8 to 60 words, the GPU "
-                  f"worker's settings: the overlapped pipeline, {batches}): "
-                  f"{result['end-to-end rows/s']:,.0f} rows/s against the session's own "
-                  f"{result['session rows/s, same batches']:,.0f} rows/s on the same batches: "
-                  f"**{result['end-to-end rows/s'] / result['session rows/s, same batches']:.0%}** (target 60%)."]
-        if "end-to-end rows/s, Parquet output" in result:
-            rate = result["end-to-end rows/s, Parquet output"]
-            lines += ["", f"The same with `--output-format parquet` (embeddings as a float32 list column instead of "
-                      f"JSON text): {rate:,.0f} rows/s, "
-                      f"**{rate / result['session rows/s, same batches']:.0%}** of the session's own."]
+                  f"worker's settings: the overlapped pipeline, {batches}) against the session's own "
+                  f"{session:,.0f} rows/s on the same batches (target 60%):", "",
+                  "| host work | JSON lines (rows/s) | share | Parquet (rows/s) | share |", "|---|---|---|---|---|"]
+        processes = "end-to-end rows/s, host processes" in result
+        kinds = [("threads only (one process)" if processes else "one process (the code before host processes)",
+                  "end-to-end rows/s", "end-to-end rows/s, Parquet output")]
+        if processes:
+            kinds.append((f"{result['host processes']} host processes (`auto`)", "end-to-end rows/s, host processes",
+                          "end-to-end rows/s, Parquet output, host processes"))
+        for label, jsonl, parquet in kinds:
+            rate = result[jsonl]
+            cells = f"{rate:,.0f} | **{rate / session:.0%}**"
+            cells += (f" | {result[parquet]:,.0f} | **{result[parquet] / session:.0%}**" if parquet in result
+                      else " | not measured | ")
+            lines.append(f"| {label} | {cells} |")
+        if "host processes write the same bytes" in result:
+            lines += ["", "Predictions with host processes equal the threads' byte for byte: "
+                      f"{'yes' if result['host processes write the same bytes'] else '**no**'}. The host processes "
+                      f"start in {result.get('host processes start (s)', float('nan')):.2f} s (once per run, "
+                      "included above)."]
     else:
         lines += ["", "The batch 256 x 128 tokens row and the end-to-end row against the session's own throughput "
                   "are not measured yet: `make bench-gpu` on a CUDA machine adds them."]

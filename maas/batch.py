@@ -38,6 +38,19 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
         raise
 
 
+def _host_processes(raw: str | None) -> int | None:
+    """``--host-processes``: auto (None) or a number in range; a usage error naming the flag else."""
+    if raw is None:
+        return None
+    from functions.core.settings import ENV_BATCH_HOST_PROCESSES, Settings, parse_host_processes
+
+    try:
+        return Settings(batch_host_processes=parse_host_processes(raw)).batch_host_processes
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace(f"{ENV_BATCH_HOST_PROCESSES} ", ""),
+                                 param_hint="--host-processes") from None
+
+
 @click.command("batch")
 @click.argument("name")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
@@ -53,10 +66,16 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
               help="A CSV column (or JSON-lines field) copied as \"id\" into every prediction and error row.")
 @click.option("--output-format", default="jsonl", show_default=True, type=click.Choice(["jsonl", "parquet"]),
               help="Predictions as JSON lines or as a Parquet file with typed columns (errors stay JSON lines).")
+@click.option("--host-processes", default=None, metavar="auto|N",
+              help="Processes that tokenize/encode and format beside the model session (default: "
+                   "MAAS_BATCH_HOST_PROCESSES, else auto: none on the CPU, where the session lanes take every core; "
+                   "0: threads only).")
 @store_option
 def batch_command(name: str, input_path: Path, output_dir: Path, model_version: str | None, alias: str | None,
-                  workers: int, id_column: str | None, output_format: str, store_uri: str | None) -> None:
+                  workers: int, id_column: str | None, output_format: str, host_processes: str | None,
+                  store_uri: str | None) -> None:
     """Run the batch runner (the same code as Lambda and AWS Batch) on a local file."""
+    processes = _host_processes(host_processes)
     check_readable(input_path)
     from rich.console import Console
     from rich.progress import (
@@ -75,6 +94,8 @@ def batch_command(name: str, input_path: Path, output_dir: Path, model_version: 
     check_output_free(output_dir)  # refused before any progress bar is drawn (run_local checks again)
 
     settings = get_settings()
+    if host_processes is not None:
+        settings = dataclasses.replace(settings, batch_host_processes=processes)
     settings = dataclasses.replace(for_batch(settings), store=store_uri or settings.store)
     cache = ModelCache(open_store(settings.store), settings)
     rows = [0]

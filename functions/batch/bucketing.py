@@ -62,12 +62,16 @@ class Buckets:
 
 def bucket(preprocessor: TokenizerPreprocessor, texts: Sequence[str]) -> Buckets:
     """Tokenize ``texts`` (already checked) once and group them by padded length, shortest first."""
-    encodings = preprocessor.tokenize(texts)
-    lengths = np.fromiter((padded_length(len(e.ids)) for e in encodings), dtype=np.intp, count=len(encodings))
+    return group(preprocessor, preprocessor.tokenize(texts))
+
+
+def group(preprocessor: TokenizerPreprocessor, encodings: Sequence[Any]) -> Buckets:
+    """Unpadded encodings (``tokenize``) grouped by padded length, shortest first."""
+    lengths = np.fromiter((padded_length(len(e)) for e in encodings), dtype=np.intp, count=len(encodings))
     order = np.argsort(lengths, kind="stable")
     edges, starts = np.unique(lengths[order], return_index=True)
     batches, rows = [], []
-    for edge, group in zip(edges.tolist(), np.split(order, starts[1:]), strict=True):
-        batches.append(preprocessor.pad([encodings[i] for i in group.tolist()], edge))
-        rows.append(group)
+    for edge, members in zip(edges.tolist(), np.split(order, starts[1:]), strict=True):
+        batches.append(preprocessor.pad([encodings[i] for i in members.tolist()], edge))
+        rows.append(members)
     return Buckets(batches, rows)

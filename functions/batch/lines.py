@@ -1,41 +1,89 @@
 """Predictions as JSON lines, each row keyed by its input line number.
 
-Classifier rows are the bulk of most batch outputs, and building a dict per row costs more than the model
-on small networks; their numbers are formatted for the whole chunk at once instead (same values as the
-generic path, six fixed decimals).
+Batch outputs are formatted for the whole chunk at once, without a dict or a Python float per row (building
+those costs more than the model on small networks, and more than the GPU on large ones): classifier numbers
+with numpy (six fixed decimals, the same values as the generic path), regression values and embeddings with
+one orjson call over the chunk's float64 array, split at the row boundaries. The bytes are those of the
+generic path (``shape_rows`` then orjson), which still serves the shapes these paths do not cover.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from functions.core.inference import class_labels, shape_predictions
+from functions.core.inference import class_labels, shape_rows
+from functions.core.manifest import Manifest
 from functions.core.model_cache import LoadedModel
 
 
 @runtime_checkable
 class PredictionSink(Protocol):
-    """Where predictions go when they are not JSON lines (functions/batch/parquet.py: ParquetPredictions)."""
+    """Where predictions go when they are not JSON lines (functions/batch/parquet.py: ParquetPredictions).
 
-    def add(self, model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
-            ids: dict[int, Any] | None) -> None:
-        """Append the model's output for the rows at ``lines`` (input order)."""
+    The runner formats each chunk with ``formatter()`` (a picklable callable ``(output, lines, ids) -> piece``,
+    so a host process can run it) and hands the pieces, in input order, to ``add_formatted``."""
+
+    def formatter(self) -> Any:
+        """The callable that turns one chunk's output into what ``add_formatted`` takes."""
+
+    def add_formatted(self, piece: Any) -> None:
+        """Append one chunk's formatted predictions (input order)."""
+
+
+@dataclass(frozen=True)
+class JsonLinesFormatter:
+    """A chunk's outputs as JSON-lines bytes (picklable: the manifest is all it needs)."""
+
+    manifest: Manifest
+
+    def __call__(self, output: npt.NDArray[Any], lines: Sequence[int], ids: dict[int, Any] | None = None) -> bytes:
+        return manifest_lines(self.manifest, output, lines, ids)
 
 
 def prediction_lines(model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
                      ids: dict[int, Any] | None = None) -> bytes:
     """The model's output for the rows at ``lines`` as JSON lines; with ``ids``, each row's "id" after "line"."""
-    if model.manifest.task == "classification" and output.ndim == 2:
-        return classification_lines(lines, class_labels(model.manifest, output.shape[1]), output, ids)
-    rows = shape_predictions(model, output, lines)
+    return manifest_lines(model.manifest, output, lines, ids)
+
+
+def manifest_lines(manifest: Manifest, output: npt.NDArray[Any], lines: Sequence[int],
+                   ids: dict[int, Any] | None = None) -> bytes:
+    """``prediction_lines`` by the manifest alone."""
+    if manifest.task == "classification" and output.ndim == 2:
+        return classification_lines(lines, class_labels(manifest, output.shape[1]), output, ids)
+    if len(lines) and manifest.task == "regression" and output.ndim >= 1:
+        return keyed_lines(lines, b"value", _numbers(output.reshape(len(output), -1)[:, 0]), ids)
+    if len(lines) and manifest.task != "regression" and output.ndim == 2:
+        return keyed_lines(lines, b"embedding", _arrays(output), ids)
+    rows = shape_rows(manifest, output, lines)
     if ids:
         rows = [{"line": row["line"], "id": ids.get(row["line"]), **row} for row in rows]
     return json_lines(rows)
+
+
+def _numbers(values: npt.NDArray[Any]) -> list[bytes]:
+    """Each value as orjson writes the Python float of it (one call over the float64 array)."""
+    return orjson.dumps(values.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+
+
+def _arrays(rows: npt.NDArray[Any]) -> list[bytes]:
+    """Each row of a 2-D array as orjson writes its list of Python floats, ``[...]`` (numbers hold no ``]``)."""
+    body = orjson.dumps(rows.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+    return [b"[" + row + b"]" for row in body.split(b"],[")]
+
+
+def keyed_lines(lines: Sequence[int], key: bytes, values: Sequence[bytes], ids: dict[int, Any] | None) -> bytes:
+    """``{"line": N, ["id": I,] KEY: VALUE}`` per row from each row's JSON value, as one bytes object."""
+    if ids:
+        return b"".join([b'{"line":%d,"id":%s,"%s":%s}\n' % (line, orjson.dumps(ids.get(line)), key, value)
+                         for line, value in zip(lines, values, strict=True)])
+    return b"".join([b'{"line":%d,"%s":%s}\n' % (line, key, value) for line, value in zip(lines, values, strict=True)])
 
 
 def json_lines(rows: list[dict[str, Any]]) -> bytes:

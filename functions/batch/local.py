@@ -72,11 +72,24 @@ def for_batch(settings: Settings, gpu: bool = False) -> Settings:
     one run at a time, with every core as intra-op threads for the operators left on the CPU, and no length
     bucketing: measured on an H200 (bench/gpu.py), minilm-embed's fp16 worker did 11,500 rows/s end to end on
     file-order chunks and 3,200 with bucketing (many small runs of distinct shapes), while the session itself
-    runs either at about 110,000 rows/s: on a GPU, padding is cheaper than the extra runs."""
+    runs either at about 110,000 rows/s: on a GPU, padding is cheaper than the extra runs. Host processes
+    (``MAAS_BATCH_HOST_PROCESSES``, ``auto``): see ``host_processes``."""
     cores = batch_threads(settings.batch_threads)
+    processes = host_processes(settings.batch_host_processes, cores, gpu)
     if gpu:
-        return dataclasses.replace(settings, intra_op_threads=cores, batch_lanes=1, batch_bucketing=False)
-    return dataclasses.replace(settings, intra_op_threads=1, batch_lanes=cores)
+        return dataclasses.replace(settings, intra_op_threads=cores, batch_lanes=1, batch_bucketing=False,
+                                   batch_host_processes=processes)
+    return dataclasses.replace(settings, intra_op_threads=1, batch_lanes=cores, batch_host_processes=processes)
+
+
+def host_processes(configured: int | None, cores: int, gpu: bool) -> int:
+    """Host processes for a batch run (functions/batch/hostwork.py): the configured number, else (``auto``) on
+    a GPU every core but two (one for the main process, which reads, runs the session and writes, one for the
+    session's own threads), at least one, and on the CPU none: there the session lanes already take every core,
+    and host processes only compete with them (measured in bench/text_batch.py, docs/batch.md)."""
+    if configured is not None:
+        return configured
+    return max(1, cores - 2) if gpu else 0
 
 
 def run_local(cache: ModelCache, name: str, source: Path, output: Path, version: str | None = None,
@@ -103,7 +116,7 @@ def run_local(cache: ModelCache, name: str, source: Path, output: Path, version:
                 chunks = _reporting(chunks, on_bytes)
             stats = run_batch(model, chunks, predictions, errors, on_chunk=on_rows,
                               drift=batch_drift(cache.store, model), lanes=settings.batch_lanes,
-                              bucketing=settings.batch_bucketing)
+                              bucketing=settings.batch_bucketing, host_processes=settings.batch_host_processes or 0)
         (work / files[2]).write_bytes(make_report(
             "ok", {"path": str(source), "bytes": source.stat().st_size, "format": fmt}, model_info(model), stats,
             {name: str(output / name) for name in files[:2]}))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ import numpy.typing as npt
 from functions.batch.formats import Chunk
 from functions.core.errors import UnreadableInputError
 from functions.core.inference import class_labels
-from functions.core.manifest import ImagePreprocessing, Preprocessing, TabularPreprocessing
+from functions.core.manifest import ImagePreprocessing, Manifest, Preprocessing, TabularPreprocessing
 from functions.core.model_cache import LoadedModel
 
 if TYPE_CHECKING:
@@ -206,29 +207,16 @@ def _flatten(value: Any, shape: Sequence[int] = ()) -> list[float] | None:
     return flat
 
 
-class ParquetPredictions:
-    """Predictions written as a Parquet file with typed columns (a ``PredictionSink`` for the runner)."""
+@dataclass(frozen=True)
+class ParquetFormatter:
+    """A chunk's outputs as one record batch of the predictions file's columns (picklable, for host processes)."""
 
-    def __init__(self, path: Path, model: LoadedModel, with_ids: bool = False) -> None:
-        self.path = path
-        self.model = model
-        self.with_ids = with_ids
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_bytes = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._schema: pa.Schema | None = None
+    manifest: Manifest
+    with_ids: bool = False
 
-    def add(self, model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
-            ids: dict[int, Any] | None) -> None:
-        batch = self._batch(output, lines, ids)
-        self._pending.append(batch)
-        self._pending_bytes += batch.nbytes
-        if self._pending_bytes >= FLUSH_BYTES:
-            self._flush()
-
-    def _batch(self, output: npt.NDArray[Any], lines: Sequence[int], ids: dict[int, Any] | None) -> pa.RecordBatch:
+    def __call__(self, output: npt.NDArray[Any], lines: Sequence[int], ids: dict[int, Any] | None) -> pa.RecordBatch:
         pa, _ = _arrow()
-        manifest = self.model.manifest
+        manifest = self.manifest
         arrays: dict[str, Any] = {"line": pa.array(lines, type=pa.int64())}
         if self.with_ids:
             values = [(ids or {}).get(line) for line in lines]
@@ -244,10 +232,36 @@ class ParquetPredictions:
         else:
             flat = output.reshape(len(output), -1).astype(np.float32, copy=False)
             arrays["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
-        batch = pa.RecordBatch.from_pydict(arrays)
+        return pa.RecordBatch.from_pydict(arrays)
+
+
+class ParquetPredictions:
+    """Predictions written as a Parquet file with typed columns (a ``PredictionSink`` for the runner)."""
+
+    def __init__(self, path: Path, model: LoadedModel, with_ids: bool = False) -> None:
+        self.path = path
+        self.model = model
+        self.with_ids = with_ids
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+
+    def formatter(self) -> ParquetFormatter:
+        return ParquetFormatter(self.model.manifest, self.with_ids)
+
+    def add(self, model: LoadedModel, output: npt.NDArray[Any], lines: Sequence[int],
+            ids: dict[int, Any] | None) -> None:
+        self.add_formatted(self.formatter()(output, lines, ids))
+
+    def add_formatted(self, piece: Any) -> None:
+        """Buffer one chunk's record batch; write a row group once about FLUSH_BYTES are buffered."""
         if self._schema is None:
-            self._schema = batch.schema
-        return batch
+            self._schema = piece.schema
+        self._pending.append(piece)
+        self._pending_bytes += piece.nbytes
+        if self._pending_bytes >= FLUSH_BYTES:
+            self._flush()
 
     def _flush(self) -> None:
         if not self._pending:

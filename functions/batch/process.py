@@ -131,7 +131,8 @@ class Processor:
                                          settings.batch_max_line_bytes, id_column_of(item.key))
                     stats = run_batch(model, chunks, predictions, errors, out_of_time,
                                       drift=batch_drift(self.cache.store, model), lanes=settings.batch_lanes,
-                                      bucketing=settings.batch_bucketing)
+                                      bucketing=settings.batch_bucketing,
+                                      host_processes=settings.batch_host_processes or 0)
                 except UnreadableInputError as exc:
                     return self._fail(bucket, item, source, exc.message)
             outputs = {name: f"{prefix}/{name}" for name in files[:2]}

@@ -1,7 +1,7 @@
 """AWS Batch worker: the batch runner on one input object, on the GPU when there is one.
 
     python -m functions.batch.worker --bucket BUCKET --key inputs/NAME/file.npy [--etag ETAG]
-                                     [--output-format jsonl|parquet]
+                                     [--output-format jsonl|parquet] [--host-processes auto|N]
 
 With CUDA available (onnxruntime-gpu) it uses the CUDA execution provider and the model's GPU variant when
 the version has one; otherwise the CPU variant. Exit codes: 0 done or duplicate, 2 permanent failure (a
@@ -20,7 +20,13 @@ from functions.batch.local import for_batch
 from functions.batch.objects import InputObject, data_bucket_factory
 from functions.batch.process import Processor
 from functions.core.model_cache import ModelCache
-from functions.core.settings import OUTPUT_FORMATS, Settings, get_settings
+from functions.core.settings import (
+    ENV_BATCH_HOST_PROCESSES,
+    OUTPUT_FORMATS,
+    Settings,
+    get_settings,
+    parse_host_processes,
+)
 from functions.core.store import open_store
 
 
@@ -43,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etag", default=None, help="process only this version of the object")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
                         help="predictions as jsonl or parquet (default: MAAS_BATCH_OUTPUT_FORMAT, else jsonl)")
+    parser.add_argument("--host-processes", default=None, metavar="auto|N",
+                        help="processes that encode and format beside the session (default: "
+                             "MAAS_BATCH_HOST_PROCESSES, else auto: on a GPU every core but two; 0: threads only)")
     args = parser.parse_args(argv)
-    settings, cache = worker_cache(args.output_format)
+    if args.host_processes is not None:
+        try:
+            Settings(batch_host_processes=parse_host_processes(args.host_processes))
+        except ValueError as exc:
+            parser.error(str(exc).replace(ENV_BATCH_HOST_PROCESSES, "--host-processes"))
+    settings, cache = worker_cache(args.output_format, args.host_processes)
     data = data_bucket_factory(settings.s3_endpoint_url)
     etag, size = args.etag, 0
     head = data(args.bucket).head(args.key)
@@ -55,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     return 2 if outcome == "failed" else 0
 
 
-def worker_cache(output_format: str | None = None) -> tuple[Settings, ModelCache]:
-    """Settings with all cores for batch work, and a model cache on the GPU variant when CUDA is there."""
+def worker_cache(output_format: str | None = None, host_processes: str | None = None
+                 ) -> tuple[Settings, ModelCache]:
+    """Settings with all cores for batch work, and a model cache on the GPU variant when CUDA is there;
+    ``output_format`` and ``host_processes`` (``auto`` or a number), when given, replace the environment's."""
+    settings = get_settings()
+    if host_processes is not None:
+        settings = dataclasses.replace(settings, batch_host_processes=parse_host_processes(host_processes))
     target, providers = execution_providers()
-    settings = for_batch(get_settings(), gpu=target == "gpu")
+    settings = for_batch(settings, gpu=target == "gpu")
     if output_format:
         settings = dataclasses.replace(settings, batch_output_format=output_format)
     cache = ModelCache(open_store(settings.store, endpoint_url=settings.s3_endpoint_url), settings,

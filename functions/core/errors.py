@@ -102,6 +102,12 @@ class DeadlineError(MaasError):
     code = "deadline"
 
 
+class HostProcessError(MaasError):
+    """A batch host process (functions/batch/hostwork.py) died or could not start; the run stopped."""
+
+    code = "host_process"
+
+
 class UnknownRecipeError(MaasError):
     """The recipe name or file does not exist or defines no recipe."""
 
@@ -227,6 +233,7 @@ ERROR_TABLE: dict[type[MaasError], tuple[int, int]] = {
     PermanentError: (422, 10),
     PortInUseError: (500, 11),
     DeadlineError: (503, 12),
+    HostProcessError: (500, 1),
     InvalidSourceError: (422, 13),
     RolloutError: (422, 14),
     PromotionRefusedError: (409, 15),

@@ -30,7 +30,12 @@ def shape_predictions(model: LoadedModel, output: npt.NDArray[Any],
                       lines: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Classifiers: label and per-label probabilities; regressors: value. With ``lines`` (batch), each
     prediction starts with its input line number."""
-    manifest = model.manifest
+    return shape_rows(model.manifest, output, lines)
+
+
+def shape_rows(manifest: Manifest, output: npt.NDArray[Any],
+               lines: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """``shape_predictions`` by the manifest alone (what a batch host process has)."""
     if manifest.task == "classification":
         labels = class_labels(manifest, output.shape[1])
         best = output.argmax(axis=1).tolist()

@@ -207,6 +207,8 @@ class TokenizerPreprocessor:
         self.tokenizer.enable_truncation(spec.max_length)
         self.tokenizer.enable_padding()
         self._unpadded: Any = None  # a copy without padding, made on first use by ``tokenize``
+        self._type_id: int | None = None  # see ``_single_type_id``
+        self._type_id_known = False
 
     def encode(self, instances: Instances) -> Tensors:
         encodings = self.tokenizer.encode_batch(check_texts(instances, self.spec.max_chars))
@@ -215,35 +217,75 @@ class TokenizerPreprocessor:
 
     def tokenize(self, texts: Sequence[str]) -> list[Any]:
         """Truncated, unpadded encodings of texts already checked (``check_texts``): one tokenizer pass whose
-        lengths a batch can be bucketed by; ``pad`` makes tensors of them."""
+        lengths a batch can be bucketed by; ``pad`` makes tensors of them. (``encode_batch_fast`` where the
+        library has it: the same ids, without the character offsets nothing here reads.)"""
         if self._unpadded is None:
             from tokenizers import Tokenizer
 
             unpadded = Tokenizer.from_str(self.tokenizer.to_str())
             unpadded.no_padding()
             self._unpadded = unpadded
-        return list(self._unpadded.encode_batch(list(texts)))
+        encode = getattr(self._unpadded, "encode_batch_fast", self._unpadded.encode_batch)
+        return list(encode(list(texts)))
 
     def pad(self, encodings: Sequence[Any], length: int) -> Tensors:
-        """Tensors of ``length`` tokens from unpadded encodings, padded as ``encode`` pads (its pad id, pad
-        type id and side): at the batch's longest length they equal ``encode``'s tensors."""
+        """Tensors of ``length`` tokens from unpadded encodings (``tokenize``; none longer than ``length``),
+        padded as ``encode`` pads (its pad id, pad type id and side): at the batch's longest length they equal
+        ``encode``'s tensors.
+
+        Built for the whole batch at once: each row's ids are read once and placed through a mask of the real
+        positions, the attention mask is that mask (an unpadded encoding attends to every token), and the type
+        ids are read only when the tokenizer's template does not give one type id to every token of a single
+        text (``_single_type_id``)."""
         padding = self.tokenizer.padding or {}
         fill = {"input_ids": int(padding.get("pad_id", 0)), "attention_mask": 0,
                 "token_type_ids": int(padding.get("pad_type_id", 0))}
-        left = padding.get("direction") == "left"
+        ids = [encoding.ids for encoding in encodings]
+        lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
+        positions = np.arange(length)
+        if padding.get("direction") == "left":
+            real = positions >= (length - lengths)[:, None]
+        else:
+            real = positions < lengths[:, None]
         tensors: Tensors = {}
         for name in self.spec.inputs:
+            if name == "attention_mask":
+                tensors[name] = real.astype(np.int64)
+                continue
             array = np.full((len(encodings), length), fill[name], dtype=np.int64)
-            field = ENCODING_FIELDS[name]
-            for row, encoding in enumerate(encodings):
-                values = getattr(encoding, field)
-                if values:
-                    if left:
-                        array[row, length - len(values):] = values
-                    else:
-                        array[row, :len(values)] = values
+            if name == "token_type_ids" and (type_id := self._single_type_id()) is not None:
+                array[real] = type_id
+            else:
+                values = ids if name == "input_ids" else [getattr(e, ENCODING_FIELDS[name]) for e in encodings]
+                array[real] = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64,
+                                          count=int(lengths.sum()))
             tensors[name] = array
         return tensors
+
+    def _single_type_id(self) -> int | None:
+        """The type id of every token of one text when the post-processor fixes it (a template whose single-text
+        pieces all have one type id; BERT and RoBERTa processors: 0; none: 0), else None (read per encoding)."""
+        if not self._type_id_known:
+            self._type_id, self._type_id_known = _template_type_id(self.tokenizer.post_processor), True
+        return self._type_id
+
+
+def _template_type_id(processor: Any) -> int | None:
+    if processor is None:
+        return 0
+    try:
+        import orjson
+
+        state = orjson.loads(processor.__getstate__())
+    except (AttributeError, TypeError, ValueError):
+        return None
+    kind = state.get("type")
+    if kind in ("BertProcessing", "RobertaProcessing"):
+        return 0
+    if kind != "TemplateProcessing":
+        return None
+    found = {next(iter(piece.values())).get("type_id") for piece in state.get("single", [])}
+    return found.pop() if len(found) == 1 and isinstance(next(iter(found)), int) else None
 
 
 def make_preprocessor(spec: Preprocessing, input_name: str, files: Mapping[str, bytes]) -> Preprocessor:

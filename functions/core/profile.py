@@ -17,6 +17,7 @@ distance of each embedding to the reference centroid (embedding models).
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -140,8 +141,11 @@ def feature_names(spec: Preprocessing) -> list[str]:
     return list(TOKENIZER_FEATURES if isinstance(spec, TokenizerPreprocessing) else TEXT_VOCAB_FEATURES)
 
 
-def text_stats(preprocessor: Any, texts: Sequence[str]) -> list[dict[str, float]]:
-    """Length and token statistics of raw texts, with the version's own vocabulary or tokenizer."""
+def text_stats(preprocessor: Any, texts: Sequence[str], encodings: Sequence[Any] | None = None
+               ) -> list[dict[str, float]]:
+    """Length and token statistics of raw texts, with the version's own vocabulary or tokenizer. With
+    ``encodings`` (the texts' unpadded encodings, ``TokenizerPreprocessor.tokenize``: a batch run has them
+    already) the texts are not tokenized again; the statistics are the same."""
     if hasattr(preprocessor, "vocab"):  # TextVocabPreprocessor
         stats = []
         for text in texts:
@@ -152,20 +156,37 @@ def text_stats(preprocessor: Any, texts: Sequence[str]) -> list[dict[str, float]
     tokenizer = preprocessor.tokenizer
     unk_token = getattr(tokenizer.model, "unk_token", None)
     unk_id = tokenizer.token_to_id(unk_token) if unk_token else None
-    stats = []
-    for text, encoding in zip(texts, tokenizer.encode_batch(list(texts)), strict=True):
-        ids = [i for i, special, kept in zip(encoding.ids, encoding.special_tokens_mask, encoding.attention_mask,
-                                             strict=True) if kept and not special]
-        unknown = sum(1 for i in ids if i == unk_id)
-        stats.append({"tokens": float(len(ids)), "unknown_rate": round(unknown / max(len(ids), 1), 4),
-                      "pieces_per_word": round(len(ids) / max(len(text.split()), 1), 4)})
-    return stats
+    padded = encodings is None
+    if encodings is None:
+        encodings = tokenizer.encode_batch(list(texts))
+    if not encodings:
+        return []
+    # Counted for the whole batch: a row's tokens are its ids that are neither special nor padding.
+    ids = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
+    total = int(lengths.sum())
+    row = np.repeat(np.arange(len(ids)), lengths)
+    kept = np.fromiter(itertools.chain.from_iterable(e.special_tokens_mask for e in encodings), dtype=np.int8,
+                       count=total) == 0
+    if padded:
+        kept &= np.fromiter(itertools.chain.from_iterable(e.attention_mask for e in encodings), dtype=np.int8,
+                            count=total) == 1
+    tokens = np.bincount(row[kept], minlength=len(ids)).tolist()
+    if unk_id is None:
+        unknowns = [0] * len(ids)
+    else:
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
+        unknowns = np.bincount(row[kept & (flat == unk_id)], minlength=len(ids)).tolist()
+    return [{"tokens": float(count), "unknown_rate": round(unknown / max(count, 1), 4),
+             "pieces_per_word": round(count / max(len(text.split()), 1), 4)}
+            for text, count, unknown in zip(texts, tokens, unknowns, strict=True)]
 
 
 def input_matrix(spec: Preprocessing, instances: Sequence[Any] | npt.NDArray[Any],
-                 preprocessor: Any = None) -> npt.NDArray[np.float64]:
+                 preprocessor: Any = None, encodings: Sequence[Any] | None = None) -> npt.NDArray[np.float64]:
     """Monitored input columns ``[N, F]`` of natural instances (or captured records of them); NaN where a
-    value is missing, masked or not a number."""
+    value is missing, masked or not a number. ``encodings``: the unpadded encodings of the instances, when
+    every one is a text (``text_stats``)."""
     names = feature_names(spec)
     if len(instances) == 0:
         return np.empty((0, len(names)))
@@ -177,7 +198,8 @@ def input_matrix(spec: Preprocessing, instances: Sequence[Any] | npt.NDArray[Any
         return _dict_rows(instances, names)
     rows: list[Mapping[str, Any]] = []
     raw = [i for i in instances if isinstance(i, str)]
-    computed = iter(text_stats(preprocessor, raw)) if raw and preprocessor is not None else iter(())
+    known = encodings if encodings is not None and len(encodings) == len(raw) == len(instances) else None
+    computed = iter(text_stats(preprocessor, raw, known)) if raw and preprocessor is not None else iter(())
     for instance in instances:
         if isinstance(instance, Mapping):
             rows.append(instance)

@@ -28,6 +28,7 @@ ENV_BATCH_SAFETY_MS = "MAAS_BATCH_SAFETY_MS"
 ENV_BATCH_MAX_LINE_BYTES = "MAAS_BATCH_MAX_LINE_BYTES"
 ENV_BATCH_BUCKETING = "MAAS_BATCH_BUCKETING"
 ENV_BATCH_OUTPUT_FORMAT = "MAAS_BATCH_OUTPUT_FORMAT"
+ENV_BATCH_HOST_PROCESSES = "MAAS_BATCH_HOST_PROCESSES"
 ENV_REQUEST_BUDGET_SECONDS = "MAAS_REQUEST_BUDGET_SECONDS"
 ENV_BATCH_OUTPUTS = "MAAS_BATCH_OUTPUTS"  # where the console reads batch outputs (folder or s3://); not a setting
 ENV_EXPLAIN_MAX_EVALUATIONS = "MAAS_EXPLAIN_MAX_EVALUATIONS"
@@ -44,6 +45,7 @@ ENV_KEYS = "MAAS_KEYS"  # the key store: a SQLite file or dynamodb://TABLE
 ENV_KEYS_CACHE_SECONDS = "MAAS_KEYS_CACHE_SECONDS"  # how long a key lookup is reused
 
 DEFAULT_STORE = "file://./.maas/store"
+MAX_HOST_PROCESSES = 256
 OUTPUT_FORMATS = ("jsonl", "parquet")
 DEFAULT_ALLOWED_OP_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
@@ -80,6 +82,9 @@ class Settings:
     per chunk, padded to its longest text"""
     batch_output_format: str = "jsonl"
     """predictions as ``jsonl`` or ``parquet`` (S3 inputs and the AWS Batch worker; ``maas batch`` has a flag)"""
+    batch_host_processes: int | None = None
+    """worker processes that encode and format batch chunks beside the session (functions/batch/hostwork.py);
+    0: threads only; None (``auto``): ``for_batch`` chooses (some on a GPU, none on the CPU)"""
     request_budget_seconds: float = 20.0
     """The longest a request may wait on the model store; S3 timeouts and retries derive from it (must stay
     below the API function's 29 s timeout, see docs/reliability.md)."""
@@ -105,6 +110,9 @@ class Settings:
             if value < low or (high is not None and value > high):
                 bound = f">= {low}" if high is None else f"between {low} and {high}"
                 raise ValueError(f"{_ENV_NAMES.get(name, name)} must be {bound}, got {value}")
+        if self.batch_host_processes is not None and not 0 <= self.batch_host_processes <= MAX_HOST_PROCESSES:
+            raise ValueError(f"{ENV_BATCH_HOST_PROCESSES} must be auto or between 0 and {MAX_HOST_PROCESSES}, "
+                             f"got {self.batch_host_processes}")
         if self.batch_output_format not in OUTPUT_FORMATS:
             raise ValueError(f"{ENV_BATCH_OUTPUT_FORMAT} must be one of {', '.join(OUTPUT_FORMATS)}, "
                              f"got {self.batch_output_format!r}")
@@ -127,6 +135,8 @@ class Settings:
         for name, field in _ENV_FIELDS.items():
             if env.get(name):
                 values[field] = _convert(name, env[name], str(types[field]))
+        if env.get(ENV_BATCH_HOST_PROCESSES):
+            values["batch_host_processes"] = parse_host_processes(env[ENV_BATCH_HOST_PROCESSES])
         if env.get(ENV_PRELOAD):
             values["preload"] = tuple(m.strip() for m in env[ENV_PRELOAD].split(",") if m.strip())
         return cls(**values)  # type: ignore[arg-type]
@@ -182,6 +192,19 @@ def parse_flag(env_name: str, raw: str) -> bool:
     if text not in _TRUE | _FALSE:
         raise ValueError(f"{env_name} must be true or false (on or off), got {raw!r}")
     return text in _TRUE
+
+
+def parse_host_processes(raw: str) -> int | None:
+    """``auto`` (None) or a whole number of batch host processes (0: threads only); ValueError naming the
+    setting else (bounds are checked by ``Settings``)."""
+    text = raw.strip().lower()
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{ENV_BATCH_HOST_PROCESSES} must be auto or a whole number of processes (0: threads "
+                         f"only), got {raw!r}") from None
 
 
 @lru_cache(maxsize=1)

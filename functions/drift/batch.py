@@ -23,22 +23,38 @@ class BatchDrift:
         self.tracker = tracker
         self.problem = problem or NO_REFERENCE
 
+    @property
+    def tracked(self) -> bool:
+        """Whether there is a reference to count against (else the inputs need not be measured)."""
+        return self.tracker is not None
+
     def add_chunk(self, chunk: Chunk, good_lines: list[int], output: npt.NDArray[Any]) -> None:
         """The chunk's good rows (those predicted) and their outputs."""
         if self.tracker is None:
             return
-        instances: Any = chunk.instances
-        if len(good_lines) != len(chunk.lines):
-            keep = set(good_lines)
-            instances = [i for line, i in zip(chunk.lines, chunk.instances, strict=True) if line in keep]
-            if isinstance(chunk.instances, np.ndarray):
-                instances = np.asarray(instances)
-        manifest = self.model.manifest
-        self.tracker.add_inputs(input_matrix(manifest.preprocessing, instances, self.model.preprocessor))
-        self.tracker.add_predictions(prediction_column(manifest.task, output, self.tracker.profile.prediction))
+        instances = good_instances(chunk.lines, chunk.instances, good_lines)
+        self.add(input_matrix(self.model.manifest.preprocessing, instances, self.model.preprocessor), output)
+
+    def add(self, inputs: npt.NDArray[Any], output: npt.NDArray[Any]) -> None:
+        """A chunk's measured inputs (``input_matrix`` of its good rows, computed where it was encoded) and the
+        outputs of those rows."""
+        if self.tracker is None:
+            return
+        self.tracker.add_inputs(inputs)
+        self.tracker.add_predictions(prediction_column(self.model.manifest.task, output,
+                                                       self.tracker.profile.prediction))
 
     def summary(self) -> dict[str, Any]:
         return dict(self.problem) if self.tracker is None else self.tracker.report()
+
+
+def good_instances(lines: list[int], instances: Any, good_lines: list[int]) -> Any:
+    """The instances of ``good_lines`` among a chunk's (an array stays an array)."""
+    if len(good_lines) == len(lines):
+        return instances
+    keep = set(good_lines)
+    kept = [i for line, i in zip(lines, instances, strict=True) if line in keep]
+    return np.asarray(kept) if isinstance(instances, np.ndarray) else kept
 
 
 def batch_drift(store: Store, model: LoadedModel) -> BatchDrift:

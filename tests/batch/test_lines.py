@@ -1,15 +1,19 @@
-"""The fast classifier JSON-lines writer gives the rows of the generic per-row path: same keys in the same
-order, every probability equal to the output rounded to six decimals."""
+"""The bulk JSON-lines writers give the rows of the generic per-row path: classifiers the same keys in the
+same order, every probability equal to the output rounded to six decimals; embeddings and regression values
+the very bytes."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import orjson
 import pytest
 
-from functions.batch.lines import classification_lines, json_lines
+from functions.batch.lines import classification_lines, json_lines, manifest_lines
+from functions.core.inference import shape_rows
+from functions.core.manifest import Manifest
 
 
 def _generic(lines: list[int], labels: list[str], output: np.ndarray[Any, Any]) -> bytes:
@@ -75,3 +79,37 @@ def test_ids_follow_the_line_on_both_paths() -> None:
 
 def test_no_rows_is_no_bytes() -> None:
     assert classification_lines([], ["a", "b"], np.zeros((0, 2), dtype=np.float32)) == b""
+
+
+def _manifest(task: str) -> Manifest:
+    """A manifest of ``task`` (only the task and labels matter to the formatting)."""
+    return cast(Manifest, SimpleNamespace(task=task, labels=None))
+
+
+def _old_lines(task: str, output: np.ndarray[Any, Any], lines: list[int], ids: dict[int, Any] | None) -> bytes:
+    """The path every row took before the bulk formatting: dicts of Python floats, one orjson call."""
+    rows = shape_rows(_manifest(task), output, lines)
+    if ids:
+        rows = [{"line": row["line"], "id": ids.get(row["line"]), **row} for row in rows]
+    return json_lines(rows)
+
+
+SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-7, 5e-324, 1e16, 3.4e38, -1.5e-45, 123456.789]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize(("task", "shape"), [("embedding", (7, 5)), ("embedding", (1, 0)), ("embedding", (3, 1)),
+                                             ("regression", (9, 1)), ("regression", (4,)), ("embedding", (2, 3, 2))])
+def test_embeddings_and_values_are_the_bytes_of_the_per_row_path(task: str, shape: tuple[int, ...],
+                                                                  dtype: type) -> None:
+    rng = np.random.default_rng(len(shape) * 7 + shape[0])
+    values = np.concatenate([rng.normal(0, 0.05, 64), rng.normal(0, 1e6, 16), np.array(SPECIAL)])
+    with np.errstate(over="ignore"):
+        output = rng.choice(values, size=shape).astype(dtype)
+    lines = [3 * n + 2 for n in range(shape[0])]
+    for ids in (None, {line: (f'k"{line}' if line % 2 else line) for line in lines[:-1]}):
+        assert manifest_lines(_manifest(task), output, lines, ids) == _old_lines(task, output, lines, ids)
+
+
+def test_no_embedding_rows_is_no_bytes() -> None:
+    assert manifest_lines(_manifest("embedding"), np.zeros((0, 4), dtype=np.float32), []) == b""
