@@ -85,14 +85,18 @@ def search(ctx: Context) -> Outcome:
     params, macs = surgery.count(ctx.model, example)
     layers = surgery.prunable_layers(ctx.model, example, config)
     epochs = config.quick_recovery_epochs if ctx.quick else config.recovery_epochs
-    teacher = None if config.distill is None or epochs == 0 else \
-        recovery.teacher_outputs(ctx.model, ctx.x_train, config.distill)
     levels = [config.quick_level] if ctx.quick else sorted(config.levels)
+    failed = [g.name for g in gates.quality_gates(recipe.task, recipe.gates, ctx.fp32, ctx.fp32, ctx.trivial,
+                                                  ctx.quick) if not g.passed]
     try:
+        if failed:
+            raise _UnprunableError(f"not tried: the unpruned fp32 failed {', '.join(failed)}")
+        teacher = None if config.distill is None or epochs == 0 else \
+            recovery.teacher_outputs(ctx.model, ctx.x_train, config.distill)
         tried = [_try(ctx, level, example, teacher, epochs) for level in levels]
         chosen, reason = gates.choose_pruning_level([t.level.level for t in tried if t.level.passed], levels)
     except _UnprunableError as exc:
-        tried, chosen, reason = [], None, f"the model could not be pruned ({exc}): no pruned variants"
+        tried, chosen, reason = [], None, f"{exc}: no pruned variants"
     record = Pruning(method="structured pruning (Torch-Pruning dependency graph): units physically removed",
                      library=surgery.library_version(), criterion=surgery.CRITERION, units=list(config.units),
                      recovery=recovery.describe(epochs, config.distill), params=params, macs=macs,
@@ -100,7 +104,7 @@ def search(ctx: Context) -> Outcome:
                      reason=reason)
     best = next((t for t in tried if t.level.level == chosen), None)
     if best is None or best.exported is None or best.measured is None or best.output is None:
-        return Outcome(record, variants.skipped_set(variants.PRUNED, "skipped: no pruning level passed its gates"))
+        return Outcome(record, variants.skipped_set(variants.PRUNED, f"skipped: {reason}"))
     made = variants.candidate_set(best.exported, ctx.work, recipe.input_name, ctx.calibration, variants.PRUNED,
                                   static_int8=not ctx.quick)
     made = [c if c.path is None else dataclasses.replace(c, note=f"{c.note}; of the model pruned at level {chosen:g}")
@@ -118,7 +122,7 @@ def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tenso
     try:
         pruned = surgery.prune(model, example, level, config)
     except Exception as exc:  # the library raises many types on graphs it cannot trace
-        raise _UnprunableError(f"{type(exc).__name__}: {exc}") from exc
+        raise _UnprunableError(f"the model could not be pruned ({type(exc).__name__}: {exc})") from exc
     directory = ctx.work / f"pruned-{level:g}"
     directory.mkdir()
     try:
