@@ -83,9 +83,9 @@ def search(ctx: Context) -> Outcome:
     recipe, config = ctx.recipe, ctx.config
     example = torch.as_tensor(ctx.x_train[:1])
     params, macs = surgery.count(ctx.model, example)
-    layers = surgery.prunable_layers(ctx.model, example, config)
+    record_widths = surgery.widths(surgery.prunable_layers(ctx.model, example, config))
     epochs = config.quick_recovery_epochs if ctx.quick else config.recovery_epochs
-    levels = [config.quick_level] if ctx.quick else sorted(config.levels)
+    levels = [config.quick_level] if ctx.quick else sorted(set(config.levels))
     failed = [g.name for g in gates.quality_gates(recipe.task, recipe.gates, ctx.fp32, ctx.fp32, ctx.trivial,
                                                   ctx.quick) if not g.passed]
     try:
@@ -93,14 +93,14 @@ def search(ctx: Context) -> Outcome:
             raise _UnprunableError(f"not tried: the unpruned fp32 failed {', '.join(failed)}")
         teacher = None if config.distill is None or epochs == 0 else \
             recovery.teacher_outputs(ctx.model, ctx.x_train, config.distill)
-        tried = [_try(ctx, level, example, teacher, epochs) for level in levels]
+        tried = [_try(ctx, level, example, teacher, epochs, record_widths) for level in levels]
         chosen, reason = gates.choose_pruning_level([t.level.level for t in tried if t.level.passed], levels)
     except _UnprunableError as exc:
         tried, chosen, reason = [], None, f"{exc}: no pruned variants"
     record = Pruning(method="structured pruning (Torch-Pruning dependency graph): units physically removed",
                      library=surgery.library_version(), criterion=surgery.CRITERION, units=list(config.units),
                      recovery=recovery.describe(epochs, config.distill), params=params, macs=macs,
-                     widths=surgery.widths(layers), levels=[t.level for t in tried], chosen_level=chosen,
+                     widths=record_widths, levels=[t.level for t in tried], chosen_level=chosen,
                      reason=reason)
     best = next((t for t in tried if t.level.level == chosen), None)
     if best is None or best.exported is None or best.measured is None or best.output is None:
@@ -116,13 +116,17 @@ def search(ctx: Context) -> Outcome:
     return Outcome(record, made, measured, outputs, {fp32: [best.parity]})
 
 
-def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tensor | None, epochs: int) -> _Tried:
+def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tensor | None, epochs: int,
+         widths: dict[str, int]) -> _Tried:
     recipe, config = ctx.recipe, ctx.config
     model = copy.deepcopy(ctx.model)
     try:
         pruned = surgery.prune(model, example, level, config)
     except Exception as exc:  # the library raises many types on graphs it cannot trace
         raise _UnprunableError(f"the model could not be pruned ({type(exc).__name__}: {exc})") from exc
+    if all(pruned.kept[label] == width for label, width in widths.items()):
+        return _Tried(PruningLevel(level=level, params=pruned.params, macs=pruned.macs, kept=pruned.kept,
+                                   passed=False, reason="removes nothing (each width rounds back to its full size)"))
     directory = ctx.work / f"pruned-{level:g}"
     directory.mkdir()
     try:
@@ -138,10 +142,10 @@ def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tenso
         candidate = variants.optimize_fp32(exported, directory / f"model.{variants.PRUNED}fp32.onnx")
         candidate = dataclasses.replace(candidate, name=variants.PRUNED + candidate.name)
         measured, outputs = ctx.measure([candidate], reference)
-    except Exception as exc:  # exporters and onnxruntime raise many types
+    except Exception as exc:  # recovery, exporters and onnxruntime raise many types
         shutil.rmtree(directory, ignore_errors=True)
         return _Tried(PruningLevel(level=level, params=pruned.params, macs=pruned.macs, kept=pruned.kept,
-                                   passed=False, reason=f"could not be exported ({type(exc).__name__}: {exc})"))
+                                   passed=False, reason=f"failed after pruning ({type(exc).__name__}: {exc})"))
     m = measured[candidate.name]
     parity = gates.parity_gate(m, recipe.gates)
     results = [parity, *gates.quality_gates(recipe.task, recipe.gates, m, ctx.fp32, ctx.trivial, ctx.quick)]

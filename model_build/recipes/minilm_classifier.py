@@ -67,8 +67,10 @@ class MiniLMClassifier(Recipe):
     fine_tune: ClassVar[bool] = False
     training = TrainingConfig(epochs=30, quick_epochs=3, batch_size=32, learning_rate=5e-3, patience=5)
     gates = GateConfig(min_metric=0.7)
-    pruning = PruningConfig(units=("heads", "ffn"), recovery_epochs=3, quick_recovery_epochs=1, learning_rate=2e-4,
+    pruning = PruningConfig(units=("heads", "ffn"), recovery_epochs=3, quick_recovery_epochs=0, learning_rate=2e-4,
                             distill="embeddings")
+    """Whole heads and FFN width, recovered by distilling the unpruned sentence embeddings. ``--quick`` skips
+    the recovery (MiniLM's forward and backward passes are the slow part), so its level is usually refused."""
     max_length: ClassVar[int] = 64
 
     def load_data(self, quick: bool) -> Dataset:
