@@ -158,9 +158,9 @@ def pruning_lines(manifest: Manifest) -> list[str]:
                      f"| {_fmt(lvl.latency_ms_b1)} | {_fmt(lvl.latency_ms_b256)} | {_fmt(lvl.metric, 4)} "
                      f"| {lvl.reason} | {_kept(lvl.kept, pruning.widths)} |")
     shipped = manifest.selected["cpu"]
-    verdict = (f"a pruned variant ships ({shipped})" if shipped.startswith("pruned-") else
-               f"no pruned variant ships: {shipped} won by the speed rule below" if pruning.chosen_level is not None
-               else f"no pruned variant ships: {shipped} won")
+    verdict = f"a pruned variant ships ({shipped})" if shipped.startswith("pruned-") else \
+        f"no pruned variant ships: {shipped} won" + (" by the speed rule (Choice, above)"
+                                                     if pruning.chosen_level is not None else "")
     lines += ["", f"Chosen: {pruning.reason}. On CPU {verdict}. MACs count one forward pass on one example "
               "instance; latencies as for the variants."]
     return lines
