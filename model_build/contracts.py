@@ -50,6 +50,45 @@ class GateConfig:
     parity_tolerance: float = 1e-4
 
 
+PruneUnit = Literal["neurons", "channels", "heads", "ffn"]
+"""What structured pruning may remove: Linear neurons, Conv channels, attention heads, transformer FFN width."""
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Structured pruning searched as build variants (``pruned-fp32``, ``pruned-int8-dynamic``, ...).
+
+    Each level removes that fraction of every prunable layer's width (the served input width and the output
+    layer are never pruned), rounded to multiples of ``round_to``; each pruned model is fine-tuned for a few
+    epochs to recover, distilled from the unpruned model, then exported and gated like a quantized variant.
+    """
+
+    levels: tuple[float, ...] = (0.25, 0.5, 0.75)
+    """Fractions of width removed, each tried in turn."""
+    quick_level: float = 0.5
+    """The one level ``--quick`` tries."""
+    units: tuple[PruneUnit, ...] = ("neurons", "channels")
+    recovery_epochs: int = 10
+    quick_recovery_epochs: int = 1
+    learning_rate: float | None = None
+    """Of the recovery fine-tune; None: the recipe's training learning rate."""
+    distill: Literal["logits", "embeddings"] | None = "logits"
+    """Distil from the unpruned model's logits, or from its ``embed(x)`` output (a model whose trained part is a
+    head on frozen embeddings), or not at all (labels only)."""
+    round_to: int = 8
+    """Kept widths are rounded to a multiple of this when that still removes something (odd widths run slower
+    on onnxruntime's CPU kernels)."""
+
+    def __post_init__(self) -> None:
+        for level in (*self.levels, self.quick_level):
+            if not 0.0 < level < 1.0:
+                raise ValueError(f"pruning level {level} is not a fraction between 0 and 1")
+        if not self.levels or not self.units:
+            raise ValueError("pruning needs at least one level and one unit")
+        if self.round_to < 1 or self.recovery_epochs < 0 or self.quick_recovery_epochs < 0:
+            raise ValueError("round_to must be >= 1 and recovery epochs >= 0")
+
+
 @dataclass
 class Dataset:
     """Raw (natural) instances and targets, already split; targets are class ids or float values."""
@@ -86,6 +125,8 @@ class Recipe(abc.ABC):
     seed: ClassVar[int] = 0
     training: ClassVar[TrainingConfig] = TrainingConfig()
     gates: ClassVar[GateConfig] = GateConfig()
+    pruning: ClassVar[PruningConfig | None] = None
+    """Structured pruning variants (off unless set; see ``PruningConfig``)."""
     dynamic_sequence: ClassVar[bool] = False
     """Export axis 1 as dynamic too (token ids padded to the longest text of a request)."""
     latency_batch: ClassVar[int] = 256

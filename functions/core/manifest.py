@@ -154,6 +154,70 @@ class GateResult(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PruningLevel(_Record):
+    """One pruning level tried by the build: the pruned model's size and cost, and its pruned-fp32 variant's
+    measured speed, metric and gate outcome."""
+
+    level: float
+    """Fraction of each prunable layer's width removed (0.5 = half), before rounding to ``round_to``."""
+    params: int
+    """Parameters of the pruned PyTorch model."""
+    macs: int
+    """Multiply-accumulates of one forward pass on one example instance."""
+    kept: dict[str, int]
+    """Width kept per prunable layer (same keys as ``Pruning.widths``)."""
+    bytes: int | None = None
+    """Size of the level's pruned-fp32 ONNX file (None when it could not be made)."""
+    latency_ms_b1: float | None = None
+    latency_ms_b256: float | None = None
+    """At the manifest's ``latency_batch`` (the name is kept from the variant records)."""
+    metric: float | None = None
+    """Held-out metric of the level's pruned-fp32 ONNX file."""
+    parity_max_abs_diff: float | None = None
+    """max |onnxruntime - pruned torch| on the test split."""
+    passed: bool
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.level < 1.0:
+            raise RecordError("level", f"{self.level} is not a fraction between 0 and 1")
+        for name in ("params", "macs", "bytes"):
+            if getattr(self, name) is not None:
+                _field(name, _non_negative, getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pruning(_Record):
+    """Structured pruning searched by ``maas build``: how, what the unpruned model had, every level tried, and
+    which level the ``pruned-*`` variants were made from."""
+
+    method: str
+    library: str
+    """The pruning library and its version, e.g. ``torch-pruning 1.6.1``."""
+    criterion: str
+    units: list[str]
+    """What may be pruned: neurons, channels, heads, ffn."""
+    recovery: str
+    """The recovery fine-tune after pruning, in words (epochs, distillation)."""
+    params: int
+    macs: int
+    """Of the unpruned model, counted like each level's."""
+    widths: dict[str, int]
+    """Width of each prunable layer of the unpruned model (neurons, channels, heads or FFN width)."""
+    levels: list[PruningLevel]
+    chosen_level: float | None
+    """The level the ``pruned-*`` variants were made from; None when no level passed its gates."""
+    reason: str
+
+    def __post_init__(self) -> None:
+        _field("params", _non_negative, self.params)
+        _field("macs", _non_negative, self.macs)
+        if self.chosen_level is not None and not any(
+                lvl.level == self.chosen_level and lvl.passed for lvl in self.levels):
+            raise RecordError("chosen_level", f"{self.chosen_level} is not a level that passed")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImportedFrom(_Record):
     """``maas import``: the source model a version was made from (file name only, never a path)."""
 
@@ -212,11 +276,14 @@ class Manifest(_Record):
     """Global importance: mean |SHAP attribution| per input over held-out instances (optional)."""
     evaluation: dict[str, Any] | None = None
     """Test-split per-class precision/recall/F1 and macro averages (+ ROC AUC), or MAE and R² (optional)."""
+    pruning: Pruning | None = None
+    """Structured pruning levels tried by the build (optional; absent when the recipe does not prune)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """As written on disk; the optional explanation fields only when set, so older manifests round-trip."""
+        """As written on disk; the optional explanation and pruning fields only when set, so older manifests
+        round-trip."""
         plain = to_plain(self)
-        for name in ("importance", "evaluation"):
+        for name in ("importance", "evaluation", "pruning"):
             if plain[name] is None:
                 del plain[name]
         if plain["provenance"]["imported_from"] is None:

@@ -14,6 +14,7 @@ from model_build.contracts import Dataset as Dataset
 from model_build.contracts import Fitted as Fitted
 from model_build.contracts import GateConfig as GateConfig
 from model_build.contracts import Instances as Instances
+from model_build.contracts import PruningConfig as PruningConfig
 from model_build.contracts import Recipe as Recipe
 from model_build.contracts import TrainingConfig as TrainingConfig
 

@@ -49,6 +49,21 @@ def test_card_compares_with_text_lstm_on_the_same_split(classifier: tuple[LocalS
     assert "## Compared with" in card and "text-lstm, same split" in card
 
 
+def test_pruning_removes_whole_heads_and_ffn_width(classifier: tuple[LocalStore, Manifest]) -> None:
+    _, manifest = classifier
+    pruning = manifest.pruning
+    assert pruning is not None and pruning.units == ["heads", "ffn"] and pruning.recovery == "none (0 epochs)"
+    [level] = pruning.levels  # --quick: one level
+    assert pruning.widths["layer.0:heads"] == 12 and pruning.widths["layer.5:ffn"] == 1536
+    assert level.kept["layer.0:heads"] == 6 and level.kept["layer.5:ffn"] == 768
+    assert level.params < pruning.params and level.macs < 0.6 * pruning.macs
+    fp32 = manifest.variant("fp32")
+    assert level.bytes is not None and fp32.bytes is not None and level.bytes < fp32.bytes
+    assert level.parity_max_abs_diff is not None and level.parity_max_abs_diff <= 1e-4
+    assert [v.name for v in manifest.variants][4:] == ["pruned-fp32", "pruned-int8-dynamic", "pruned-int8-static",
+                                                       "pruned-fp16"]
+
+
 def test_serves_labels_with_probabilities_from_raw_text(classifier: tuple[LocalStore, Manifest]) -> None:
     from mangum import Mangum
 
