@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 TRAINING_PLOT = "training.png"
 VARIANTS_PLOT = "variants.png"
+PRUNING_PLOT = "pruning.png"
 
 
 def _pyplot() -> Any:
@@ -100,6 +101,90 @@ def plot_variants(manifest: Manifest, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_pruning(manifest: Manifest, path: Path) -> None:
+    """Each pruning level's metric against its batch-1 latency (point area: file size), beside the unpruned fp32;
+    and its parameters and MACs as a share of the unpruned model's."""
+    pruning = manifest.pruning
+    assert pruning is not None
+    plt = _pyplot()
+    fp32 = manifest.variant("fp32")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    points = [("unpruned fp32", fp32.metrics.latency_ms_b1 if fp32.metrics else None,
+               fp32.metrics.metric if fp32.metrics else None, fp32.bytes, "tab:grey")]
+    points += [(f"level {lvl.level:g}", lvl.latency_ms_b1, lvl.metric, lvl.bytes,
+                "tab:green" if lvl.level == pruning.chosen_level else ("tab:blue" if lvl.passed else "tab:red"))
+               for lvl in pruning.levels]
+    biggest = max((size for *_, size, _ in points if size), default=1)
+    for label, latency, metric, size, color in points:
+        if latency is None or metric is None:
+            continue
+        left.scatter([latency], [metric], s=40 + 400 * (size or 0) / biggest, color=color, alpha=0.7)
+        left.annotate(label, (latency, metric), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    left.set(xlabel="CPU latency batch 1 (ms)", ylabel=f"test {manifest.metric_name}",
+             title="metric vs latency (area: file size)")
+    names = [f"{lvl.level:g}" for lvl in pruning.levels]
+    x = np.arange(len(names))
+    right.bar(x - 0.2, [100 * lvl.params / max(pruning.params, 1) for lvl in pruning.levels], 0.4, label="params")
+    right.bar(x + 0.2, [100 * lvl.macs / max(pruning.macs, 1) for lvl in pruning.levels], 0.4, label="MACs")
+    right.set_xticks(x)
+    right.set_xticklabels(names)
+    right.set(xlabel="pruning level", ylabel="% of unpruned", title="size and compute left")
+    right.legend(fontsize=8)
+    fig.suptitle("pruning levels (green: chosen, blue: passed gates, red: failed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def pruning_lines(manifest: Manifest) -> list[str]:
+    """The card's Pruning section: how, every level tried, what was kept and why the shipped variant won."""
+    pruning = manifest.pruning
+    if pruning is None:
+        return []
+    batch = manifest.latency_batch
+    fp32 = manifest.variant("fp32")
+    m = fp32.metrics
+    lines = ["", "## Pruning", "",
+             f"{pruning.method}; {pruning.library}; importance: {pruning.criterion}; may prune: "
+             f"{', '.join(pruning.units)}; recovery: {pruning.recovery}.", "",
+             f"| level | params | MACs | file size | latency b1 (ms) | latency b{batch} (ms) "
+             f"| test {manifest.metric_name} | gates | kept |", "|---|---|---|---|---|---|---|---|---|",
+             f"| 0 (unpruned fp32) | {pruning.params:,} | {pruning.macs:,} | {_kib(fp32.bytes)} "
+             f"| {_fmt(m.latency_ms_b1 if m else None)} | {_fmt(m.latency_ms_b256 if m else None)} "
+             f"| {_fmt(m.metric if m else None, 4)} | - | {_kept(pruning.widths, pruning.widths)} |"]
+    for lvl in pruning.levels:
+        chosen = " (chosen)" if lvl.level == pruning.chosen_level else ""
+        lines.append(f"| {lvl.level:g}{chosen} | {lvl.params:,} | {lvl.macs:,} | {_kib(lvl.bytes)} "
+                     f"| {_fmt(lvl.latency_ms_b1)} | {_fmt(lvl.latency_ms_b256)} | {_fmt(lvl.metric, 4)} "
+                     f"| {lvl.reason} | {_kept(lvl.kept, pruning.widths)} |")
+    shipped = manifest.selected["cpu"]
+    verdict = (f"a pruned variant ships ({shipped})" if shipped.startswith("pruned-") else
+               f"no pruned variant ships: {shipped} won by the speed rule below" if pruning.chosen_level is not None
+               else f"no pruned variant ships: {shipped} won")
+    lines += ["", f"Chosen: {pruning.reason}. On CPU {verdict}. MACs count one forward pass on one example "
+              "instance; latencies as for the variants."]
+    return lines
+
+
+def _kib(size: int | None) -> str:
+    return f"{size / 1024:.1f} KiB" if size else "-"
+
+
+def _kept(kept: dict[str, int], widths: dict[str, int]) -> str:
+    """Kept widths, grouped by unit when every layer of that unit kept the same share."""
+    units: dict[str, list[tuple[str, int, int]]] = {}
+    for label, width in widths.items():
+        name, _, unit = label.rpartition(":")
+        units.setdefault(unit, []).append((name, kept.get(label, width), width))
+    parts = []
+    for unit, rows in units.items():
+        if len({(k, w) for _, k, w in rows}) == 1 and len(rows) > 1:
+            parts.append(f"{unit} {rows[0][1]}/{rows[0][2]} in each of {len(rows)} layers")
+        else:
+            parts.append(", ".join(f"{name}: {k}/{w} {unit}" for name, k, w in rows))
+    return "; ".join(parts) or "-"
+
+
 def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
     """The markdown model card."""
     lines = [
@@ -133,8 +218,10 @@ def render_card(manifest: Manifest, source: str, plots: list[str]) -> str:
                   f"| {manifest.name} (shipped variant) | {ours} |"]
         lines += [f"| {name} | {value:.4f} |" for name, value in manifest.baselines.items()]
     lines += ["", f"Choice: {manifest.selection_reason}", "",
-              "Latencies: median of repeated `session.run` calls on the build machine, 1 intra-op thread.", "",
-              "## Gates", "", "| gate | variant | value | threshold | result | detail |", "|---|---|---|---|---|---|"]
+              "Latencies: median of repeated `session.run` calls on the build machine, 1 intra-op thread."]
+    lines += pruning_lines(manifest)
+    lines += ["", "## Gates", "", "| gate | variant | value | threshold | result | detail |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {g.name} | {g.variant} | {g.value:.4g} | {g.threshold:.4g} | {'pass' if g.passed else 'FAIL'} "
               f"| {g.detail} |" for g in manifest.gates]
     lines += quality.card_lines(manifest)

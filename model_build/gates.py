@@ -29,11 +29,17 @@ def higher_is_better(task: Task) -> bool:
     return task == "classification"
 
 
+def parity_gate(measurement: Measurement, config: GateConfig) -> GateResult:
+    """ONNX Runtime must reproduce PyTorch on held-out inputs."""
+    diff = measurement.parity_max_abs_diff
+    return GateResult(name="parity", variant=measurement.name, passed=diff <= config.parity_tolerance, value=diff,
+                      threshold=config.parity_tolerance, detail="max |onnxruntime - torch| on the test split")
+
+
 def check_parity(measurement: Measurement, config: GateConfig) -> GateResult:
     """ONNX Runtime must reproduce PyTorch on held-out inputs; a failure stops the build."""
+    result = parity_gate(measurement, config)
     diff = measurement.parity_max_abs_diff
-    result = GateResult(name="parity", variant=measurement.name, passed=diff <= config.parity_tolerance, value=diff,
-                        threshold=config.parity_tolerance, detail="max |onnxruntime - torch| on the test split")
     if not result.passed:
         raise BuildFailedError(f"parity gate failed: onnxruntime differs from torch by {diff:.3g} "
                                f"(tolerance {config.parity_tolerance:g})")
@@ -69,6 +75,20 @@ def quality_gates(task: Task, config: GateConfig, m: Measurement, fp32: Measurem
                                       passed=increase <= config.max_error_increase, value=increase,
                                       threshold=config.max_error_increase, detail="relative RMSE increase vs fp32"))
     return results
+
+
+def choose_pruning_level(passed: list[float], tried: list[float]) -> tuple[float | None, str]:
+    """The most pruned level whose pruned-fp32 passed its gates, and why. Fewest MACs among the levels that
+    kept accuracy, chosen without timing noise; whether it is fast enough to ship is ``choose_cpu_variant``'s
+    call, made on its variants like on any other."""
+    if not passed:
+        return None, (f"no level passed its gates (tried {', '.join(f'{lvl:g}' for lvl in tried)}): "
+                      "no pruned variants")
+    chosen = max(passed)
+    failed = sorted(set(tried) - set(passed))
+    note = f"; {', '.join(f'{lvl:g}' for lvl in failed)} failed" if failed else ""
+    return chosen, (f"level {chosen:g}: the most pruned level whose pruned-fp32 passed the gates against the "
+                    f"unpruned fp32{note}; the pruned-* variants are made from it")
 
 
 def choose_cpu_variant(passed: list[Measurement], fp32: Measurement) -> tuple[str, str]:

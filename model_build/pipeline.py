@@ -25,8 +25,9 @@ from functions.core.preprocessing import make_preprocessor
 from functions.core.settings import get_settings
 from functions.core.store import Store
 from model_build import card, evaluate, explain_build, gates, profile_build, provenance, tail, variants
-from model_build.contracts import Dataset, Fitted, Recipe
+from model_build.contracts import Dataset, Fitted, PruningConfig, Recipe
 from model_build.export import OUTPUT_NAMES, ServingHead, export_onnx, torch_predict
+from model_build.pruning import search
 from model_build.reporting import Reporter as Reporter
 from model_build.train import History, train
 
@@ -70,7 +71,7 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
                     OUTPUT_NAMES[recipe.task], recipe.exporter, exported, recipe.dynamic_sequence)
 
         reporter.stage("optimizing and quantizing")
-        candidates = _make_candidates(recipe, exported, work, encoded.x_train[:CALIBRATION_ROWS])
+        candidates = variants.candidate_set(exported, work, recipe.input_name, encoded.x_train[:CALIBRATION_ROWS])
 
         reporter.stage("measuring variants")
         reference = torch_predict(head, encoded.x_test)
@@ -78,8 +79,17 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
         fp32 = measured["fp32"]
         parity = gates.check_parity(fp32, recipe.gates)
         trivial = evaluate.trivial_metric(recipe.task, data.y_train, data.y_test)
+        pruned = None
+        if recipe.pruning is not None:
+            reporter.stage("pruning")
+            pruned = _prune(recipe, recipe.pruning, model, data, encoded, (y_mean, y_std), fp32, trivial, quick, work)
+            candidates += pruned.candidates
+            measured.update(pruned.measured)
+            outputs.update(pruned.outputs)
         variant_gates = {name: gates.quality_gates(recipe.task, recipe.gates, m, fp32, trivial, quick)
                          for name, m in measured.items()}
+        for name, extra in (pruned.gates if pruned else {}).items():
+            variant_gates[name] = [*extra, *variant_gates[name]]
         selection = tail.select(recipe.name, measured, variant_gates, extra_gates=[parity])
 
         reporter.stage("writing the model card")
@@ -88,6 +98,7 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
             task=recipe.task, description=recipe.description, preprocessing=fitted.spec, labels=recipe.labels,
             metric_name="accuracy" if recipe.task == "classification" else "rmse",
             baselines=recipe.baselines(data, quick), reference_stats=_reference_stats(data, fitted),
+            pruning=pruned.record if pruned else None,
             provenance=Provenance(recipe=recipe.name, git_commit=provenance.git_commit(),
                                   libraries=provenance.library_versions(),
                                   data_sha256=provenance.data_sha256(data.x_train, data.y_train, data.x_val,
@@ -104,6 +115,23 @@ def build(recipe: Recipe, store: Store, *, quick: bool = False, reporter: Report
                                                                         outputs[selection.targets["cpu"]])
         files.update(extras.files)
         return tail.publish(store, draft, files, work, data.source, plots, reporter, started)
+
+
+def _prune(recipe: Recipe, config: PruningConfig, model: torch.nn.Module, data: Dataset, encoded: _Encoded,
+           scaling: tuple[float, float], fp32: gates.Measurement, trivial: float, quick: bool,
+           work: Path) -> search.Outcome:
+    y_mean, y_std = scaling
+
+    def measure(candidates: list[variants.Candidate], reference: npt.NDArray[Any]) -> tuple[
+            dict[str, gates.Measurement], dict[str, npt.NDArray[Any]]]:
+        return _measure(candidates, encoded.x_test, data.y_test, reference, recipe, quick)
+
+    return search.search(search.Context(
+        recipe=recipe, config=config, model=model, target_mean=y_mean, target_std=y_std,
+        x_train=encoded.x_train, y_train=_scaled(recipe, data.y_train, y_mean, y_std), x_val=encoded.x_val,
+        y_val=_scaled(recipe, data.y_val, y_mean, y_std), x_test=encoded.x_test, y_test=data.y_test,
+        calibration=encoded.x_train[:CALIBRATION_ROWS], fp32=fp32, trivial=trivial, quick=quick, work=work,
+        measure=measure))
 
 
 def _encode(recipe: Recipe, fitted: Fitted, data: Dataset) -> _Encoded:
@@ -123,16 +151,6 @@ def _target_scaling(recipe: Recipe, data: Dataset) -> tuple[float, float]:
 
 def _scaled(recipe: Recipe, y: npt.NDArray[Any], mean: float, std: float) -> npt.NDArray[Any]:
     return ((y - mean) / std).astype(np.float32) if recipe.task == "regression" else y
-
-
-def _make_candidates(recipe: Recipe, exported: Path, work: Path,
-                     calibration: npt.NDArray[Any]) -> list[variants.Candidate]:
-    # Quantizers start from the exported graph: they run their own shape inference, which the value_info
-    # left by onnxruntime's offline optimizer can contradict.
-    return [variants.optimize_fp32(exported, work / "model.fp32.onnx"),
-            variants.quantize_dynamic_int8(exported, work / "model.int8-dynamic.onnx"),
-            variants.quantize_static_int8(exported, work / "model.int8-static.onnx", recipe.input_name, calibration),
-            variants.convert_fp16(exported, work / "model.fp16.onnx")]
 
 
 def _measure(candidates: list[variants.Candidate], x_test: npt.NDArray[Any], y_test: npt.NDArray[Any],
@@ -172,4 +190,7 @@ def _plots(work: Path, recipe: Recipe, history: History, draft: Manifest, output
     card.plot_training(history, draft.metric_name, work / card.TRAINING_PLOT)
     card.plot_outcome(recipe.task, outputs, y_test, recipe.labels, work / outcome)
     card.plot_variants(draft, work / card.VARIANTS_PLOT)
-    return [card.TRAINING_PLOT, outcome, card.VARIANTS_PLOT]
+    if draft.pruning is None:
+        return [card.TRAINING_PLOT, outcome, card.VARIANTS_PLOT]
+    card.plot_pruning(draft, work / card.PRUNING_PLOT)
+    return [card.TRAINING_PLOT, outcome, card.VARIANTS_PLOT, card.PRUNING_PLOT]

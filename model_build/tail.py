@@ -32,7 +32,7 @@ from functions.core.manifest import (
 from functions.core.store import Store, sha256_file
 from model_build import card, evaluate, gates
 from model_build.reporting import Reporter
-from model_build.variants import Candidate
+from model_build.variants import PRUNED, Candidate
 
 PUBLISH_ATTEMPTS = 5
 
@@ -56,7 +56,7 @@ class Selection:
 def select(recipe_name: str, measured: dict[str, gates.Measurement], variant_gates: dict[str, list[GateResult]],
            extra_gates: list[GateResult] | None = None, required: str | None = None) -> Selection:
     """Fail the build (``BuildFailedError``, nothing published) when no variant passed, or ``required`` did
-    not; else choose the CPU variant (the fastest passing one) and fp16 for the GPU when it passed."""
+    not; else choose the CPU variant (the fastest passing one) and the GPU variant (``gpu_variant``)."""
     all_gates = [*(extra_gates or []), *(g for name in measured for g in variant_gates.get(name, []))]
     passed = [m for name, m in measured.items() if all(g.passed for g in variant_gates.get(name, []))]
     if not passed or (required is not None and not any(m.name == required for m in passed)):
@@ -66,9 +66,19 @@ def select(recipe_name: str, measured: dict[str, gates.Measurement], variant_gat
         raise BuildFailedError(f"{recipe_name}: {what} ({failures})")
     selected, reason = gates.choose_cpu_variant([m for m in passed if m.target == "cpu"], measured["fp32"])
     targets: dict[Target, str] = {"cpu": selected}
-    if any(m.name == "fp16" for m in passed):
-        targets["gpu"] = "fp16"
+    gpu = gpu_variant(selected, {m.name for m in passed})
+    if gpu is not None:
+        targets["gpu"] = gpu
     return Selection(passed, targets, reason, all_gates, variant_gates)
+
+
+def gpu_variant(cpu: str, passed: set[str]) -> str | None:
+    """fp16 for the GPU worker; ``pruned-fp16`` instead when the CPU pick is a pruned variant and pruned-fp16
+    passed its gates, so batch jobs answer with the same pruned network as the API (GPU speed is not measured
+    at build time: the pruned model earned its place by the CPU speed rule)."""
+    if cpu.startswith(PRUNED) and f"{PRUNED}fp16" in passed:
+        return f"{PRUNED}fp16"
+    return "fp16" if "fp16" in passed else None
 
 
 def draft_manifest(name: str, exported: Path, candidates: list[Candidate], measured: dict[str, gates.Measurement],

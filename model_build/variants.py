@@ -1,7 +1,9 @@
-"""Candidate variants of an exported model: optimized fp32, dynamic int8 and static QDQ int8."""
+"""Candidate variants of an exported model: optimized fp32, dynamic int8, static QDQ int8 and fp16; the same set
+is made from a pruned model, named ``pruned-*``."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,11 @@ from functions.core.manifest import Target
 
 STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm", "Gather", "MaxPool", "Relu", "Flatten", "Reshape", "Transpose", "Concat")
 """Operators the static quantizer may touch. Softmax is left out so probabilities keep full precision."""
+PRUNED = "pruned-"
+"""Name prefix of the variants made from a pruned model."""
+SET = (("fp32", "fp32", "cpu"), ("int8-dynamic", "int8", "cpu"), ("int8-static", "int8", "cpu"),
+       ("fp16", "fp16", "gpu"))
+"""(name, precision, target) of each variant of a set, in order."""
 
 
 @dataclass
@@ -26,6 +33,26 @@ class Candidate:
     target: Target
     path: Path | None
     note: str
+
+
+def candidate_set(src: Path, work: Path, input_name: str, calibration: npt.NDArray[Any], prefix: str = "",
+                  static_int8: bool = True) -> list[Candidate]:
+    """Every variant of one exported graph, as ``work/model.<prefix><variant>.onnx`` (static int8 recorded as
+    skipped unless ``static_int8``: its calibration is the slowest step). Quantizers start from the exported
+    graph: they run their own shape inference, which the value_info left by onnxruntime's offline optimizer can
+    contradict."""
+    static = quantize_static_int8(src, work / f"model.{prefix}int8-static.onnx", input_name, calibration) \
+        if static_int8 else Candidate("int8-static", "int8", "cpu", None, "skipped: --quick builds calibrate "
+                                      "static int8 for the unpruned model only")
+    made = [optimize_fp32(src, work / f"model.{prefix}fp32.onnx"),
+            quantize_dynamic_int8(src, work / f"model.{prefix}int8-dynamic.onnx"), static,
+            convert_fp16(src, work / f"model.{prefix}fp16.onnx")]
+    return [dataclasses.replace(c, name=prefix + c.name) for c in made]
+
+
+def skipped_set(prefix: str, note: str) -> list[Candidate]:
+    """A set of variants none of which could be made, each recorded with ``note``."""
+    return [Candidate(prefix + name, precision, target, None, note) for name, precision, target in SET]  # type: ignore[arg-type]
 
 
 def optimize_fp32(src: Path, dst: Path) -> Candidate:

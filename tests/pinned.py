@@ -20,7 +20,7 @@ ENV_TEST_VARIANT = "MAAS_TEST_VARIANT"
 tests what an int8 machine would serve)."""
 
 
-VARIANTS = ("fp32", "int8-dynamic", "int8-static")
+VARIANTS = ("fp32", "int8-dynamic", "int8-static", "pruned-fp32", "pruned-int8-dynamic", "pruned-int8-static")
 """The CPU variants a build may serve."""
 
 

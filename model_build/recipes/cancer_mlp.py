@@ -6,7 +6,15 @@ import numpy as np
 from torch import nn
 
 from functions.core.manifest import TabularPreprocessing
-from model_build.recipes.base import Dataset, Fitted, GateConfig, Recipe, TrainingConfig, stratified_split
+from model_build.recipes.base import (
+    Dataset,
+    Fitted,
+    GateConfig,
+    PruningConfig,
+    Recipe,
+    TrainingConfig,
+    stratified_split,
+)
 
 
 class CancerMLP(Recipe):
@@ -18,6 +26,7 @@ class CancerMLP(Recipe):
     training = TrainingConfig(epochs=200, quick_epochs=5, batch_size=32, learning_rate=1e-3,
                               weight_decay=1e-4, patience=15)
     gates = GateConfig(min_metric=0.93)
+    pruning = PruningConfig(units=("neurons",), recovery_epochs=30, quick_recovery_epochs=2)
 
     def load_data(self, quick: bool) -> Dataset:
         from sklearn.datasets import load_breast_cancer

@@ -5,7 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 from functions.core.manifest import ImagePreprocessing
-from model_build.recipes.base import Dataset, Fitted, GateConfig, Recipe, TrainingConfig, stratified_split
+from model_build.recipes.base import (
+    Dataset,
+    Fitted,
+    GateConfig,
+    PruningConfig,
+    Recipe,
+    TrainingConfig,
+    stratified_split,
+)
 
 
 class DigitsCNN(Recipe):
@@ -16,6 +24,7 @@ class DigitsCNN(Recipe):
     input_name = "image"
     training = TrainingConfig(epochs=60, quick_epochs=3, batch_size=64, learning_rate=2e-3, patience=8)
     gates = GateConfig(min_metric=0.95)
+    pruning = PruningConfig(units=("neurons", "channels"), recovery_epochs=10, quick_recovery_epochs=1)
 
     def load_data(self, quick: bool) -> Dataset:
         from sklearn.datasets import load_digits

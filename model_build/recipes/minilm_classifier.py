@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from functions.core.manifest import TokenizerPreprocessing
-from model_build.recipes.base import Dataset, Fitted, GateConfig, Recipe, TrainingConfig, stratified_split
+from model_build.recipes.base import (
+    Dataset,
+    Fitted,
+    GateConfig,
+    PruningConfig,
+    Recipe,
+    TrainingConfig,
+    stratified_split,
+)
 from model_build.recipes.topic_corpus import TOPICS, paraphrase_sentences, topic_sentences
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -29,13 +37,17 @@ class MiniLMTopicModel(nn.Module):
         for parameter in encoder.parameters():
             parameter.requires_grad = fine_tune
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The unit-norm sentence embeddings the head reads (what pruning distils towards)."""
         mask = (input_ids != 0).long()
         states = self.encoder(input_ids=input_ids, attention_mask=mask,
                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
         weights = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-        return self.head(nn.functional.normalize(pooled, p=2.0, dim=1))  # type: ignore[no-any-return]
+        return nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids))  # type: ignore[no-any-return]
 
 
 class MiniLMClassifier(Recipe):
@@ -55,6 +67,8 @@ class MiniLMClassifier(Recipe):
     fine_tune: ClassVar[bool] = False
     training = TrainingConfig(epochs=30, quick_epochs=3, batch_size=32, learning_rate=5e-3, patience=5)
     gates = GateConfig(min_metric=0.7)
+    pruning = PruningConfig(units=("heads", "ffn"), recovery_epochs=3, quick_recovery_epochs=1, learning_rate=2e-4,
+                            distill="embeddings")
     max_length: ClassVar[int] = 64
 
     def load_data(self, quick: bool) -> Dataset:

@@ -11,6 +11,7 @@ from functions.core.preprocessing import auxiliary_files, make_preprocessor
 from functions.core.settings import DEFAULT_ALLOWED_OP_DOMAINS
 from functions.core.store import LocalStore
 from model_build import evaluate
+from model_build.recipes import load_recipe
 from tests.conftest import DEMO_RECIPES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,8 +32,12 @@ def test_recipe_publishes_a_verified_version(built_store: LocalStore, name: str)
     for entry in manifest.files:
         verify_bytes(built_store.get_bytes(f"{prefix}/{entry.path}"), entry)
 
-    assert [v.name for v in manifest.variants] == ["fp32", "int8-dynamic", "int8-static", "fp16"]
-    assert manifest.variant("fp16").target == "gpu" and manifest.selected.get("gpu") == "fp16"
+    pruned = load_recipe(name).pruning is not None
+    plain = ["fp32", "int8-dynamic", "int8-static", "fp16"]
+    assert [v.name for v in manifest.variants] == plain + [f"pruned-{v}" for v in plain] * pruned
+    assert (manifest.pruning is not None) == pruned
+    gpu = "pruned-fp16" if manifest.selected["cpu"].startswith("pruned-") else "fp16"
+    assert manifest.variant("fp16").target == "gpu" and manifest.selected.get("gpu") == gpu
     fp16_metrics = manifest.variant("fp16").metrics
     assert fp16_metrics is not None and fp16_metrics.latency_ms_b1 is None  # speed is measured on a GPU only
     assert all(v.reason for v in manifest.variants)
@@ -52,7 +57,8 @@ def test_recipe_publishes_a_verified_version(built_store: LocalStore, name: str)
     card = built_store.get_bytes(f"{prefix}/card.md").decode()
     assert f"# {name} version 1" in card and "quick build" in card
     plots = [entry.path for entry in manifest.files if entry.path.endswith(".png")]
-    assert len(plots) == 4 and {"training.png", "variants.png", "importance.png"} <= set(plots)
+    assert len(plots) == 4 + pruned and {"training.png", "variants.png", "importance.png"} <= set(plots)
+    assert ("pruning.png" in plots) == pruned and ("## Pruning" in card) == pruned
     for plot in plots:
         assert built_store.get_bytes(f"{prefix}/{plot}").startswith(PNG_MAGIC)
         assert f"]({plot})" in card

@@ -35,6 +35,13 @@ def test_build_to_s3_then_list_promote_and_rollback(moto_endpoint: str, s3_bucke
     store = S3Store(s3_bucket, "prod-store", endpoint_url=moto_endpoint)
     manifest = catalog.read_manifest(store, "cancer-mlp", "2")
     assert manifest.version == "2"
+    first_manifest = catalog.read_manifest(store, "cancer-mlp", "1")  # the same seed: the same pruned weights
+    assert manifest.pruning is not None and first_manifest.pruning is not None
+    assert [(lvl.params, lvl.macs, lvl.kept, lvl.bytes, lvl.metric, lvl.parity_max_abs_diff, lvl.passed)
+            for lvl in manifest.pruning.levels] == [
+        (lvl.params, lvl.macs, lvl.kept, lvl.bytes, lvl.metric, lvl.parity_max_abs_diff, lvl.passed)
+        for lvl in first_manifest.pruning.levels]
+    assert manifest.variant("pruned-fp32").sha256 == first_manifest.variant("pruned-fp32").sha256 is not None
     assert manifest.preprocessing.kind == "tabular"
     assert "mean radius" in manifest.preprocessing.features  # type: ignore[union-attr]
 
