@@ -76,6 +76,10 @@ def add_pruned_version(store: LocalStore, name: str, source: str, target: str) -
     shutil.copytree(versions / source, versions / target)
     folder = versions / target
     doc = orjson.loads((folder / "manifest.json").read_bytes())
+    # a source built with pruning already has a record: replace it, its pruned variants and their files
+    doc["variants"] = [v for v in doc["variants"] if not v["name"].startswith("pruned-")]
+    doc["files"] = [f for f in doc["files"] if not f["path"].startswith(("model.pruned-", "pruning."))]
+    doc["selected"] = {target: "fp32" if target == "cpu" else "fp16" for target in doc["selected"]}
     fp32 = next(v for v in doc["variants"] if v["name"] == "fp32")
     pruning = pruning_record(fp32)
     chosen = pruning["levels"][1]  # type: ignore[index]

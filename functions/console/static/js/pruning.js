@@ -77,7 +77,7 @@ function widthsTable(p) {
 
 function plot(s) {
   if (!s.pruning.plot) return null;
-  const figure = h("figure.plot", h("figcaption.muted.small", "From the model card: metric against latency per level, and size."));
+  const figure = h("figure.plot", h("figcaption.muted.small", "The model card's pruning.png."));
   const img = h("img", { alt: `Pruning levels of ${s.name} version ${s.version}: metric against latency and size` });
   figure.prepend(img);
   getBlobUrl(routes.file(s.name, s.version, s.pruning.plot))
