@@ -107,12 +107,13 @@ def build(result: dict[str, Any], path: Path) -> None:
         if (int8 := best_quantized(r)) is not None:
             axis.scatter([int8["latency_ms_b1"] / base], [int8["metric"]], color="tab:orange", label=int8["name"],
                          zorder=3)
-        for level in r["pruning"]["levels"]:
+        for i, level in enumerate(r["pruning"]["levels"]):
             if level["latency_ms_b1"] is None or level["metric"] is None:
                 continue
             x, y = level["latency_ms_b1"] / base, level["metric"]
             axis.scatter([x], [y], color="tab:blue", facecolors="tab:blue" if level["passed"] else "none", zorder=3)
-            axis.annotate(f"{level['level']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            axis.annotate(f"{level['level']:g}", (x, y), textcoords="offset points", xytext=(4, 4 - 10 * (i % 2)),
+                          fontsize=8)  # alternate above and below: levels often sit on the same metric
         axis.set_title(r["recipe"], fontsize=9)
         axis.set_xlabel("batch-1 latency vs fp32 (lower is better)", fontsize=8)
         axis.set_ylabel(f"test {r['metric_name']}", fontsize=8)
