@@ -91,5 +91,40 @@ def infra(result: dict[str, Any], path: Path) -> None:
            ("MB zipped", names, [b["zipped_mb"] for b in result["bundles"]])])
 
 
+def build(result: dict[str, Any], path: Path) -> None:
+    """Pruning: each recipe's levels, metric against batch-1 latency relative to the unpruned fp32 variant."""
+    from bench.build import best_quantized
+
+    pruned = [r for r in result["recipes"] if r.get("pruning")]
+    if not pruned:
+        return
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(pruned), figsize=(4.2 * len(pruned), 3.4), squeeze=False)
+    for axis, r in zip(axes[0], pruned, strict=True):
+        fp32 = next(v for v in r["variants"] if v["name"] == "fp32")
+        base = fp32["latency_ms_b1"]
+        axis.scatter([1.0], [fp32["metric"]], color="black", label="fp32", zorder=3)
+        if (int8 := best_quantized(r)) is not None:
+            axis.scatter([int8["latency_ms_b1"] / base], [int8["metric"]], color="tab:orange", label=int8["name"],
+                         zorder=3)
+        for i, level in enumerate(r["pruning"]["levels"]):
+            if level["latency_ms_b1"] is None or level["metric"] is None:
+                continue
+            x, y = level["latency_ms_b1"] / base, level["metric"]
+            axis.scatter([x], [y], color="tab:blue", facecolors="tab:blue" if level["passed"] else "none", zorder=3)
+            axis.annotate(f"{level['level']:g}", (x, y), textcoords="offset points", xytext=(4, 4 - 10 * (i % 2)),
+                          fontsize=8)  # alternate above and below: levels often sit on the same metric
+        axis.set_title(r["recipe"], fontsize=9)
+        axis.set_xlabel("batch-1 latency vs fp32 (lower is better)", fontsize=8)
+        axis.set_ylabel(f"test {r['metric_name']}", fontsize=8)
+        axis.tick_params(labelsize=8)
+        axis.legend(fontsize=7)
+    fig.suptitle("Pruning levels (blue; hollow: refused by the gates) against fp32 and the best int8 variant",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 CHARTS: dict[str, Callable[[dict[str, Any], Path], None]] = {
-    "serving": serving, "batch": batch, "http": http, "transformer": transformer, "infra": infra}
+    "build": build, "serving": serving, "batch": batch, "http": http, "transformer": transformer, "infra": infra}

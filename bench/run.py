@@ -57,8 +57,9 @@ def write_doc(results: Path, doc: Path) -> None:
         if name in charts.CHARTS:
             png = doc.parent / "bench" / f"{name}.png"
             png.parent.mkdir(parents=True, exist_ok=True)
-            charts.CHARTS[name](result, png)
-            picture = [f"![{name}]({png.relative_to(doc.parent).as_posix()})", ""]
+            png.unlink(missing_ok=True)
+            charts.CHARTS[name](result, png)  # a chart may have nothing to draw (e.g. builds without pruning)
+            picture = [f"![{name}]({png.relative_to(doc.parent).as_posix()})", ""] if png.exists() else []
         m = result["machine"]
         sections += [f"## {module.TITLE}", "", (module.__doc__ or "").strip(), "",
                      f"Command: `{result['command']}`. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "

@@ -16,6 +16,7 @@ from functions.core.manifest import FileEntry, Manifest
 from functions.core.model_cache import ModelCache
 
 CARD_FILE = "card.md"
+PRUNING_PLOT = "pruning.png"
 _PLOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png$")
 MEDIA_TYPES = {".md": "text/markdown; charset=utf-8", ".png": "image/png"}
 
@@ -68,8 +69,18 @@ def version_summary(cache: ModelCache, name: str, version: str) -> dict[str, Any
         "reference_stats": {key: list(values) for key, values in manifest.reference_stats.items()},
         "provenance": _provenance(manifest),
         "global_importance": _plain(getattr(manifest, "importance", None)),  # added by the explain build step
+        "pruning": _pruning(manifest),
         "documents": sorted(documents(manifest)),
     }
+
+
+def _pruning(manifest: Manifest) -> dict[str, Any] | None:
+    """The levels of structured pruning the build tried, and its ``pruning.png`` plot when the manifest lists it;
+    None for versions built without pruning."""
+    if manifest.pruning is None:
+        return None
+    plot = PRUNING_PLOT if PRUNING_PLOT in documents(manifest) else None
+    return {**manifest.pruning.to_dict(), "plot": plot}
 
 
 def _tensor(spec: Any) -> dict[str, Any]:

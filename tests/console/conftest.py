@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -16,11 +17,13 @@ import orjson
 import pytest
 
 from functions.core import catalog
+from functions.core.manifest import Manifest
 from functions.core.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIFT_MODEL, DRIFT_VERSION = "cancer-mlp", "1"
 DRIFTED = {"mean radius": 0.31, "worst area": 0.17}  # PSI over the "act" and "watch" thresholds
+PRUNED_MODEL, PRUNED_VERSION = "digits-cnn", "2"  # a hand-made pruned version (below); diabetes-mlp never prunes
 BATCH_ROWS = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n50,1,27.5,95,190,115,45,4,4.6,92\n40,x,20,80,150,100,50,3,4,80\n"
 
 
@@ -37,7 +40,70 @@ def console_store(built_store: LocalStore, tmp_path_factory: pytest.TempPathFact
               "prediction": {"psi": 0.02}}
     store.put_bytes(f"{catalog.version_prefix(DRIFT_MODEL, DRIFT_VERSION)}/drift/2026-11-25.json", orjson.dumps(report))
     catalog.promote(store, "digits-cnn", "1", "prod")
+    add_pruned_version(store, PRUNED_MODEL, "1", PRUNED_VERSION)
     return store
+
+
+def pruning_record(fp32: dict[str, object]) -> dict[str, object]:
+    """A manifest ``pruning`` record (schema of issue 31) for a CNN whose unpruned fp32 variant is ``fp32``:
+    levels 0.25 and 0.5 pass, 0.5 is chosen, 0.75 is refused by the accuracy-drop gate."""
+    metrics = fp32["metrics"]
+    assert isinstance(metrics, dict) and isinstance(fp32["bytes"], int)
+    widths = {"conv.0:channels": 16, "conv.3:channels": 32, "head.1:neurons": 64}
+
+    def level(fraction: float, drop: float, passed: bool, reason: str) -> dict[str, object]:
+        keep = 1 - fraction
+        return {"level": fraction, "params": int(20_554 * keep * keep), "macs": int(650_000 * keep * keep),
+                "kept": {k: round(w * keep) for k, w in widths.items()}, "bytes": int(fp32["bytes"] * keep * keep),
+                "latency_ms_b1": metrics["latency_ms_b1"] * (0.5 + keep / 2),
+                "latency_ms_b256": metrics["latency_ms_b256"] * keep, "metric": metrics["metric"] - drop,
+                "parity_max_abs_diff": 4e-7, "passed": passed, "reason": reason}
+
+    return {"method": "structured pruning (Torch-Pruning dependency graph), widths physically removed",
+            "library": "torch-pruning 1.6.1", "criterion": "L2 magnitude", "units": ["channels", "neurons"],
+            "recovery": "2 epochs, distilled from the unpruned model's logits", "params": 20_554, "macs": 650_000,
+            "widths": widths,
+            "levels": [level(0.25, 0.0, True, "passed the gates"), level(0.5, 0.004, True, "passed the gates"),
+                       level(0.75, 0.12, False, "accuracy drop 0.1200 > 0.0200")],
+            "chosen_level": 0.5, "reason": "0.5: the most pruned level that passed the gates"}
+
+
+def add_pruned_version(store: LocalStore, name: str, source: str, target: str) -> Manifest:
+    """Version ``target`` of ``name``: a copy of ``source`` as a pruning build would publish it (a ``pruning``
+    record, the four pruned variants with pruned-fp32 shipped, a ``pruning.png`` plot), with no pruned build:
+    the pruned-fp32 file is the fp32 graph and the plot is the training plot."""
+    versions = store.root / "models" / name / "versions"
+    shutil.copytree(versions / source, versions / target)
+    folder = versions / target
+    doc = orjson.loads((folder / "manifest.json").read_bytes())
+    # a source built with pruning already has a record: replace it, its pruned variants and their files
+    doc["variants"] = [v for v in doc["variants"] if not v["name"].startswith("pruned-")]
+    doc["files"] = [f for f in doc["files"] if not f["path"].startswith(("model.pruned-", "pruning."))]
+    doc["selected"] = {target: "fp32" if target == "cpu" else "fp16" for target in doc["selected"]}
+    fp32 = next(v for v in doc["variants"] if v["name"] == "fp32")
+    pruning = pruning_record(fp32)
+    chosen = pruning["levels"][1]  # type: ignore[index]
+    metrics = {k: chosen[k] for k in ("metric", "latency_ms_b1", "latency_ms_b256", "parity_max_abs_diff")}
+    shutil.copyfile(folder / fp32["file"], folder / "model.pruned-fp32.onnx")
+    shutil.copyfile(folder / "training.png", folder / "pruning.png")
+    doc["variants"] += [
+        {**fp32, "name": "pruned-fp32", "file": "model.pruned-fp32.onnx", "metrics": metrics,
+         "reason": "level 0.5 pruned, exported with basic onnxruntime optimizations"},
+        {"name": "pruned-int8-dynamic", "file": None, "precision": "int8", "target": "cpu", "metrics": None,
+         "passed": False, "reason": "skipped: no faster than pruned-fp32"},
+        {"name": "pruned-int8-static", "file": None, "precision": "int8", "target": "cpu", "metrics": None,
+         "passed": False, "reason": "skipped: no faster than pruned-fp32"},
+        {"name": "pruned-fp16", "file": None, "precision": "fp16", "target": "gpu", "metrics": None,
+         "passed": False, "reason": "skipped: the CPU pick is fp32-only"}]
+    doc["selected"]["cpu"] = "pruned-fp32"
+    doc["selection_reason"] = "pruned-fp32: fastest variant that passed the gates (0.75x fp32 latency at batch 1)"
+    for file in ("model.pruned-fp32.onnx", "pruning.png"):
+        data = (folder / file).read_bytes()
+        doc["files"].append({"path": file, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    doc["version"], doc["pruning"] = target, pruning
+    manifest = Manifest.from_dict(doc)  # the record must be one the manifest accepts
+    (folder / "manifest.json").write_bytes(orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2))
+    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from functions.console import STATIC_DIR
 from functions.console.reports import open_outputs, recent_outputs
 from functions.core import catalog
 from functions.core.store import LocalStore
-from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION, DRIFTED, MaasServe
+from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION, DRIFTED, PRUNED_MODEL, PRUNED_VERSION, MaasServe
 
 DEMO = ["cancer-mlp", "diabetes-mlp", "digits-cnn", "text-lstm"]
 SWAGGER = STATIC_DIR / "vendor" / "swagger-ui"
@@ -93,6 +93,21 @@ def test_version_summary_carries_what_the_pages_need(console_client: httpx.Clien
     assert body["gates"] and body["provenance"]["recipe"] == "digits-cnn"
     tabular = console_client.get("/v1/models/diabetes-mlp/versions/1").json()
     assert len(tabular["preprocessing"]["features"]) == len(tabular["reference_stats"]["mean"]) == 10
+    assert tabular["pruning"] is None  # a recipe that does not prune: no pruning record
+
+
+def test_version_summary_carries_the_pruning_levels_and_plot(console_client: httpx.Client,
+                                                            console_store: LocalStore) -> None:
+    manifest = catalog.read_manifest(console_store, PRUNED_MODEL, PRUNED_VERSION)
+    assert manifest.pruning is not None
+    body = console_client.get(f"/v1/models/{PRUNED_MODEL}/versions/{PRUNED_VERSION}").json()
+    pruning = body["pruning"]
+    assert pruning == {**manifest.pruning.to_dict(), "plot": "pruning.png"}
+    assert [(lvl["level"], lvl["passed"]) for lvl in pruning["levels"]] == [(0.25, True), (0.5, True), (0.75, False)]
+    assert pruning["chosen_level"] == 0.5 and body["selected"]["cpu"] == "pruned-fp32"
+    assert "pruning.png" in body["documents"]
+    plot = console_client.get(f"/v1/models/{PRUNED_MODEL}/versions/{PRUNED_VERSION}/files/pruning.png")
+    assert plot.status_code == 200 and hashlib.sha256(plot.content).hexdigest() == manifest.file("pruning.png").sha256
 
 
 def test_drift_reports_newest_first_and_none_yet(console_client: httpx.Client, console_store: LocalStore) -> None:

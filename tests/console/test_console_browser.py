@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION, SHADOW_MODEL
+from tests.console.conftest import DRIFT_MODEL, DRIFT_VERSION, PRUNED_MODEL, PRUNED_VERSION, SHADOW_MODEL
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts" / "console"
@@ -131,6 +131,24 @@ def test_version_overview_shows_variants_gates_schema_and_provenance(console: Co
     for expected in ("Quality gates", "Input schema", "Provenance", "mean radius", "shipped cpu"):
         assert expected in text
     console.shot("version-overview")
+
+
+def test_version_overview_shows_the_pruning_levels_only_when_pruned(console: Console) -> None:
+    page = console.open(f"#/models/{PRUNED_MODEL}/versions/{PRUNED_VERSION}")
+    pruning = page.get_by_role("region", name="Pruning")
+    rows = pruning.locator("table.pruning-levels tbody tr").all_inner_texts()
+    assert [row.split()[0] for row in rows] == ["unpruned", "25%", "50%", "75%"]
+    assert "chosen" in rows[2] and "pass" in rows[2] and "refused" in rows[3] and "accuracy drop" in rows[3]
+    assert "chosen" not in rows[1] + rows[3]
+    assert pruning.locator(".shipped").inner_text() == "Shipped (CPU): pruned-fp32 — made from level 50%"
+    plot = pruning.locator("figure.plot img")
+    plot.scroll_into_view_if_needed()
+    expect(plot).not_to_have_js_property("naturalWidth", 0)  # the card's pruning.png, fetched as a blob
+    assert plot.evaluate("(img) => img.src").startswith("blob:")
+    console.shot("version-pruning")
+    page = console.open("#/models/diabetes-mlp/versions/1")  # a recipe that does not prune: no section at all
+    page.get_by_role("heading", name="Variants").wait_for()
+    assert page.locator("section.pruning").count() == 0 and "Pruning" not in page.locator("main").inner_text()
 
 
 def test_model_card_is_rendered_with_its_plots(console: Console) -> None:

@@ -38,6 +38,14 @@ export function fmt(value, digits = 4) {
   return String(Number(value.toPrecision(digits)));
 }
 
+/** A count (parameters, MACs): exact below 10,000, else with a K/M/G suffix. */
+export function fmtCount(n) {
+  if (n === null || n === undefined || !Number.isFinite(n)) return "–";
+  if (Math.abs(n) < 1e4) return String(n);
+  const [div, unit] = Math.abs(n) >= 1e9 ? [1e9, "G"] : Math.abs(n) >= 1e6 ? [1e6, "M"] : [1e3, "K"];
+  return `${Number((n / div).toPrecision(3))} ${unit}`;
+}
+
 export function fmtBytes(n) {
   if (n === null || n === undefined) return "–";
   if (n < 1024) return `${n} B`;

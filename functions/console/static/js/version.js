@@ -1,4 +1,5 @@
-// A model version: overview (rollouts, variants, gates, schema, importance, provenance), card, try it, drift.
+// A model version: overview (rollouts, variants, pruning, gates, schema, importance, provenance), card, try it,
+// drift.
 import { getBlobUrl, getJson, getText, routes } from "./api.js";
 import { defaultVersion, versionHref } from "./catalog.js";
 import { bars, fmt, fmtBytes, fmtDate, h, note, panel, table } from "./dom.js";
@@ -6,6 +7,7 @@ import { renderMarkdown } from "./markdown.js";
 import { renderTry } from "./tryit.js";
 import { renderDrift } from "./drift.js";
 import { renderRollouts } from "./rollouts.js";
+import { pruningPanel } from "./pruning.js";
 
 const TABS = [["overview", "Overview"], ["card", "Model card"], ["try", "Try it"], ["drift", "Drift"]];
 
@@ -58,7 +60,7 @@ function renderOverview(view, s) {
     tile("Created", fmtDate(s.created_at))));
 
   const importance = importancePanel(s);
-  view.append(h("div.stack", variantsPanel(s),
+  view.append(h("div.stack", variantsPanel(s), pruningPanel(s),
     h("div.grid-main", gatesPanel(s), h("div.stack", provenancePanel(s))),
     importance ? h("div.grid-main", schemaPanel(s), importance) : schemaPanel(s)));
 }
