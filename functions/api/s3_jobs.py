@@ -2,7 +2,7 @@
 
 ``POST /v1/models/{name}/jobs`` (``?alias=`` or ``/versions/{v}/jobs``) with ``{"format", "bytes",
 "id_column"?, "output_format"?}`` pins the model version, writes a job record (``jobs/ID.json``) and answers a
-presigned POST for ``inputs/NAME:VERSION/jobs/ID[@output=parquet][@id=COLUMN].FORMAT`` (the suffixes the batch
+presigned POST for ``inputs/NAME:VERSION/jobs/ID@output=jsonl|parquet[@id=COLUMN].FORMAT`` (the suffixes the batch
 side reads: functions/batch/process.py): it expires, its policy bounds the size to the declared
 bytes and, when the bucket's key is configured, requires encryption with it. The upload's S3 event runs the
 usual batch path (the batch function, AWS Batch or the fan-out by size). ``GET /v1/jobs/{id}`` derives the
@@ -57,8 +57,10 @@ def check_job_id(job_id: str) -> str:
 
 
 def input_key(name: str, version: str, job_id: str, request: JobRequest) -> str:
-    """Where the job's input is uploaded: an ordinary batch input pinned to the version."""
-    suffix = "@output=parquet" if request.output_format == "parquet" else ""
+    """Where the job's input is uploaded: an ordinary batch input pinned to the version. The output format is
+    always named (``@output=jsonl`` too): the batch side's own default (``MAAS_BATCH_OUTPUT_FORMAT``) may be
+    the other one, and the job's record, its status and ``maas jobs fetch`` go by what the job asked for."""
+    suffix = f"@output={request.output_format}"
     suffix += f"@id={request.id_column}" if request.id_column else ""
     return f"inputs/{name}:{version}/jobs/{job_id}{suffix}.{request.format}"
 

@@ -5,11 +5,14 @@ and ``PAR1``. Only what splitting needs is decoded: each row group's row count a
 dictionary page of its first column chunk where there is one, else the first data page: the offset pyarrow's
 metadata gives); every other field is skipped by its type. Two ranged reads at most (the tail, then the rest of
 the footer if it is larger). Anything that does not decode as a footer is an UnreadableInputError, never a
-crash: the reader is bounded in nesting, lengths and size.
+crash: the reader is bounded in nesting, lengths, numbers (64 bits) and size. So is a footer that decodes but
+cannot be split safely: row groups whose rows do not add up to the file's ``num_rows``, or that do not start in
+file order within the data before the footer (a split by first byte would lose or repeat their rows).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from functions.batch.ranges import ByteSource
@@ -18,11 +21,16 @@ from functions.core.errors import UnreadableInputError
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
 TAIL_BYTES = 64 * 1024
-MAX_FOOTER_BYTES = 64 * 1024 * 1024
+MAX_FOOTER_BYTES = 16 * 1024 * 1024
+"""Larger footers are not decoded (the input then runs unsplit): decoding takes about 1 µs a byte at worst."""
 MAX_DEPTH = 32
 
 # Thrift compact protocol types
 _TRUE, _FALSE, _I8, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT, _UUID = range(1, 14)
+
+
+_WIDTHS = {_TRUE: 1, _FALSE: 1, _I8: 1, _DOUBLE: 8, _UUID: 16}
+"""The bytes one element of these types takes in a list or set."""
 
 
 class _MalformedError(Exception):
@@ -54,6 +62,8 @@ class _Reader:
         while True:
             byte = self.byte()
             value |= (byte & 0x7F) << shift
+            if value >> 64:
+                raise _MalformedError("a number is over 64 bits")
             if not byte & 0x80:
                 return value
             shift += 7
@@ -117,8 +127,11 @@ class _Reader:
                         self.element(types & 0x0F)
             else:
                 size, inner = self.collection()
-                for _ in range(size):
-                    self.element(inner)
+                if inner in _WIDTHS:  # fixed-width elements: skipped at once
+                    self.take(size * _WIDTHS[inner])
+                else:
+                    for _ in range(size):
+                        self.element(inner)
             self.depth -= 1
         else:
             raise _MalformedError(f"unknown type {kind}")
@@ -182,12 +195,19 @@ def decode(footer: bytes) -> list[tuple[int, int]]:
     """(rows, first byte) of each row group of a ``FileMetaData``, in order."""
     reader = _Reader(footer)
     groups: list[tuple[int, int]] = []
+    rows: int | None = None
     try:
         for field, kind in reader.fields():
-            if field == 4:  # row_groups: list<RowGroup>
+            if field == 3 and kind == _I64:  # num_rows
+                rows = reader.integer()
+            elif field == 4:  # row_groups: list<RowGroup>
                 groups = [_row_group(reader) for _ in range(reader.structs(kind))]
             else:
                 reader.skip(kind)
+        if rows is None or sum(count for count, _ in groups) != rows:
+            raise _MalformedError(f"its row groups' rows do not add up to the file's {rows} rows")
+        if any(later < earlier for (_, earlier), (_, later) in itertools.pairwise(groups)):
+            raise _MalformedError("its row groups are not in file order")
     except _MalformedError as exc:
         raise UnreadableInputError(f"not a readable Parquet footer: {exc}") from None
     return groups
@@ -209,6 +229,6 @@ def row_groups(source: ByteSource) -> list[tuple[int, int]]:
     end = source.size - 8
     footer = tail[-8 - length:-8] if length + 8 <= len(tail) else source.read(end - length, end)
     groups = decode(footer)
-    if any(start >= end for _, start in groups):
+    if any(start >= end - length for _, start in groups):
         raise UnreadableInputError("not a readable Parquet file: a row group starts past its data")
     return groups

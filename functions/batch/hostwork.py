@@ -12,8 +12,9 @@ where ``fork`` is not), on demand up to N, and get the encoder and the formatter
 its tokenizer, the manifest): they import numpy, the ``tokenizers`` library and these modules, never
 onnxruntime's session or torch. Each tokenizes on one thread (the processes are the parallelism). A job's
 exception is raised by the runner at that chunk, after the chunks before it were written; a worker that dies
-(killed, out of memory) breaks the pool and the run stops with ``HostProcessError``, never waits. Closing
-the pool joins every worker: no process outlives the run.
+(killed, out of memory) breaks the pool and the run stops with ``HostProcessError``, never waits. A pool that
+cannot start (no ``/dev/shm``, as in AWS Lambda) is a ``HostProcessError`` the runner answers with threads.
+Closing the pool joins every worker: no process outlives the run.
 """
 
 from __future__ import annotations
@@ -124,8 +125,7 @@ class HostPool:
             self._executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_install, initargs=(encoder, formatter))
         except OSError as exc:  # no POSIX semaphores (AWS Lambda has no /dev/shm)
-            raise HostProcessError(f"batch host processes cannot start here ({exc.strerror or exc}): set "
-                                   "MAAS_BATCH_HOST_PROCESSES=0 to run the host work in threads") from None
+            raise HostProcessError(f"batch host processes cannot start here ({exc.strerror or exc})") from None
 
     def encode(self, lines: list[int], instances: Any) -> Future[Encoded]:
         return self._submit(_encode_job, lines, instances)

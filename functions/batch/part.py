@@ -78,9 +78,10 @@ def part_folder(prefix: str, part: int) -> str:
 def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, work: Path,
              chunk_rows: int, max_line_bytes: int, out_of_time: Callable[[], bool] | None = None,
              on_chunk: Callable[[int], None] | None = None, lanes: int = 1,
-             id_column: str | None = None, bucketing: bool = True, output_format: str = "jsonl") -> RunStats:
+             id_column: str | None = None, bucketing: bool = True, output_format: str = "jsonl",
+             host_processes: int = 0) -> RunStats:
     """The runner over one range: ``work``/predictions.jsonl (or .parquet) and errors.jsonl with whole-file line
-    numbers."""
+    numbers; ``host_processes`` as ``run_batch``'s (an AWS Batch array child on a GPU has them, as the worker)."""
     local = work / f"part{fmt}"
     with local.open("wb") as f:
         offset = materialize(source, fmt, part, f)
@@ -89,7 +90,7 @@ def run_part(model: LoadedModel, source: ByteSource, fmt: str, part: ByteRange, 
             (work / files[1]).open("wb") as errors:
         chunks = read_chunks(local, fmt, model.manifest.preprocessing, chunk_rows, max_line_bytes, id_column)
         stats = run_batch(model, renumber(chunks, offset), predictions, errors, out_of_time, on_chunk,
-                          lanes=lanes, bucketing=bucketing)
+                          lanes=lanes, bucketing=bucketing, host_processes=host_processes)
     local.unlink()
     return stats
 
@@ -123,7 +124,7 @@ def process_part(cache: ModelCache, data: Callable[[str], Any], item: PartItem, 
             stats = run_part(model, source, fmt, item.range, work, settings.batch_chunk_rows,
                              settings.batch_max_line_bytes, out_of_time, lanes=settings.batch_lanes,
                              id_column=id_column_of(item.key), bucketing=settings.batch_bucketing,
-                             output_format=output_format)
+                             output_format=output_format, host_processes=settings.batch_host_processes or 0)
         except (UnreadableInputError, DeadlineError) as exc:
             return _failed(bucket, folder, source_info, summary, exc.message, job_id)
         except Exception as exc:

@@ -229,22 +229,40 @@ def failure_report_key(key: str, etag: str) -> str:
     return f"{FAILED}/_unsafe/{digest}/report.json"
 
 
-_OUTPUT_SUFFIX = re.compile(r"@output=(jsonl|parquet)(?:@id=[A-Za-z0-9_.-]{1,64})?\.(?:csv|jsonl|npy|parquet)$")
+_SUFFIX = re.compile(r"@(output|id)=([A-Za-z0-9_.-]{1,64})\Z")
+_SUFFIX_EXTENSIONS = (".csv", ".jsonl", ".npy", ".parquet")
+
+
+def key_suffixes(key: str) -> dict[str, str]:
+    """The ``@output=jsonl|parquet`` and ``@id=COLUMN`` suffixes of an input key's file name, before its
+    extension and in either order (``inputs/iris/scores@output=parquet@id=customer.csv``); a suffix named twice
+    counts once, the last one. Only the file name is read (a folder's ``@...`` is part of the path), the
+    extension as ``input_format`` reads it (any case), and ``@id=`` not on ``.npy`` (its rows have no
+    columns)."""
+    name = key.rsplit("/", 1)[-1]
+    stem, dot, extension = name.rpartition(".")
+    extension = f"{dot}{extension}".lower()
+    found: dict[str, str] = {}
+    if extension not in _SUFFIX_EXTENSIONS:
+        return found
+    while (match := _SUFFIX.search(stem)) is not None:
+        kind, value = match.groups()
+        if kind == "output" and value not in ("jsonl", "parquet"):
+            break
+        found.setdefault(kind, value)
+        stem = stem[:match.start()]
+    if extension == ".npy":
+        found.pop("id", None)
+    return found
 
 
 def output_format_of(key: str) -> str | None:
-    """The output format an input key names by the suffix ``@output=jsonl|parquet`` before its extension (and
-    before an ``@id=COLUMN`` suffix: ``inputs/iris/scores@output=parquet@id=customer.csv``), or None (the
-    setting, ``MAAS_BATCH_OUTPUT_FORMAT``, decides)."""
-    found = _OUTPUT_SUFFIX.search(key.rsplit("/", 1)[-1])
-    return found.group(1) if found else None
-
-
-_ID_SUFFIX = re.compile(r"@id=([A-Za-z0-9_.-]{1,64})\.(?:csv|jsonl|parquet)$")
+    """The output format an input key names by its ``@output=jsonl|parquet`` suffix (``key_suffixes``), or None
+    (the setting, ``MAAS_BATCH_OUTPUT_FORMAT``, decides)."""
+    return key_suffixes(key).get("output")
 
 
 def id_column_of(key: str) -> str | None:
-    """The id column an input key names by the suffix ``@id=COLUMN`` before its extension
-    (``inputs/iris/scores@id=customer_id.csv``), or None."""
-    found = _ID_SUFFIX.search(key.rsplit("/", 1)[-1])
-    return found.group(1) if found else None
+    """The id column an input key names by its ``@id=COLUMN`` suffix (``key_suffixes``:
+    ``inputs/iris/scores@id=customer_id.csv``), or None."""
+    return key_suffixes(key).get("id")

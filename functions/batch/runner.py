@@ -22,10 +22,11 @@ from functions.batch.formats import Chunk
 from functions.batch.hostwork import Encoded, Encoder, Formatter, HostPool
 from functions.batch.lines import JsonLinesFormatter, PredictionSink
 from functions.batch.pipeline import ahead
-from functions.core.errors import DeadlineError
+from functions.core.errors import DeadlineError, HostProcessError
 from functions.core.model_cache import LoadedModel
 from functions.core.preprocessing import Tensors
 from functions.core.service import PredictionService
+from functions.core.telemetry import log
 
 if TYPE_CHECKING:
     from functions.drift.batch import BatchDrift
@@ -68,7 +69,8 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
 
     With ``host_processes`` > 0 the encoding and the formatting run in that many worker processes instead
     (functions/batch/hostwork.py: the same code, so the same bytes), for when the session is faster than one
-    Python process can feed it (a GPU): see ``_run_with_processes``.
+    Python process can feed it (a GPU): see ``_run_with_processes``. Where a process pool cannot start (AWS
+    Lambda: no ``/dev/shm``) the run says so in a warning log line and does the host work in threads.
     """
     stats = RunStats()
     started = time.perf_counter()
@@ -84,8 +86,10 @@ def run_batch(model: LoadedModel, chunks: Iterable[Chunk], predictions: IO[bytes
     lanes = max(1, lanes)
     pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="maas-batch-lane")
     try:
-        if host_processes > 0:
-            _run_with_processes(model, chunks, output, out_of_time, pool, lanes, encoder, formatter, host_processes)
+        host = _host_pool(host_processes, encoder, formatter)
+        if host is not None:
+            with host:
+                _run_with_processes(model, chunks, output, out_of_time, pool, lanes, host, host_processes)
         else:
             with ahead(chunks, READ_AHEAD, "maas-batch-read") as read, \
                     ahead(_submitted(model, read, pool, out_of_time, stats, encoder), lanes,
@@ -195,46 +199,57 @@ def _timed_run(model: LoadedModel, batches: list[Tensors], buckets: Buckets | No
     return output, time.perf_counter() - started
 
 
+def _host_pool(processes: int, encoder: Encoder, formatter: Formatter) -> HostPool | None:
+    """A pool of ``processes`` host processes; None for none, or where a process pool cannot start (AWS Lambda
+    has no ``/dev/shm`` for its semaphores): the run then does its host work in threads, the same bytes."""
+    if processes <= 0:
+        return None
+    try:
+        return HostPool(processes, encoder, formatter)
+    except HostProcessError as exc:
+        log("WARNING", "batch host work runs in threads", reason=exc.message)
+        return None
+
+
 def _run_with_processes(model: LoadedModel, chunks: Iterable[Chunk], output: _Output,
                         out_of_time: Callable[[], bool] | None, lanes_pool: ThreadPoolExecutor, lanes: int,
-                        encoder: Encoder, formatter: Formatter, processes: int) -> None:
+                        host: HostPool, processes: int) -> None:
     """The pipeline with a pool of host processes: read (thread) -> encode (jobs) -> session runs (lanes) ->
     format (jobs) -> write (this thread). Each arrow is a bounded queue and each stage hands on futures in
     input order, so up to ``processes + 2`` chunks are being encoded and as many formatted while the session
     runs; about ``2 x processes + lanes + 7`` chunks are held at most. None (the deadline) passes down every
     stage like a chunk, so everything encoded before it is written."""
-    with HostPool(processes, encoder, formatter) as host:
 
-        def encoding() -> Iterator[tuple[Chunk, Future[Encoded]] | None]:
-            for chunk in _counted(read, out_of_time, output.stats):
-                yield None if chunk is None else (chunk, host.encode(chunk.lines, chunk.instances))
+    def encoding() -> Iterator[tuple[Chunk, Future[Encoded]] | None]:
+        for chunk in _counted(read, out_of_time, output.stats):
+            yield None if chunk is None else (chunk, host.encode(chunk.lines, chunk.instances))
 
-        def running() -> Iterator[_Running | None]:
-            for item in encoded_chunks:
-                if item is None:
-                    yield None
-                    return
-                chunk, future = item
-                encoded: Encoded = host.result(future)
-                yield _Running(chunk, encoded, _run(model, lanes_pool, encoded))
+    def running() -> Iterator[_Running | None]:
+        for item in encoded_chunks:
+            if item is None:
+                yield None
+                return
+            chunk, future = item
+            encoded: Encoded = host.result(future)
+            yield _Running(chunk, encoded, _run(model, lanes_pool, encoded))
 
-        def formatting() -> Iterator[tuple[_Running, Future[Any] | None] | None]:
-            for item in ran:
-                if item is None:
-                    yield None
-                    return
-                formatted = None
-                if item.future is not None:
-                    result = output.ran(item.encoded, item.future)
-                    formatted = host.format(result, item.encoded.good_lines, item.chunk.ids or None)
-                yield item, formatted
+    def formatting() -> Iterator[tuple[_Running, Future[Any] | None] | None]:
+        for item in ran:
+            if item is None:
+                yield None
+                return
+            formatted = None
+            if item.future is not None:
+                result = output.ran(item.encoded, item.future)
+                formatted = host.format(result, item.encoded.good_lines, item.chunk.ids or None)
+            yield item, formatted
 
-        with ahead(chunks, READ_AHEAD, "maas-batch-read") as read, \
-                ahead(encoding(), processes, "maas-batch-encode") as encoded_chunks, \
-                ahead(running(), lanes, "maas-batch-run") as ran, \
-                ahead(formatting(), processes, "maas-batch-format") as formatted_chunks:
-            for done in formatted_chunks:
-                if done is None:
-                    raise _deadline()
-                item, future = done
-                output.write(item.chunk, item.encoded, None if future is None else host.result(future))
+    with ahead(chunks, READ_AHEAD, "maas-batch-read") as read, \
+            ahead(encoding(), processes, "maas-batch-encode") as encoded_chunks, \
+            ahead(running(), lanes, "maas-batch-run") as ran, \
+            ahead(formatting(), processes, "maas-batch-format") as formatted_chunks:
+        for done in formatted_chunks:
+            if done is None:
+                raise _deadline()
+            item, future = done
+            output.write(item.chunk, item.encoded, None if future is None else host.result(future))

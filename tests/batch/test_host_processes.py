@@ -8,6 +8,8 @@ import io
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from functions.core.model_cache import LoadedModel, ModelCache
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
 from maas.cli import main as cli
+from tests.texts import keyed_texts
 
 
 def _children() -> list[int]:
@@ -52,17 +55,8 @@ def _cache(store: LocalStore, tmp_path: Path, processes: int) -> ModelCache:
 
 def _texts(tmp_path: Path) -> Path:
     """60 texts keyed by an id column; every 11th row is bad (empty text, or a ragged CSV row)."""
-    rng = np.random.default_rng(4)
     words = ["rain", "match", "goal", "bread", "oven", "server", "reply", "late", "won", "baked"]
-    rows = ["key,text"]
-    for i in range(60):
-        if i % 11 == 3:
-            rows.append(f"k{i}," if i % 2 else f"k{i},two,cells")
-        else:
-            rows.append(f'k{i},"{" ".join(rng.choice(words, size=int(rng.integers(1, 30))).tolist())}"')
-    path = tmp_path / "texts.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
+    return keyed_texts(tmp_path / "texts.csv", 60, words, 30, 11, 3, seed=4)
 
 
 def _images(tmp_path: Path) -> Path:
@@ -199,3 +193,40 @@ def test_the_setting_the_default_and_the_flags(monkeypatch: pytest.MonkeyPatch, 
     with pytest.raises(SystemExit) as exited:
         worker(["--bucket", "b", "--key", "inputs/iris/x.csv", "--host-processes", "-2"])
     assert exited.value.code == 2
+
+
+_WITHOUT_SHM = """
+import sys
+from pathlib import Path
+from functions.batch.local import for_batch, run_local
+from functions.core.model_cache import ModelCache
+from functions.core.settings import Settings
+from functions.core.store import open_store
+
+uri, cache, source, output = sys.argv[1:]
+settings = for_batch(Settings(store=uri, cache_dir=cache, batch_chunk_rows=16, batch_threads=2,
+                              batch_host_processes=2))
+run_local(ModelCache(open_store(uri), settings), "text-lstm", Path(source), Path(output), id_column="key")
+"""
+
+
+def test_where_a_process_pool_cannot_start_the_host_work_runs_in_threads(built_store: LocalStore,
+                                                                         tmp_path: Path) -> None:
+    """AWS Lambda has no /dev/shm for a pool's semaphores: there (here, a read-only /dev/shm in a mount namespace
+    of the run's own) host processes asked for are a warning and the same output from threads, not a failed
+    input."""
+    mounted = "mount -t tmpfs -o ro none /dev/shm"
+    if subprocess.run(["unshare", "--mount", "sh", "-c", mounted], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare --mount (root) to hide /dev/shm")
+    source = _texts(tmp_path)
+    run_local(_cache(built_store, tmp_path, 0), "text-lstm", source, tmp_path / "threads", id_column="key")
+    command = [sys.executable, "-c", _WITHOUT_SHM, built_store.uri, str(tmp_path / "cache"), str(source),
+               str(tmp_path / "no-shm")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", f'{mounted} && exec "$@"', "sh", *command],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warning = [orjson.loads(line) for line in done.stdout.splitlines() if "runs in threads" in line]
+    assert warning and "cannot start here" in warning[0]["reason"]
+    for name in ("predictions.jsonl", "errors.jsonl"):
+        assert (tmp_path / "no-shm" / name).read_bytes() == (tmp_path / "threads" / name).read_bytes()

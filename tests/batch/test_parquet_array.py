@@ -27,7 +27,7 @@ from functions.batch.footer import decode, row_groups
 from functions.batch.objects import InputObject
 from functions.batch.plan import Limits, estimate
 from functions.batch.process import Processor, id_column_of, output_format_of
-from functions.batch.ranges import FileSource
+from functions.batch.ranges import FileSource, split
 from functions.batch.routing import Router, StepFunctionsLauncher
 from functions.core.errors import UnreadableInputError
 from functions.core.settings import Settings, get_settings
@@ -97,12 +97,85 @@ def test_a_bad_footer_is_unreadable_input_never_a_crash(tmp_path: Path) -> None:
         decode(deep)
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _i64(field_delta: int, value: int) -> bytes:
+    """A struct field of type i64 (compact protocol: zigzag varint) ``field_delta`` after the one before."""
+    return bytes([field_delta << 4 | 6]) + _varint((value << 1) ^ (value >> 63) if value >= 0 else (-value << 1) - 1)
+
+
+def _footer(num_rows: int | None, groups: list[tuple[int, int]], raw_rows: bytes | None = None) -> bytes:
+    """A crafted ``FileMetaData``: num_rows (field 3) and row_groups (field 4), each with one column chunk whose
+    first data page is at the given offset; ``raw_rows`` replaces the first group's row-count varint."""
+    body = _i64(3, num_rows) if num_rows is not None else b""
+    body += bytes([(1 if num_rows is not None else 4) << 4 | 9]) + bytes([0xF0 | 12]) + _varint(len(groups))
+    for index, (rows, offset) in enumerate(groups):
+        meta_data = _i64(9, offset) + b"\x00"  # ColumnMetaData: data_page_offset (field 9)
+        columns = bytes([0x19, 0x1C, 0x3C]) + meta_data + b"\x00"  # columns: [ColumnChunk{meta_data (field 3)}]
+        count = bytes([0x26]) + raw_rows if raw_rows is not None and index == 0 else _i64(2, rows)
+        body += columns + count + b"\x00"
+    return body + b"\x00"
+
+
+def _file(tmp_path: Path, footer: bytes, data_bytes: int = 4000) -> FileSource:
+    path = tmp_path / "crafted.parquet"
+    path.write_bytes(b"PAR1" + bytes(data_bytes) + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+    return FileSource(path)
+
+
+def test_crafted_footers_are_refused_never_split_wrong(tmp_path: Path) -> None:
+    """A footer that decodes but cannot be split safely, or holds numbers no Parquet file has, is unreadable:
+    the input then runs whole (one job), never split into parts that lose or repeat rows, never a crash."""
+    good = [(10, 4), (20, 1000), (30, 2000), (40, 3000)]
+    assert row_groups(_file(tmp_path, _footer(100, good))) == good
+    assert [r.first_line for r in split(_file(tmp_path, _footer(100, good)), ".parquet", 900)] == [1, 11, 31, 61]
+    cases = {
+        "not in file order": _footer(100, [(10, 4), (20, 2000), (30, 1000), (40, 3000)]),
+        "do not add up": _footer(99, good),
+        "do not add up to the file's None": _footer(None, good),
+        "over 64 bits": _footer(100, good, raw_rows=b"\xff" * 9 + b"\x7f"),
+        "too long": _footer(100, good, raw_rows=b"\x80" * 10 + b"\x01"),
+        "no valid row count": _footer(100, [(-10, 4), (110, 1000)]),
+        "a list is longer": _i64(3, 100) + bytes([0x29, 0xF6]) + _varint(2**62) + b"\x00",
+    }
+    for reason, footer in cases.items():
+        with pytest.raises(UnreadableInputError, match=reason):
+            split(_file(tmp_path, footer), ".parquet", 900)
+    inside_footer = _footer(100, [*good[:3], (40, 4000 + 6)])  # starts in the footer's own bytes
+    with pytest.raises(UnreadableInputError, match="starts past its data"):
+        row_groups(_file(tmp_path, inside_footer))
+    doubles = _footer(100, good)[:-1] + bytes([0xA9, 0xF7]) + _varint(1_000_000) + bytes(8_000_000) + b"\x00"
+    assert row_groups(_file(tmp_path, doubles)) == good  # a long list of fixed-width values is skipped at once
+
+
 def test_output_format_key_suffix() -> None:
     assert output_format_of("inputs/m/jobs/abc@output=parquet@id=customer.csv") == "parquet"
     assert output_format_of("inputs/m/day@output=jsonl.parquet") == "jsonl"
     assert id_column_of("inputs/m/jobs/abc@output=parquet@id=customer.csv") == "customer"  # the id comes last
     assert output_format_of("inputs/m/day@output=csv.csv") is None
     assert output_format_of("inputs/m/day.parquet") is None
+    odd = {  # key: (output format, id column)
+        "inputs/m/a@id=customer@output=parquet.csv": ("parquet", "customer"),  # either order
+        "inputs/m/a@output=jsonl@output=parquet.jsonl": ("parquet", None),  # named twice: the last one
+        "inputs/m/a@id=x@id=y.csv": (None, "y"),
+        "inputs/m/a@output=parquet@id=customer.CSV": ("parquet", "customer"),  # the extension in any case
+        "inputs/m/d@output=parquet@id=k/a.csv": (None, None),  # a folder's suffixes are part of the path
+        "inputs/m/é@output=parquet@id=clé.csv": (None, None),  # not a column a suffix carries: no suffix
+        "inputs/m/a@output=parquet@id=k.npy": ("parquet", None),  # .npy rows have no columns
+        "inputs/m/a@output=parquet.csv\n": (None, None),  # not a .csv (input_format refuses it too)
+        "inputs/m/a@output=parquet@id=a.b.parquet": ("parquet", "a.b"),
+        "inputs/m/a@output=xml@id=k.csv": (None, "k"),
+        "inputs/m/a@id=k@output=xml.csv": (None, None),
+    }
+    for key, expected in odd.items():
+        assert (output_format_of(key), id_column_of(key)) == expected, key
 
 
 @pytest.fixture
@@ -134,6 +207,7 @@ def _run_children(count: int, item: InputObject, settings: Settings, monkeypatch
         monkeypatch.setenv(name, value)
     try:
         for index in range(count):
+            monkeypatch.setenv("MAAS_BATCH_HOST_PROCESSES", "1" if index == 1 else "0")  # the GPU worker's way
             monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", str(index))
             monkeypatch.setenv("AWS_BATCH_JOB_ID", f"job-array:{index}")
             get_settings.cache_clear()
@@ -185,7 +259,13 @@ def test_parquet_in_s3_splits_across_array_children_by_row_groups(
     with pytest.raises(ImportError):
         import pyarrow.parquet  # noqa: F401
     monkeypatch.undo()  # the array children run in the AWS Batch image: pyarrow is there
+    import functions.batch.runner as runner
+
+    pools: list[int] = []
+    real_pool = runner._host_pool
+    monkeypatch.setattr(runner, "_host_pool", lambda n, *rest: pools.append(n) or real_pool(n, *rest))  # a spy
     _run_children(split["parts"], item, dataclasses.replace(batch_settings, store=fp32_store.uri), monkeypatch)
+    assert pools == [0, 1] + [0] * (split["parts"] - 2)  # child 1 encoded and formatted in a host process
     monkeypatch.setenv("MAAS_KEYS", str(keys))
     event = {"mode": "merge", **{k: payload[k] for k in ("bucket", "key", "etag", "version")}}
     merged = merge_s3(processor.data, event)

@@ -45,7 +45,7 @@ def test_submit_upload_run_status_and_download(api: Client, data_bucket: DataBuc
     job = api.submit_job("diabetes-mlp", "csv", len(data), id_column="customer")
     upload = job["upload"]
     assert upload["method"] == "POST" and upload["url"].startswith("http://127.0.0.1")
-    assert upload["fields"]["key"] == f"inputs/diabetes-mlp:1/jobs/{job['job_id']}@id=customer.csv"
+    assert upload["fields"]["key"] == f"inputs/diabetes-mlp:1/jobs/{job['job_id']}@output=jsonl@id=customer.csv"
     assert ["content-length-range", 1, len(data)] in _policy(upload)["conditions"]
     assert api.job(job["job_id"])["status"] == "pending"
 
@@ -190,6 +190,23 @@ def test_a_parquet_job_with_parquet_output(api: Client, data_bucket: DataBucket,
     assert invoke(data_bucket.receive(1)) == []
     failed = api.job(failing["job_id"])
     assert failed["status"] == "failed" and "Parquet" in failed["error"]
+
+
+def test_a_json_lines_job_stays_json_lines_where_the_batch_default_is_parquet(
+        api: Client, data_bucket: DataBucket, processor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's own output format travels in its key: a deployment whose batch side defaults to Parquet
+    (MAAS_BATCH_OUTPUT_FORMAT=parquet) still writes the JSON lines a job asked for by default."""
+    settings = dataclasses.replace(processor.cache.settings, batch_output_format="parquet")
+    monkeypatch.setattr(processor.cache, "settings", settings)
+    data = job_csv(20)
+    job = api.submit_job("diabetes-mlp", "csv", len(data))
+    assert job["upload"]["fields"]["key"].endswith("@output=jsonl.csv")
+    api.upload(job["upload"], data)
+    assert invoke(data_bucket.receive(1)) == []
+    done = api.job(job["job_id"])
+    assert done["status"] == "succeeded" and done["output_format"] == "jsonl", done
+    assert "/predictions.jsonl?" in done["outputs"]["predictions"]
+    assert len(api.fetch(done["outputs"]["predictions"]).splitlines()) == done["rows"]["ok"] == 20
 
 
 def test_a_fanned_out_parquet_job_is_fetched_as_one_parquet_file(api: Client, data_bucket: DataBucket,

@@ -21,6 +21,7 @@ from functions.core.profile import text_stats
 from functions.core.settings import Settings
 from functions.core.store import LocalStore
 from tests.pinned import pinned_copy
+from tests.texts import keyed_texts
 
 WORDS = ["the", "home", "team", "won", "a", "rainy", "match", "while", "chefs", "baked", "bread", "and", "servers",
          "answered", "quickly"]
@@ -33,16 +34,7 @@ def fp32_minilm(minilm_store: tuple[LocalStore, Manifest], tmp_path_factory: pyt
 
 def _texts(tmp_path: Path, rows: int = 90) -> Path:
     """A CSV (key, text) of texts of 1 to 60 words in random order; a few rows are bad."""
-    rng = np.random.default_rng(3)
-    lines = ["key,text"]
-    for i in range(rows):
-        if i % 29 == 7:
-            lines.append(f"k{i}," if i % 2 else f"k{i},two,cells")
-        else:
-            lines.append(f'k{i},"{" ".join(rng.choice(WORDS, size=int(rng.integers(1, 61))).tolist())}"')
-    path = tmp_path / "texts.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return keyed_texts(tmp_path / "texts.csv", rows, WORDS, 61, 29, 7, seed=3)
 
 
 def _run(store: LocalStore, tmp_path: Path, name: str, source: Path, chunk_rows: int, bucketing: bool,
