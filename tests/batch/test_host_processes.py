@@ -31,10 +31,21 @@ from functions.core.store import LocalStore
 from maas.cli import main as cli
 from tests.texts import keyed_texts
 
+_EARLIER: set[int] = set()
+"""Children this process already had when the test started (servers other tests' fixtures keep running)."""
+
+
+@pytest.fixture(autouse=True)
+def _earlier_children() -> Iterator[None]:
+    _EARLIER.clear()
+    _EARLIER.update(_children())
+    yield
+    _EARLIER.clear()
+
 
 def _children() -> list[int]:
-    """This process's live child processes, but Python's own semaphore tracker (one per interpreter, started by
-    the first pool and kept until exit, as for every multiprocessing user)."""
+    """This process's live child processes started since the test began, but Python's own semaphore tracker
+    (one per interpreter, started by the first pool and kept until exit, as for every multiprocessing user)."""
     found = []
     for task in Path("/proc/self/task").iterdir():
         for pid in (task / "children").read_text().split():
@@ -42,7 +53,7 @@ def _children() -> list[int]:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"resource_tracker" not in command:
+            if b"resource_tracker" not in command and int(pid) not in _EARLIER:
                 found.append(int(pid))
     return found
 
