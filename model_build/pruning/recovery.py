@@ -18,11 +18,12 @@ Distill = Literal["logits", "embeddings"] | None
 TEMPERATURE = 2.0
 
 
-def describe(epochs: int, distill: Distill) -> str:
+def describe(epochs: int, distill: Distill, task: Task = "classification") -> str:
     """The recovery in words, for the manifest and the card."""
     if epochs == 0:
         return "none (0 epochs)"
-    source = {"logits": "distilled from the unpruned model's logits (with the labels)",
+    outputs = "logits" if task == "classification" else "outputs"
+    source = {"logits": f"distilled from the unpruned model's {outputs} (with the labels)",
               "embeddings": "distilled from the unpruned model's embeddings (cosine)",
               None: "on the labels only"}[distill]
     return f"{epochs} epoch{'s' * (epochs != 1)} on the training split, {source}"

@@ -111,7 +111,7 @@ def search(ctx: Context) -> Outcome:
         tried, chosen, reason = [], None, f"{exc}: no pruned variants"
     record = Pruning(method="structured pruning (Torch-Pruning dependency graph): units physically removed",
                      library=surgery.library_version(), criterion=surgery.CRITERION, units=list(config.units),
-                     recovery=recovery.describe(epochs, config.distill), params=params, macs=macs,
+                     recovery=recovery.describe(epochs, config.distill, recipe.task), params=params, macs=macs,
                      widths=record_widths, levels=[t.level for t in tried], chosen_level=chosen,
                      reason=reason)
     best = next((t for t in tried if t.level.level == chosen), None)
