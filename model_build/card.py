@@ -156,7 +156,7 @@ def pruning_lines(manifest: Manifest) -> list[str]:
         chosen = " (chosen)" if lvl.level == pruning.chosen_level else ""
         lines.append(f"| {lvl.level:g}{chosen} | {lvl.params:,} | {lvl.macs:,} | {_kib(lvl.bytes)} "
                      f"| {_fmt(lvl.latency_ms_b1)} | {_fmt(lvl.latency_ms_b256)} | {_fmt(lvl.metric, 4)} "
-                     f"| {lvl.reason} | {_kept(lvl.kept, pruning.widths)} |")
+                     f"| {_cell(lvl.reason)} | {_kept(lvl.kept, pruning.widths)} |")
     shipped = manifest.selected["cpu"]
     verdict = f"a pruned variant ships ({shipped})" if shipped.startswith("pruned-") else \
         f"no pruned variant ships: {shipped} won" + (" by the speed rule (Choice, above)"
@@ -164,6 +164,11 @@ def pruning_lines(manifest: Manifest) -> list[str]:
     lines += ["", f"Chosen: {pruning.reason}. On CPU {verdict}. MACs count one forward pass on one example "
               "instance; latencies as for the variants."]
     return lines
+
+
+def _cell(text: str) -> str:
+    """Free text (a gate outcome, a library's error) as one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _kib(size: int | None) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import numpy.typing as npt
 
@@ -80,13 +80,33 @@ class PruningConfig:
     on onnxruntime's CPU kernels)."""
 
     def __post_init__(self) -> None:
-        for level in (*self.levels, self.quick_level):
-            if not 0.0 < level < 1.0:
-                raise ValueError(f"pruning level {level} is not a fraction between 0 and 1")
-        if not self.levels or not self.units:
-            raise ValueError("pruning needs at least one level and one unit")
-        if self.round_to < 1 or self.recovery_epochs < 0 or self.quick_recovery_epochs < 0:
-            raise ValueError("round_to must be >= 1 and recovery epochs >= 0")
+        from functions.core.errors import UnknownRecipeError  # a recipe that cannot be built: exit 2, one line
+
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        if not isinstance(self.levels, tuple | list) or not isinstance(self.units, tuple | list):
+            raise UnknownRecipeError("invalid PruningConfig: levels and units must be tuples, "
+                                     "e.g. levels=(0.25, 0.5), units=('neurons',)")
+        problems = [f"level {level!r} is not a fraction strictly between 0 and 1"
+                    for level in (*self.levels, self.quick_level) if not number(level) or not 0.0 < level < 1.0]
+        if not self.levels:
+            problems.append("levels is empty")
+        unknown = [unit for unit in self.units if unit not in get_args(PruneUnit)]
+        if not self.units or unknown:
+            problems.append(f"units {tuple(self.units)!r} must name some of {', '.join(get_args(PruneUnit))}")
+        for name in ("recovery_epochs", "quick_recovery_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(f"{name} {value!r} is not a whole number >= 0")
+        if not isinstance(self.round_to, int) or isinstance(self.round_to, bool) or self.round_to < 1:
+            problems.append(f"round_to {self.round_to!r} is not a whole number >= 1")
+        if self.learning_rate is not None and (not number(self.learning_rate) or not self.learning_rate > 0):
+            problems.append(f"learning_rate {self.learning_rate!r} is not a positive number (or None)")
+        if self.distill not in ("logits", "embeddings", None):
+            problems.append(f"distill {self.distill!r} is not 'logits', 'embeddings' or None")
+        if problems:
+            raise UnknownRecipeError(f"invalid PruningConfig: {'; '.join(problems)}")
 
 
 @dataclass

@@ -109,6 +109,6 @@ def choose_cpu_variant(passed: list[Measurement], fp32: Measurement) -> tuple[st
                        f"{m.latency_ms_b256 / fp32.latency_ms_b256:.2f}x" for m in ranked if m.name != best.name)
     others = others or "none"
     reason = (f"{best.name}: fastest variant that passed the gates ({b1:.2f}x fp32 latency at batch 1, "
-              f"{b256:.2f}x at batch 256; other passing variants at b1/b256: {others}; a quantized variant must be "
-              f"at least {1 - SPEED_MARGIN:.0%} faster at both batch sizes to replace fp32)")
+              f"{b256:.2f}x at batch 256; other passing variants at b1/b256: {others}; a quantized or pruned "
+              f"variant must be at least {1 - SPEED_MARGIN:.0%} faster at both batch sizes to replace fp32)")
     return best.name, reason

@@ -81,6 +81,11 @@ def gpu_variant(cpu: str, passed: set[str]) -> str | None:
     return "fp16" if "fp16" in passed else None
 
 
+def at_batch(reason: str, latency_batch: int) -> str:
+    """``choose_cpu_variant``'s reason with its batch-256 wording at the recipe's latency batch (32 for MiniLM)."""
+    return reason.replace("batch 256", f"batch {latency_batch}").replace("b1/b256", f"b1/b{latency_batch}")
+
+
 def draft_manifest(name: str, exported: Path, candidates: list[Candidate], measured: dict[str, gates.Measurement],
                    selection: Selection, latency_batch: int, **fields: Any) -> Manifest:
     """A manifest (version "0", no files yet) with the fields every build shares, plus the pipeline's own."""
@@ -91,7 +96,7 @@ def draft_manifest(name: str, exported: Path, candidates: list[Candidate], measu
         outputs=[tensor_spec(o) for o in session.get_outputs()], latency_batch=latency_batch,
         variants=variant_records(candidates, measured, selection.variant_gates, selection.shipped),
         selected=selection.targets,
-        selection_reason=selection.reason.replace("batch 256", f"batch {latency_batch}"),
+        selection_reason=at_batch(selection.reason, latency_batch),
         gates=selection.gates, files=[], **fields)
 
 

@@ -30,11 +30,13 @@ class History:
     stopped_early: bool = False
 
 
-def _loss(task: Task) -> nn.Module:
+def task_loss(task: Task) -> nn.Module:
+    """The training loss of a task: cross-entropy for classes, MSE for standardized regression targets."""
     return nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
 
 
-def _targets(task: Task, y: npt.NDArray[Any]) -> torch.Tensor:
+def targets(task: Task, y: npt.NDArray[Any]) -> torch.Tensor:
+    """Targets as the loss takes them: class ids (long), or regression values as a column."""
     if task == "classification":
         return torch.as_tensor(y, dtype=torch.long)
     return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
@@ -48,10 +50,10 @@ def train(model: nn.Module, task: Task, x_train: npt.NDArray[Any], y_train: npt.
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     epochs = config.quick_epochs if quick else config.epochs
-    loss_fn = _loss(task)
+    loss_fn = task_loss(task)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    xt, yt = torch.as_tensor(x_train), _targets(task, y_train)
-    xv, yv = torch.as_tensor(x_val), _targets(task, y_val)
+    xt, yt = torch.as_tensor(x_train), targets(task, y_train)
+    xv, yv = torch.as_tensor(x_val), targets(task, y_val)
     history = History()
     best_loss, best_state, waited = float("inf"), copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, epochs + 1):

@@ -109,7 +109,7 @@ class HostProcessError(MaasError):
 
 
 class UnknownRecipeError(MaasError):
-    """The recipe name or file does not exist or defines no recipe."""
+    """The recipe name or file does not exist, defines no recipe, or declares an invalid config (e.g. pruning)."""
 
     code = "unknown_recipe"
 

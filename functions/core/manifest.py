@@ -184,6 +184,8 @@ class PruningLevel(_Record):
         for name in ("params", "macs", "bytes"):
             if getattr(self, name) is not None:
                 _field(name, _non_negative, getattr(self, name))
+        for label, width in self.kept.items():
+            _field(f"kept.{label}", _non_negative, width)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +214,8 @@ class Pruning(_Record):
     def __post_init__(self) -> None:
         _field("params", _non_negative, self.params)
         _field("macs", _non_negative, self.macs)
+        for label, width in self.widths.items():
+            _field(f"widths.{label}", _non_negative, width)
         if self.chosen_level is not None and not any(
                 lvl.level == self.chosen_level and lvl.passed for lvl in self.levels):
             raise RecordError("chosen_level", f"{self.chosen_level} is not a level that passed")

@@ -12,16 +12,18 @@ import torch
 from torch import nn
 
 from functions.core.manifest import Task
+from model_build.train import targets, task_loss
 
 Distill = Literal["logits", "embeddings"] | None
 TEMPERATURE = 2.0
 
 
-def describe(epochs: int, distill: Distill) -> str:
+def describe(epochs: int, distill: Distill, task: Task = "classification") -> str:
     """The recovery in words, for the manifest and the card."""
     if epochs == 0:
         return "none (0 epochs)"
-    source = {"logits": "distilled from the unpruned model's logits (with the labels)",
+    outputs = "logits" if task == "classification" else "outputs"
+    source = {"logits": f"distilled from the unpruned model's {outputs} (with the labels)",
               "embeddings": "distilled from the unpruned model's embeddings (cosine)",
               None: "on the labels only"}[distill]
     return f"{epochs} epoch{'s' * (epochs != 1)} on the training split, {source}"
@@ -49,8 +51,8 @@ def recover(student: nn.Module, task: Task, x_train: npt.NDArray[Any], y_train: 
     for parameter in student.parameters():
         parameter.requires_grad_(id(parameter) not in tables)
     optimizer = torch.optim.Adam(trained, lr=learning_rate)
-    xt, yt = torch.as_tensor(x_train), _targets(task, y_train)
-    xv, yv = torch.as_tensor(x_val), _targets(task, y_val)
+    xt, yt = torch.as_tensor(x_train), targets(task, y_train)
+    xv, yv = torch.as_tensor(x_val), targets(task, y_val)
     best_loss, best_state = _val_loss(student, task, xv, yv), copy.deepcopy(student.state_dict())
     for _ in range(epochs):
         student.train()
@@ -75,7 +77,7 @@ def _loss(student: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, teac
     if distill == "embeddings" and teacher is not None:
         return (1 - nn.functional.cosine_similarity(_embed(student)(x), teacher, dim=1)).mean()
     out = student(x)
-    loss = _task_loss(task)(out, y)
+    loss = task_loss(task)(out, y)
     if distill != "logits" or teacher is None:
         return loss  # type: ignore[no-any-return]
     if task == "classification":
@@ -90,17 +92,7 @@ def _loss(student: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, teac
 @torch.no_grad()
 def _val_loss(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    return float(_task_loss(task)(model(x), y))
-
-
-def _task_loss(task: Task) -> nn.Module:
-    return nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
-
-
-def _targets(task: Task, y: npt.NDArray[Any]) -> torch.Tensor:
-    if task == "classification":
-        return torch.as_tensor(y, dtype=torch.long)
-    return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+    return float(task_loss(task)(model(x), y))
 
 
 def _embed(model: nn.Module) -> Any:

@@ -82,24 +82,36 @@ def search(ctx: Context) -> Outcome:
     """Try every level of the recipe's pruning config (the quick level only with ``--quick``)."""
     recipe, config = ctx.recipe, ctx.config
     example = torch.as_tensor(ctx.x_train[:1])
-    params, macs = surgery.count(ctx.model, example)
-    record_widths = surgery.widths(surgery.prunable_layers(ctx.model, example, config))
     epochs = config.quick_recovery_epochs if ctx.quick else config.recovery_epochs
     levels = [config.quick_level] if ctx.quick else sorted(set(config.levels))
-    failed = [g.name for g in gates.quality_gates(recipe.task, recipe.gates, ctx.fp32, ctx.fp32, ctx.trivial,
-                                                  ctx.quick) if not g.passed]
+    params, macs = 0, 0
+    record_widths: dict[str, int] = {}
     try:
+        try:
+            params, macs = surgery.count(ctx.model, example)
+            record_widths = surgery.widths(surgery.prunable_layers(ctx.model, example, config))
+        except Exception as exc:  # the library's counter and tracer raise many types on graphs they cannot follow
+            raise _UnprunableError(f"not tried: the model could not be traced ({_summary(exc)})") from exc
+        if not record_widths:
+            raise _UnprunableError(f"not tried: no layer has {' or '.join(config.units)} to prune (the input width "
+                                   "and the output layer are never pruned)")
+        failed = [g.name for g in gates.quality_gates(recipe.task, recipe.gates, ctx.fp32, ctx.fp32, ctx.trivial,
+                                                      ctx.quick) if not g.passed]
         if failed:
             raise _UnprunableError(f"not tried: the unpruned fp32 failed {', '.join(failed)}")
-        teacher = None if config.distill is None or epochs == 0 else \
-            recovery.teacher_outputs(ctx.model, ctx.x_train, config.distill)
+        try:
+            teacher = None if config.distill is None or epochs == 0 else \
+                recovery.teacher_outputs(ctx.model, ctx.x_train, config.distill)
+        except Exception as exc:  # e.g. distill="embeddings" on a model without embed(x)
+            raise _UnprunableError(f"not tried: the distillation targets could not be computed "
+                                   f"({_summary(exc)})") from exc
         tried = [_try(ctx, level, example, teacher, epochs, record_widths) for level in levels]
         chosen, reason = gates.choose_pruning_level([t.level.level for t in tried if t.level.passed], levels)
     except _UnprunableError as exc:
         tried, chosen, reason = [], None, f"{exc}: no pruned variants"
     record = Pruning(method="structured pruning (Torch-Pruning dependency graph): units physically removed",
                      library=surgery.library_version(), criterion=surgery.CRITERION, units=list(config.units),
-                     recovery=recovery.describe(epochs, config.distill), params=params, macs=macs,
+                     recovery=recovery.describe(epochs, config.distill, recipe.task), params=params, macs=macs,
                      widths=record_widths, levels=[t.level for t in tried], chosen_level=chosen,
                      reason=reason)
     best = next((t for t in tried if t.level.level == chosen), None)
@@ -123,7 +135,7 @@ def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tenso
     try:
         pruned = surgery.prune(model, example, level, config)
     except Exception as exc:  # the library raises many types on graphs it cannot trace
-        raise _UnprunableError(f"the model could not be pruned ({type(exc).__name__}: {exc})") from exc
+        raise _UnprunableError(f"the model could not be pruned ({_summary(exc)})") from exc
     if all(pruned.kept[label] == width for label, width in widths.items()):
         return _Tried(PruningLevel(level=level, params=pruned.params, macs=pruned.macs, kept=pruned.kept,
                                    passed=False, reason="removes nothing (each width rounds back to its full size)"))
@@ -145,7 +157,7 @@ def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tenso
     except Exception as exc:  # recovery, exporters and onnxruntime raise many types
         shutil.rmtree(directory, ignore_errors=True)
         return _Tried(PruningLevel(level=level, params=pruned.params, macs=pruned.macs, kept=pruned.kept,
-                                   passed=False, reason=f"failed after pruning ({type(exc).__name__}: {exc})"))
+                                   passed=False, reason=f"failed after pruning ({_summary(exc)})"))
     m = measured[candidate.name]
     parity = gates.parity_gate(m, recipe.gates)
     results = [parity, *gates.quality_gates(recipe.task, recipe.gates, m, ctx.fp32, ctx.trivial, ctx.quick)]
@@ -162,6 +174,12 @@ def _try(ctx: Context, level: float, example: torch.Tensor, teacher: torch.Tenso
 
 class _UnprunableError(Exception):
     """The pruning library could not prune this model (no level is recorded)."""
+
+
+def _summary(exc: BaseException) -> str:
+    """An exception in one short line (library errors can span many lines), for the record and the card."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 def _rounded(value: float) -> float:

@@ -37,7 +37,10 @@ def load_recipe(name_or_path: str) -> Recipe | PretrainedEncoder:
     if spec is None or spec.loader is None:
         raise UnknownRecipeError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except UnknownRecipeError as exc:  # a config refused while the file defines its recipe (e.g. PruningConfig)
+        raise UnknownRecipeError(f"{path}: {exc.message}") from None
     found = [obj for obj in vars(module).values()
              if inspect.isclass(obj) and issubclass(obj, Recipe) and obj is not Recipe
              and obj.__module__ == module.__name__ and not inspect.isabstract(obj)]

@@ -1,4 +1,5 @@
-"""Which pruning level the pruned variants come from, and which variant the GPU worker gets."""
+"""Which pruning level the pruned variants come from, which variant the GPU worker gets, and the wording of
+the choice at the recipe's latency batch."""
 
 from __future__ import annotations
 
@@ -21,3 +22,11 @@ def test_gpu_gets_pruned_fp16_only_when_a_pruned_variant_won_on_cpu() -> None:
     assert tail.gpu_variant("fp32", passed) == "fp16"
     assert tail.gpu_variant("pruned-fp32", {"fp16", "pruned-fp32"}) == "fp16"  # pruned-fp16 failed its gates
     assert tail.gpu_variant("fp32", {"fp32"}) is None
+
+
+def test_the_selection_reason_names_the_recipes_latency_batch() -> None:
+    fp32 = gates.Measurement("fp32", 0.9, 1.0, 10.0, 0.0)
+    pruned = gates.Measurement("pruned-fp32", 0.9, 0.5, 4.0, 0.0)
+    _, reason = gates.choose_cpu_variant([fp32, pruned], fp32)
+    worded = tail.at_batch(reason, 32)
+    assert "0.40x at batch 32" in worded and "at b1/b32: fp32 1.00x/1.00x" in worded and "256" not in worded

@@ -1,5 +1,6 @@
 """Pruned variants in real quick builds: recorded levels, smaller ONNX files, parity with the pruned PyTorch
-model, the gates refusing an over-pruned level, recipes without pruning unchanged, and the record round-trip."""
+model, the gates refusing an over-pruned level, a model the library cannot prune still published unpruned,
+recipes without pruning unchanged, and the record round-trip."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from functions.core import catalog
 from functions.core.manifest import Manifest
 from functions.core.store import LocalStore
+from model_build.contracts import PretrainedEncoder
 from model_build.recipes.base import PruningConfig
 from model_build.recipes.cancer_mlp import CancerMLP
 
@@ -76,3 +78,24 @@ def test_the_gate_refuses_an_over_pruned_level(tmp_path: Path) -> None:
         variant = manifest.variant(f"pruned-{name}")
         assert not variant.passed and variant.file is None and variant.reason.startswith("skipped: no level passed")
     assert not manifest.selected["cpu"].startswith("pruned-") and manifest.selected["gpu"] == "fp16"
+
+
+def test_a_recipe_the_library_cannot_prune_still_publishes_its_unpruned_variants(tmp_path: Path) -> None:
+    from model_build.pipeline import build
+    from model_build.recipes import load_recipe
+
+    recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "unprunable_recipe.py"))
+    store = LocalStore(tmp_path / "store")
+    assert not isinstance(recipe, PretrainedEncoder)
+    manifest = build(recipe, store, quick=True)
+    pruning = manifest.pruning
+    assert pruning is not None and pruning.levels == [] and pruning.chosen_level is None
+    assert pruning.reason.startswith("the model could not be pruned (") and "\n" not in pruning.reason
+    assert pruning.widths == {"project:neurons": 24} and pruning.params > 0
+    assert manifest.variant("fp32").passed and manifest.selected["cpu"] in PLAIN
+    for name in PLAIN:
+        variant = manifest.variant(f"pruned-{name}")
+        assert not variant.passed and variant.file is None and "could not be pruned" in variant.reason
+    card = store.get_bytes(f"{catalog.version_prefix(manifest.name, manifest.version)}/card.md").decode()
+    assert "## Pruning" in card and "could not be pruned" in card
+    assert Manifest.from_json(orjson.dumps(manifest.to_dict())) == manifest

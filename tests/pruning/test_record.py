@@ -40,6 +40,8 @@ def test_a_pruning_record_round_trips() -> None:
     (pruning(levels=[{**pruning()["levels"][0], "passed": False}]), "0.5 is not a level that passed"),
     (pruning(levels=[{**pruning()["levels"][0], "level": 1.5}]), "1.5 is not a fraction between 0 and 1"),
     (pruning(levels=[{**pruning()["levels"][0], "macs": -1}]), "-1 is negative"),
+    (pruning(levels=[{**pruning()["levels"][0], "kept": {"0:neurons": -8}}]), "-8 is negative"),
+    (pruning(widths={"0:neurons": "<b>16</b>"}), "expected an integer, got string"),
     (pruning(params="many"), "expected an integer, got string"),
     (pruning(extra=1), "unknown field"),
 ])

@@ -126,3 +126,23 @@ def test_recovery_never_leaves_validation_loss_worse() -> None:
         reference.load_state_dict(before)
         before_loss = float(loss(reference(torch.as_tensor(x[:16])), torch.as_tensor(y[:16])))
     assert after_loss <= before_loss + 1e-6
+
+
+def test_the_conv_path_is_reproducible_too() -> None:
+    """digits-cnn's path: channels and neurons pruned, then a distilled recovery with shuffling, twice."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(48, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, size=48).astype(np.int64)
+    teacher = _cnn().eval()
+
+    def pruned_weights() -> list[torch.Tensor]:
+        student = copy.deepcopy(teacher)
+        surgery.prune(student, torch.as_tensor(x[:1]), 0.5, PruningConfig(units=("neurons", "channels")))
+        recovery.recover(student, "classification", x, y, x[:16], y[:16],
+                         recovery.teacher_outputs(teacher, x, "logits"), epochs=2, batch_size=16,
+                         learning_rate=1e-2, seed=5, distill="logits")
+        return [p.detach().clone() for p in student.parameters()]
+
+    first, second = pruned_weights(), pruned_weights()
+    assert first[0].shape == (8, 1, 3, 3) and first[-1].shape == (10,)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
