@@ -19,11 +19,9 @@ Closing the pool joins every worker: no process outlives the run.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +119,9 @@ class HostPool:
     """``processes`` worker processes running a run's encoding and formatting jobs (see the module doc)."""
 
     def __init__(self, processes: int, encoder: Encoder, formatter: Formatter) -> None:
+        import multiprocessing  # only runs with host processes pay for the process pool's imports
+        from concurrent.futures import ProcessPoolExecutor
+
         try:
             self._executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_install, initargs=(encoder, formatter))
@@ -136,7 +137,7 @@ class HostPool:
     def _submit(self, job: Callable[..., Any], *args: Any) -> Future[Any]:
         try:
             return self._executor.submit(job, *args)
-        except BrokenProcessPool:
+        except BrokenExecutor:  # BrokenProcessPool: a worker process died
             raise _died() from None
 
     @staticmethod
@@ -144,7 +145,7 @@ class HostPool:
         """The job's result; its own exception if it raised; HostProcessError if its process died."""
         try:
             return future.result()
-        except BrokenProcessPool:
+        except BrokenExecutor:  # BrokenProcessPool: a worker process died
             raise _died() from None
 
     def close(self) -> None:
